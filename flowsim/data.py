@@ -1,0 +1,207 @@
+"""Co-occurrence data (paper: Definition 2.1, Assumption 2.3; spec section 1)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Float, Int, PRNGKeyArray
+
+Mode = Literal["theory", "sampled", "iid"]
+Basis = Literal["standard", "random"]
+
+MODES = ("theory", "sampled", "iid")
+BASES = ("standard", "random")
+
+#: Group probabilities of the data distribution: I1 (both targets), I2 (only mu_1),
+#: I3 (only mu_2), I4 (neither).
+GROUP_PROBS = (1 / 2, 1 / 6, 1 / 6, 1 / 6)
+
+# Word indices (0-based) of the target words mu_1, mu_2 and the common word mu_3.
+MU1, MU2, MU3 = 0, 1, 2
+N_SPECIAL = 3
+
+
+class Dataset(eqx.Module):
+    """A training (or test) set of co-occurrence sequences.
+
+    Sample ``i`` is ``X_i = embedding[:, tokens[i]]`` (a ``d x L`` matrix whose columns are
+    word embeddings) with label ``labels[i]`` in {+1, -1} and group ``groups[i]`` in 1..4
+    (I1: both targets, I2: only mu_1, I3: only mu_2, I4: neither).  Word ``k`` (0-based) is
+    ``mu_{k+1}``: 0 and 1 are the targets, 2 the common word, the rest irrelevant words.
+
+    ``basis`` is ``"standard"`` when ``embedding`` is the identity (the flow then gathers
+    columns instead of multiplying by the embedding); any other value means a general
+    orthonormal basis.
+    """
+
+    tokens: Int[Array, "n L"]
+    labels: Float[Array, " n"]
+    groups: Int[Array, " n"]
+    embedding: Float[Array, "d d"]
+    basis: str = eqx.field(static=True, default="standard")
+
+    def __check_init__(self):
+        n, L = self.tokens.shape
+        d = self.embedding.shape[0]
+        if self.embedding.shape != (d, d):
+            raise ValueError(f"embedding must be square (d x d), got shape {self.embedding.shape}")
+        if self.labels.shape != (n,) or self.groups.shape != (n,):
+            raise ValueError(
+                f"labels and groups must have shape ({n},) to match tokens {self.tokens.shape}"
+            )
+        if not isinstance(self.tokens, jax.core.Tracer):
+            tok = np.asarray(self.tokens)
+            if tok.min() < 0 or tok.max() >= d:
+                raise ValueError(f"tokens must be word indices in [0, {d - 1}]")
+
+    @property
+    def n(self) -> int:
+        return self.tokens.shape[0]
+
+    @property
+    def L(self) -> int:
+        return self.tokens.shape[1]
+
+    @property
+    def d(self) -> int:
+        return self.embedding.shape[0]
+
+    @property
+    def X(self) -> Float[Array, "n d L"]:
+        """The samples as ``d x L`` matrices, ``X[i] = embedding[:, tokens[i]]``."""
+        return jnp.moveaxis(self.embedding[:, self.tokens], 0, 1)
+
+
+def irrelevant_slots(n: int, L: int) -> int:
+    """Number of irrelevant-word positions in a balanced (theory-mode) training set of size n."""
+    counts = balanced_counts(n)
+    return n * L - n - 2 * counts[0] - counts[1] - counts[2]
+
+
+def balanced_counts(n: int) -> tuple[int, int, int, int]:
+    """Group sizes n/2, n/6, n/6, n/6 (Assumption 2.3); a remainder goes to I2, I3, I4 in turn."""
+    n1 = n // 2
+    rest = n - n1
+    base, extra = divmod(rest, 3)
+    return (n1, base + (extra > 0), base + (extra > 1), base)
+
+
+def make_embedding(d: int, basis: str = "standard", key: PRNGKeyArray | None = None):
+    """Orthonormal word embeddings as the columns of a ``d x d`` matrix.
+
+    ``"standard"`` is the identity (one-hot words); ``"random"`` is a Haar-random orthogonal
+    matrix drawn from ``key`` (QR of a Gaussian matrix with the signs of R's diagonal fixed).
+    """
+    if basis == "standard":
+        return jnp.eye(d)
+    if basis == "random":
+        if key is None:
+            raise ValueError("a random embedding needs a PRNG key")
+        q, r = jnp.linalg.qr(jax.random.normal(key, (d, d)))
+        return q * jnp.sign(jnp.diagonal(r))[None, :]
+    raise ValueError(f"embedding must be one of {', '.join(BASES)}, got {basis!r}")
+
+
+def check_sizes(n: int, L: int, d: int, mode: str) -> None:
+    """Refuse sizes for which the data distribution or the chosen mode cannot be built."""
+    if mode not in MODES:
+        raise ValueError(f"data mode must be one of {', '.join(MODES)}, got {mode!r}")
+    if n < 1:
+        raise ValueError(f"n must be a positive integer, got {n}")
+    if L < 3:
+        raise ValueError(f"L must be >= 3 (a sequence holds mu_1, mu_2 and mu_3), got {L}")
+    if d < 4:
+        raise ValueError(f"d must be >= 4 (3 special words and at least one irrelevant), got {d}")
+    if mode == "theory":
+        if n % 6:
+            raise ValueError(f"theory mode needs n divisible by 6 (groups n/2, n/6, n/6, n/6), got {n}")
+        need = N_SPECIAL + irrelevant_slots(n, L)
+        if d < need:
+            raise ValueError(
+                f"theory mode with n={n}, L={L} uses every irrelevant word once and needs "
+                f"d >= {need}, got {d}"
+            )
+
+
+def make_dataset(
+    key: PRNGKeyArray,
+    n: int = 60,
+    L: int = 5,
+    d: int = 64,
+    *,
+    mode: Mode = "sampled",
+    counts: tuple[int, int, int, int] | None = None,
+    embedding: Basis = "standard",
+) -> Dataset:
+    """Draw a training set (spec section 1).
+
+    - ``mode="theory"`` (Assumption 2.3): exactly n/2, n/6, n/6, n/6 samples in I1..I4 and
+      every irrelevant word used at most once in the whole set (needs
+      ``d >= 3 + irrelevant_slots(n, L)``);
+    - ``mode="sampled"``: fixed group counts (``counts``, default balanced as above),
+      irrelevant words drawn uniformly with repetition; the paper's experiment is
+      ``n=60, counts=(30, 10, 10, 10), L=5, d=64``;
+    - ``mode="iid"``: groups drawn i.i.d. with probabilities 1/2, 1/6, 1/6, 1/6, as for a test set.
+
+    In every sample mu_3 sits at a uniformly random position and the targets at distinct
+    other random positions.  The same key gives the same data.
+    """
+    check_sizes(n, L, d, mode)
+    k_group, k_pos, k_irr, k_emb = jax.random.split(key, 4)
+    if mode == "iid":
+        if counts is not None:
+            raise ValueError("counts cannot be given in iid mode")
+        groups = 1 + jax.random.choice(k_group, 4, (n,), p=jnp.asarray(GROUP_PROBS))
+    else:
+        counts = balanced_counts(n) if counts is None else tuple(int(c) for c in counts)
+        if len(counts) != 4 or min(counts) < 0 or sum(counts) != n:
+            raise ValueError(f"counts must be 4 non-negative group sizes summing to n={n}, got {counts}")
+        if mode == "theory" and counts != balanced_counts(n):
+            raise ValueError(f"theory mode needs the balanced counts {balanced_counts(n)}, got {counts}")
+        groups = jnp.repeat(jnp.arange(1, 5), jnp.asarray(counts), total_repeat_length=n)
+        groups = jax.random.permutation(k_group, groups)
+    groups = np.asarray(groups, dtype=np.int32)
+
+    # A random permutation of positions per sample: slot 0 gets mu_3, slots 1 and 2 the targets.
+    pos = np.asarray(jnp.argsort(jax.random.uniform(k_pos, (n, L)), axis=1))
+    rows = np.arange(n)
+    tokens = np.full((n, L), -1, dtype=np.int32)
+    tokens[rows, pos[:, 0]] = MU3
+    first = np.where(groups == 3, MU2, MU1)
+    has_first = groups <= 3
+    tokens[rows[has_first], pos[has_first, 1]] = first[has_first]
+    both = groups == 1
+    tokens[rows[both], pos[both, 2]] = MU2
+
+    free = tokens < 0
+    n_free = int(free.sum())
+    if mode == "theory":
+        words = N_SPECIAL + jax.random.permutation(k_irr, d - N_SPECIAL)[:n_free]
+    else:
+        words = jax.random.randint(k_irr, (n_free,), N_SPECIAL, d)
+    tokens[free] = np.asarray(words, dtype=np.int32)
+
+    labels = np.where(groups == 1, 1.0, -1.0)
+    return Dataset(
+        tokens=jnp.asarray(tokens),
+        labels=jnp.asarray(labels),
+        groups=jnp.asarray(groups),
+        embedding=make_embedding(d, embedding, k_emb),
+        basis=embedding,
+    )
+
+
+def sample_test_set(key: PRNGKeyArray, n: int, like: Dataset) -> Dataset:
+    """Fresh i.i.d. draws from the data distribution, with ``like``'s L, d and embedding."""
+    fresh = make_dataset(key, n, like.L, like.d, mode="iid")
+    return Dataset(
+        tokens=fresh.tokens,
+        labels=fresh.labels,
+        groups=fresh.groups,
+        embedding=like.embedding,
+        basis=like.basis,
+    )

@@ -1,0 +1,71 @@
+"""Phase-boundary events: continuous conditions whose zero crossings diffrax locates by root finding.
+
+Each event is a scalar function ``c(y)`` that is negative before the event and crosses zero
+upward at it, so it "holds" once ``c >= 0``:
+
+- ``phase1_end`` (Theorem 3.1, second item): ``c = min_i y_i F(X_i)``; T1 is the first time
+  every training sample is classified correctly;
+- ``G3_negative``: ``c = -G(mu_3)``; the common word's MLP value turns negative (Theorem 3.1,
+  first item);
+- ``scores_leave_band``: ``c = max_{i,j<=3} |s(mu_i, mu_j)(t) - s(mu_i, mu_j)(0)| - band``; the
+  attention scores leave a band around their initial values (the end of "attention barely moves").
+
+Each event time is reported as a float, ``0.0`` if the event holds at the start, or ``None``
+if it is not reached by ``t_end``.
+"""
+
+from __future__ import annotations
+
+import diffrax
+import equinox as eqx
+import jax.numpy as jnp
+import optimistix as optx
+
+EVENT_NAMES = ("phase1_end", "G3_negative", "scores_leave_band")
+
+
+def _min_margin(engine, y, args):
+    return engine.margins(y, args).min()
+
+
+def _minus_G3(engine, y, args):
+    return -engine.G(y, args)[2]
+
+
+def _score_excursion(engine, y, args):
+    return jnp.max(jnp.abs(engine.scores3(y, args) - args.ref.M0[:3, :3])) - args.band
+
+
+#: Condition functions ``c(engine, y, args)``, in the order of :data:`EVENT_NAMES`.
+CONDITIONS = (_min_margin, _minus_G3, _score_excursion)
+
+
+def event_values(engine, y, args):
+    """The condition values ``c``, in the order of :data:`EVENT_NAMES`."""
+    return tuple(c(engine, y, args) for c in CONDITIONS)
+
+
+class _FirstCrossing(eqx.Module):
+    engine: eqx.Module
+
+    def __call__(self, t, y, args, **kwargs):
+        values = jnp.stack(event_values(self.engine, y, args))
+        return jnp.max(jnp.where(args.active, values, -jnp.inf))
+
+
+def make_event(engine, precision: int) -> diffrax.Event:
+    """A diffrax ``Event`` for the first upward zero crossing among the still-active conditions.
+
+    The condition is the maximum of the active ``c`` (it crosses zero exactly when the first of
+    them does), so one compiled solve serves every segment and the crossing can be refined by
+    bisection on the solver's dense interpolant; which event fired is read off afterwards with
+    :func:`fired`.
+    """
+
+    tol = (1e-12, 1e-10) if precision == 64 else (1e-6, 1e-5)
+    return diffrax.Event(cond_fn=_FirstCrossing(engine), root_finder=optx.Bisection(rtol=tol[0], atol=tol[1]), direction=True)
+
+
+def fired(values, active) -> int:
+    """Index of the active event whose condition is largest (the one that just crossed zero)."""
+    return int(jnp.argmax(jnp.where(active, jnp.stack(values), -jnp.inf)))

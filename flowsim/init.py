@@ -1,0 +1,83 @@
+"""Random initializations: the theory's Condition 1, Kaiming (the paper's experiment) and custom ones (spec 4)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+
+import jax
+import jax.numpy as jnp
+from jaxtyping import PRNGKeyArray
+
+from .model import Params
+
+SCHEMES = ("kaiming", "theory")
+
+
+def init_scales(scheme: str, *, d: int, m: int, m1: int, L: int | None = None,
+                sigma0: float | None = None, sigma1: float | None = None) -> tuple[float, float]:
+    """Standard deviations ``(sigma0, sigma1)`` of the attention matrices and of W.
+
+    - ``"theory"`` (Condition 1): ``sigma0 = 1/sqrt(L m)``, ``sigma1 = 1/sqrt(m1)``;
+    - ``"kaiming"`` (He-normal, std ``sqrt(2 / fan_in)``): ``sigma0 = sqrt(2/d)``, ``sigma1 = sqrt(2/m)``.
+
+    An explicit ``sigma0`` or ``sigma1`` overrides the scheme's value.
+    """
+    if scheme == "theory":
+        if L is None:
+            raise ValueError("the theory initialization needs the sequence length L")
+        default0, default1 = 1 / math.sqrt(L * m), 1 / math.sqrt(m1)
+    elif scheme == "kaiming":
+        default0, default1 = math.sqrt(2 / d), math.sqrt(2 / m)
+    else:
+        raise ValueError(f"init scheme must be one of {', '.join(SCHEMES)} or a function, got {scheme!r}")
+    s0 = default0 if sigma0 is None else float(sigma0)
+    s1 = default1 if sigma1 is None else float(sigma1)
+    for name, s in (("sigma0", s0), ("sigma1", s1)):
+        if not (math.isfinite(s) and s > 0):
+            raise ValueError(f"{name} must be a positive finite number, got {s}")
+    return s0, s1
+
+
+def init_params(
+    key: PRNGKeyArray,
+    d: int = 64,
+    m: int = 128,
+    m1: int = 256,
+    *,
+    scheme: str | Callable[[PRNGKeyArray], Params | Mapping] = "kaiming",
+    L: int | None = None,
+    sigma0: float | None = None,
+    sigma1: float | None = None,
+    dtype=None,
+) -> Params:
+    """Draw ``Params`` with ``a_j ~ Uniform{+1,-1}``, ``W_ij ~ N(0, sigma1^2)`` and the entries of
+    ``W_V, W_K, W_Q ~ N(0, sigma0^2)``, the scales from :func:`init_scales`.
+
+    ``scheme`` may also be a function ``key -> Params`` (or a mapping with the five fields),
+    for a custom initialization; its output is checked like any ``Params``.
+    ``dtype`` defaults to JAX's default float (float32 unless x64 is enabled).
+    """
+    for name, v in (("d", d), ("m", m), ("m1", m1)):
+        if int(v) != v or v < 1:
+            raise ValueError(f"{name} must be a positive integer, got {v}")
+    if callable(scheme):
+        made = scheme(key)
+        params = made if isinstance(made, Params) else Params(**dict(made))
+        if params.W_V.shape != (m, d) or params.W.shape != (m1, m):
+            raise ValueError(
+                f"custom init made W_V {params.W_V.shape} and W {params.W.shape}, "
+                f"expected ({m}, {d}) and ({m1}, {m})"
+            )
+        return params
+    s0, s1 = init_scales(scheme, d=d, m=m, m1=m1, L=L, sigma0=sigma0, sigma1=sigma1)
+    k_a, k_w, k_v, k_k, k_q = jax.random.split(key, 5)
+    dtype = dtype or jnp.result_type(float)
+    a = jnp.where(jax.random.bernoulli(k_a, 0.5, (m1,)), 1.0, -1.0).astype(dtype)
+    return Params(
+        W=s1 * jax.random.normal(k_w, (m1, m), dtype),
+        W_V=s0 * jax.random.normal(k_v, (m, d), dtype),
+        W_K=s0 * jax.random.normal(k_k, (m, d), dtype),
+        W_Q=s0 * jax.random.normal(k_q, (m, d), dtype),
+        a=a,
+    )

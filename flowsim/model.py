@@ -1,0 +1,152 @@
+"""The one-layer transformer F, its linear-MLP function G and the logistic loss (paper: Eqs. 1-2)."""
+
+from __future__ import annotations
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Float, Int
+
+from .data import Dataset
+
+
+class Params(eqx.Module):
+    """Parameters of Eq. (1): ``F(X) = sum_l sum_j a_j w_j^T W_V X softmax(X^T W_K^T W_Q x_l / sqrt(m))``.
+
+    ``W`` is ``m1 x m`` with rows ``w_j^T``; ``W_V``, ``W_K``, ``W_Q`` are ``m x d``; ``a`` in
+    {+1, -1}^m1 is fixed during training.  Build one directly for a custom initialization
+    (numpy or JAX arrays); shapes, finiteness and the signs of ``a`` are checked here.
+    """
+
+    W: Float[Array, "m1 m"]
+    W_V: Float[Array, "m d"]
+    W_K: Float[Array, "m d"]
+    W_Q: Float[Array, "m d"]
+    a: Float[Array, " m1"]
+
+    def __init__(self, W, W_V, W_K, W_Q, a):
+        self.W, self.W_V, self.W_K, self.W_Q, self.a = (
+            jnp.asarray(x) if not isinstance(x, jax.Array) else x for x in (W, W_V, W_K, W_Q, a)
+        )
+
+    def __check_init__(self):
+        names = ("W", "W_V", "W_K", "W_Q", "a")
+        arrays = (self.W, self.W_V, self.W_K, self.W_Q, self.a)
+        for name, x in zip(names, arrays):
+            if not jnp.issubdtype(x.dtype, jnp.floating) and not jnp.issubdtype(x.dtype, jnp.integer):
+                raise ValueError(f"Params.{name} must be a real array, got dtype {x.dtype}")
+        if self.W_V.ndim != 2:
+            raise ValueError(f"Params.W_V must be an m x d matrix, got shape {self.W_V.shape}")
+        m, d = self.W_V.shape
+        for name, x in (("W_K", self.W_K), ("W_Q", self.W_Q)):
+            if x.shape != (m, d):
+                raise ValueError(f"Params.{name} must have the shape of W_V ({m}, {d}), got {x.shape}")
+        if self.W.ndim != 2 or self.W.shape[1] != m:
+            raise ValueError(f"Params.W must be an m1 x m matrix with m={m}, got shape {self.W.shape}")
+        m1 = self.W.shape[0]
+        if self.a.shape != (m1,):
+            raise ValueError(f"Params.a must be a vector of length m1={m1}, got shape {self.a.shape}")
+        if any(isinstance(x, jax.core.Tracer) for x in arrays):
+            return
+        for name, x in zip(names, arrays):
+            if not np.all(np.isfinite(np.asarray(x))):
+                raise ValueError(f"Params.{name} has non-finite entries (NaN or inf)")
+        if not np.all(np.abs(np.asarray(self.a)) == 1):
+            raise ValueError("Params.a must have every entry equal to +1 or -1")
+
+    @property
+    def m(self) -> int:
+        return self.W_V.shape[0]
+
+    @property
+    def m1(self) -> int:
+        return self.W.shape[0]
+
+    @property
+    def d(self) -> int:
+        return self.W_V.shape[1]
+
+
+def logistic_loss(x: Array) -> Array:
+    """l(x) = log(1 + exp(-x)) in the stable softplus form (Eq. 2)."""
+    return jax.nn.softplus(-x)
+
+
+def logistic_g(x: Array) -> Array:
+    """g(x) = -l'(x) = 1 / (1 + exp(x))."""
+    return jax.nn.sigmoid(-x)
+
+
+def forward(params: Params, X: Float[Array, "*batch d L"]) -> Float[Array, "*batch"]:
+    """F(X) of Eq. (1) for one sample ``X`` (d x L) or a batch of them."""
+    m = params.m
+    u = params.W.T @ params.a
+    values = jnp.einsum("m,md,...dl->...l", u, params.W_V, X)
+    keys = jnp.einsum("md,...dl->...ml", params.W_K, X)
+    queries = jnp.einsum("md,...dl->...ml", params.W_Q, X)
+    logits = jnp.einsum("...mk,...ml->...kl", keys, queries) / jnp.sqrt(m)
+    return output_from_logits(values, logits)
+
+
+def output_from_logits(values: Float[Array, "*b L"], logits: Float[Array, "*b L L"]) -> Float[Array, "*b"]:
+    """``sum_l sum_k values_k softmax_k(logits[k, l])``: the softmax runs over keys k for each query l."""
+    return jnp.einsum("...k,...kl->...", values, jax.nn.softmax(logits, axis=-2))
+
+
+def word_columns(M: Float[Array, "m d"], dataset: Dataset) -> Float[Array, "m d"]:
+    """``M mu_k`` for every word k, as columns (the identity basis needs no product)."""
+    return M if dataset.basis == "standard" else M @ dataset.embedding
+
+
+def outputs(params: Params, dataset: Dataset) -> Float[Array, " n"]:
+    """F(X_i) for every sample, gathering word columns instead of forming X_i.
+
+    The logits ``x_k^T W_K^T W_Q x_l`` come either per sample (cost ``n L^2 m``) or from the
+    vocabulary's score matrix ``s(mu_k, mu_l)`` (cost ``d^2 m``), whichever is cheaper; both
+    are the same numbers.
+    """
+    u = params.W.T @ params.a
+    z = word_columns(params.W_V, dataset).T @ u
+    keys = word_columns(params.W_K, dataset)
+    queries = word_columns(params.W_Q, dataset)
+    if dataset.d**2 <= dataset.n * dataset.L**2:
+        return outputs_reduced(z, keys.T @ queries, dataset.tokens, params.m)
+    k, q = keys.T[dataset.tokens], queries.T[dataset.tokens]
+    logits = jnp.einsum("nkm,nlm->nkl", k, q) / jnp.sqrt(params.m)
+    return output_from_logits(z[dataset.tokens], logits)
+
+
+def outputs_reduced(
+    z: Float[Array, " d"], M: Float[Array, "d d"], tokens: Int[Array, "n L"], m: int
+) -> Float[Array, " n"]:
+    """F(X_i) from the reduced variables of spec 7.5: ``z_k = G(mu_k)`` and ``M_kl = s(mu_k, mu_l)``."""
+    logits = M[tokens[:, :, None], tokens[:, None, :]] / jnp.sqrt(m)
+    return output_from_logits(z[tokens], logits)
+
+
+def margins(params: Params, dataset: Dataset) -> Float[Array, " n"]:
+    """y_i F(X_i): sample i is classified correctly when its margin is positive."""
+    return dataset.labels * outputs(params, dataset)
+
+
+def loss(params: Params, dataset: Dataset) -> Float[Array, ""]:
+    """Lhat = (1/n) sum_i l(y_i F(X_i)) (Eq. 2); on a fresh i.i.d. test set, the test loss."""
+    return jnp.mean(logistic_loss(margins(params, dataset)))
+
+
+def G(params: Params, embedding: Float[Array, "d d"]) -> Float[Array, " d"]:
+    """The linear-MLP function on every word: ``G(mu_k) = a^T W W_V mu_k``."""
+    return (params.a @ params.W @ params.W_V) @ embedding
+
+
+def attention_scores(params: Params, embedding: Float[Array, "d d"], words=(0, 1, 2)) -> Array:
+    """``s(mu_i, mu_j) = mu_i^T W_K^T W_Q mu_j`` for the given (0-based) words; mu_1..mu_3 by default."""
+    E = embedding[:, jnp.asarray(words)]
+    return (params.W_K @ E).T @ (params.W_Q @ E)
+
+
+def value_correlations(params: Params, embedding: Float[Array, "d d"], words=(0, 1, 2)) -> Array:
+    """``mu_i^T W_V^T W_V mu_j`` for the given (0-based) words."""
+    V = params.W_V @ embedding[:, jnp.asarray(words)]
+    return V.T @ V
