@@ -91,18 +91,20 @@ def balanced_counts(n: int) -> tuple[int, int, int, int]:
 
 
 def make_embedding(d: int, basis: str = "standard", key: PRNGKeyArray | None = None):
-    """Orthonormal word embeddings as the columns of a ``d x d`` matrix.
+    """Orthonormal word embeddings as the columns of a ``d x d`` (float64 numpy) matrix.
 
     ``"standard"`` is the identity (one-hot words); ``"random"`` is a Haar-random orthogonal
     matrix drawn from ``key`` (QR of a Gaussian matrix with the signs of R's diagonal fixed).
     """
     if basis == "standard":
-        return jnp.eye(d)
+        return np.eye(d)
     if basis == "random":
         if key is None:
             raise ValueError("a random embedding needs a PRNG key")
-        q, r = jnp.linalg.qr(jax.random.normal(key, (d, d)))
-        return q * jnp.sign(jnp.diagonal(r))[None, :]
+        with jax.enable_x64(True):
+            gauss = np.asarray(jax.random.normal(key, (d, d), jnp.float64))
+        q, r = np.linalg.qr(gauss)
+        return q * np.sign(np.diagonal(r))[None, :]
     raise ValueError(f"embedding must be one of {', '.join(BASES)}, got {basis!r}")
 
 
@@ -187,9 +189,9 @@ def make_dataset(
 
     labels = np.where(groups == 1, 1.0, -1.0)
     return Dataset(
-        tokens=jnp.asarray(tokens),
-        labels=jnp.asarray(labels),
-        groups=jnp.asarray(groups),
+        tokens=tokens,
+        labels=labels,
+        groups=groups,
         embedding=make_embedding(d, embedding, k_emb),
         basis=embedding,
     )

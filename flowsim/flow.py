@@ -106,18 +106,20 @@ def make_solver(name: str, rtol: float, atol: float):
         raise ValueError(f"solver must be one of {', '.join(SOLVERS)}, got {name!r}")
     check_positive("rtol", rtol)
     check_positive("atol", atol)
-    return SOLVERS[name](), diffrax.PIDController(rtol=rtol, atol=atol)
+    # Tolerances as arrays, so that changing them does not recompile the solve.
+    return SOLVERS[name](), diffrax.PIDController(rtol=jnp.asarray(rtol), atol=jnp.asarray(atol))
 
 
 def evaluations_per_step(solver) -> tuple[int, int] | None:
-    """(vector-field evaluations per attempted step, extra ones per solve) for an explicit
-    Runge-Kutta solver: first-same-as-last tableaux reuse the last stage of an accepted step.
-    The extra ones are the first evaluation and the two of diffrax's initial step-size choice."""
+    """(vector-field evaluations per attempted step, start-up ones per solve) for an explicit
+    Runge-Kutta solver, from its Butcher tableau: every stage but the first is evaluated on each
+    attempted step, and one more at the start (diffrax's initial step-size guess may take one
+    more, which this count leaves out)."""
     tableau = getattr(solver, "tableau", None)
     if tableau is None or not isinstance(tableau, diffrax.ButcherTableau) or tableau.implicit:
         return None
     stages = len(tableau.c) + 1
-    return (stages - 1, 3) if tableau.fsal else (stages, 2)
+    return stages - 1, 1
 
 
 @eqx.filter_jit

@@ -6,6 +6,7 @@ import math
 from collections.abc import Callable, Mapping
 
 import jax
+import numpy as np
 import jax.numpy as jnp
 from jaxtyping import PRNGKeyArray
 
@@ -49,14 +50,14 @@ def init_params(
     L: int | None = None,
     sigma0: float | None = None,
     sigma1: float | None = None,
-    dtype=None,
 ) -> Params:
     """Draw ``Params`` with ``a_j ~ Uniform{+1,-1}``, ``W_ij ~ N(0, sigma1^2)`` and the entries of
     ``W_V, W_K, W_Q ~ N(0, sigma0^2)``, the scales from :func:`init_scales`.
 
     ``scheme`` may also be a function ``key -> Params`` (or a mapping with the five fields),
     for a custom initialization; its output is checked like any ``Params``.
-    ``dtype`` defaults to JAX's default float (float32 unless x64 is enabled).
+    Draws are made in float64 and returned as numpy arrays whatever JAX's x64 setting, so a
+    seed gives the same start for a float64 and a float32 flow (``integrate`` casts).
     """
     for name, v in (("d", d), ("m", m), ("m1", m1)):
         if int(v) != v or v < 1:
@@ -72,12 +73,14 @@ def init_params(
         return params
     s0, s1 = init_scales(scheme, d=d, m=m, m1=m1, L=L, sigma0=sigma0, sigma1=sigma1)
     k_a, k_w, k_v, k_k, k_q = jax.random.split(key, 5)
-    dtype = dtype or jnp.result_type(float)
-    a = jnp.where(jax.random.bernoulli(k_a, 0.5, (m1,)), 1.0, -1.0).astype(dtype)
-    return Params(
-        W=s1 * jax.random.normal(k_w, (m1, m), dtype),
-        W_V=s0 * jax.random.normal(k_v, (m, d), dtype),
-        W_K=s0 * jax.random.normal(k_k, (m, d), dtype),
-        W_Q=s0 * jax.random.normal(k_q, (m, d), dtype),
-        a=a,
-    )
+    with jax.enable_x64(True):
+        def normal(k, shape, scale):
+            return scale * np.asarray(jax.random.normal(k, shape, jnp.float64))
+
+        return Params(
+            W=normal(k_w, (m1, m), s1),
+            W_V=normal(k_v, (m, d), s0),
+            W_K=normal(k_k, (m, d), s0),
+            W_Q=normal(k_q, (m, d), s0),
+            a=np.where(np.asarray(jax.random.bernoulli(k_a, 0.5, (m1,))), 1.0, -1.0),
+        )

@@ -26,8 +26,9 @@ class Params(eqx.Module):
     a: Float[Array, " m1"]
 
     def __init__(self, W, W_V, W_K, W_Q, a):
+        # Host arrays stay numpy, so float64 values survive when JAX's x64 mode is off.
         self.W, self.W_V, self.W_K, self.W_Q, self.a = (
-            jnp.asarray(x) if not isinstance(x, jax.Array) else x for x in (W, W_V, W_K, W_Q, a)
+            x if isinstance(x, jax.Array) else np.asarray(x) for x in (W, W_V, W_K, W_Q, a)
         )
 
     def __check_init__(self):

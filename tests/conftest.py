@@ -1,0 +1,22 @@
+"""Shared tiny configurations: every distinct shape costs a JAX compilation, so tests reuse these."""
+
+import jax
+import pytest
+
+import flowsim
+
+
+@pytest.fixture(scope="session")
+def tiny():
+    """A small sampled-mode problem (n=12, L=4, d=8, m=6, m1=10) in float64."""
+    with jax.enable_x64(True):
+        data = flowsim.make_dataset(jax.random.key(0), n=12, L=4, d=8, mode="sampled")
+        params = flowsim.init_params(jax.random.key(1), d=8, m=6, m1=10, scheme="kaiming")
+    return params, data
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tiny):
+    """The flow of ``tiny`` to t = 20 at default settings."""
+    params, data = tiny
+    return flowsim.integrate(params, data, t_end=20.0, saves=41, n_test=64)

@@ -1,0 +1,87 @@
+"""Data guarantees of spec section 1 (Definition 2.1, Assumption 2.3)."""
+
+import jax
+import numpy as np
+import pytest
+
+import flowsim
+from flowsim.data import balanced_counts, irrelevant_slots
+
+
+def _check_structure(ds):
+    tok, lab, grp = np.asarray(ds.tokens), np.asarray(ds.labels), np.asarray(ds.groups)
+    for row, y, g in zip(tok, lab, grp):
+        words = list(row)
+        assert words.count(2) == 1, "mu_3 must appear exactly once in every sample"
+        has1, has2 = 0 in words, 1 in words
+        assert words.count(0) <= 1 and words.count(1) <= 1
+        assert (has1, has2) == {1: (True, True), 2: (True, False), 3: (False, True), 4: (False, False)}[g]
+        assert y == (1.0 if g == 1 else -1.0)
+        assert sum(w >= 3 for w in words) == len(words) - 1 - has1 - has2
+
+
+@pytest.mark.parametrize("mode", ["theory", "sampled", "iid"])
+def test_structure_labels_and_groups(mode):
+    ds = flowsim.make_dataset(jax.random.key(3), n=24, L=6, d=200, mode=mode)
+    _check_structure(ds)
+    counts = np.bincount(np.asarray(ds.groups), minlength=5)[1:]
+    if mode != "iid":
+        assert tuple(counts) == (12, 4, 4, 4)
+
+
+def test_paper_counts_and_positions_are_random():
+    ds = flowsim.make_dataset(jax.random.key(0), n=60, L=5, d=64, counts=(30, 10, 10, 10))
+    assert tuple(np.bincount(np.asarray(ds.groups), minlength=5)[1:]) == (30, 10, 10, 10)
+    _check_structure(ds)
+    # mu_3's position is uniform over L positions: every position is used in 60 samples.
+    assert len(set(np.argmax(np.asarray(ds.tokens) == 2, axis=1))) == 5
+
+
+def test_theory_mode_uses_each_irrelevant_word_once():
+    n, L = 12, 5
+    d = 3 + irrelevant_slots(n, L)
+    ds = flowsim.make_dataset(jax.random.key(1), n=n, L=L, d=d, mode="theory")
+    irr = np.asarray(ds.tokens)[np.asarray(ds.tokens) >= 3]
+    assert len(irr) == irrelevant_slots(n, L) == len(set(irr.tolist()))
+    # The slot count by direct enumeration: L - 3, L - 2, L - 2, L - 1 per sample of I1..I4.
+    c = balanced_counts(n)
+    assert irrelevant_slots(n, L) == c[0] * (L - 3) + (c[1] + c[2]) * (L - 2) + c[3] * (L - 1)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(n=13, L=5, d=500, mode="theory"), "divisible by 6"),
+        (dict(n=12, L=5, d=20, mode="theory"), "d >= 35"),
+        (dict(n=12, L=2, d=20), "L must be >= 3"),
+        (dict(n=0, L=5, d=20), "n must be a positive"),
+        (dict(n=12, L=5, d=3), "d must be >= 4"),
+        (dict(n=12, L=5, d=20, mode="bogus"), "data mode must be one of"),
+        (dict(n=12, L=5, d=20, counts=(6, 2, 2, 1)), "summing to n=12"),
+    ],
+)
+def test_impossible_sizes_refused(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        flowsim.make_dataset(jax.random.key(0), **kwargs)
+
+
+def test_same_seed_same_data_and_random_embedding_orthonormal():
+    a = flowsim.make_dataset(jax.random.key(7), n=18, L=4, d=16, embedding="random")
+    b = flowsim.make_dataset(jax.random.key(7), n=18, L=4, d=16, embedding="random")
+    c = flowsim.make_dataset(jax.random.key(8), n=18, L=4, d=16, embedding="random")
+    assert np.array_equal(a.tokens, b.tokens) and np.array_equal(a.embedding, b.embedding)
+    assert not np.array_equal(a.tokens, c.tokens)
+    E = np.asarray(a.embedding, dtype=np.float64)
+    np.testing.assert_allclose(E.T @ E, np.eye(16), atol=1e-5)
+    X = np.asarray(a.X)
+    assert X.shape == (18, 16, 4)
+    np.testing.assert_allclose(X[0][:, 1], E[:, int(a.tokens[0, 1])])
+
+
+def test_test_set_is_iid_with_same_embedding():
+    ds = flowsim.make_dataset(jax.random.key(0), n=12, L=4, d=16, embedding="random")
+    test = flowsim.sample_test_set(jax.random.key(5), 3000, ds)
+    assert test.L == 4 and np.array_equal(test.embedding, ds.embedding)
+    _check_structure(test)
+    freq = np.bincount(np.asarray(test.groups), minlength=5)[1:] / 3000
+    np.testing.assert_allclose(freq, [1 / 2, 1 / 6, 1 / 6, 1 / 6], atol=0.03)

@@ -1,0 +1,214 @@
+"""The integrated flow against independent computations: SciPy's DOP853 on an independently
+written loss, tolerance convergence, conservation laws, monotone loss, events by bisection."""
+
+import diffrax
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from scipy.integrate import solve_ivp
+from scipy.optimize import brentq
+
+import flowsim
+from flowsim.flow import FlowFailure, evaluations_per_step
+
+
+def _eq1_loss(flat, shapes, a, X, y):
+    """Lhat written straight from Eq. (1)-(2) on the d x L sample matrices (no gathers)."""
+    parts, i = [], 0
+    for shp in shapes:
+        size = int(np.prod(shp))
+        parts.append(flat[i : i + size].reshape(shp))
+        i += size
+    W, WV, WK, WQ = parts
+    F = flowsim.forward(flowsim.Params(W=W, W_V=WV, W_K=WK, W_Q=WQ, a=a), X)
+    return jnp.mean(jnp.log1p(jnp.exp(-y * F)))
+
+
+def _scipy_reference(params, data, t_eval):
+    """A tight-tolerance SciPy integration of d theta/dt = -grad Lhat, independent of diffrax."""
+    with jax.enable_x64(True):
+        mats = (params.W, params.W_V, params.W_K, params.W_Q)
+        shapes = [m.shape for m in mats]
+        flat0 = np.concatenate([np.asarray(m, np.float64).ravel() for m in mats])
+        grad = jax.jit(jax.grad(_eq1_loss), static_argnums=1)
+        X, y, a = data.X, data.labels, params.a
+        sol = solve_ivp(lambda t, th: -np.asarray(grad(jnp.asarray(th), tuple(shapes), a, X, y)),
+                        (0.0, t_eval[-1]), flat0, method="DOP853", rtol=1e-12, atol=1e-13, t_eval=t_eval)
+        assert sol.success
+        out = []
+        for th in sol.y.T:
+            p, i = [], 0
+            for shp in shapes:
+                p.append(th[i : i + int(np.prod(shp))].reshape(shp))
+                i += int(np.prod(shp))
+            P = flowsim.Params(W=p[0], W_V=p[1], W_K=p[2], W_Q=p[3], a=a)
+            out.append(dict(loss=float(flowsim.loss(P, data)), G=np.asarray(flowsim.G(P, data.embedding)),
+                            scores=np.asarray(flowsim.attention_scores(P, data.embedding))))
+        return out
+
+
+def test_matches_independent_scipy_integration(tiny, tiny_run):
+    params, data = tiny
+    ref = _scipy_reference(params, data, tiny_run.ts[[10, 25, -1]])
+    for k, i in enumerate([10, 25, -1]):
+        o = {key: v[i] for key, v in tiny_run.observables.items()}
+        np.testing.assert_allclose(o["loss"], ref[k]["loss"], rtol=1e-5)
+        np.testing.assert_allclose(o["G"], ref[k]["G"], rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(o["scores"], ref[k]["scores"], rtol=1e-4, atol=1e-4)
+
+
+def test_random_basis_theory_init_matches_scipy():
+    with jax.enable_x64(True):
+        data = flowsim.make_dataset(jax.random.key(2), n=12, L=4, d=8, embedding="random")
+        params = flowsim.init_params(jax.random.key(3), d=8, m=6, m1=10, scheme="theory", L=4, sigma0=1.0, sigma1=1.0)
+    run = flowsim.integrate(params, data, t_end=50.0, saves=11, n_test=64)
+    ref = _scipy_reference(params, data, run.ts[-1:])[0]
+    np.testing.assert_allclose(run.observables["loss"][-1], ref["loss"], rtol=1e-5)
+    np.testing.assert_allclose(run.observables["G"][-1], ref["G"], rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(run.observables["scores"][-1], ref["scores"], rtol=1e-4, atol=1e-4)
+
+
+def test_error_shrinks_with_rtol(tiny):
+    params, data = tiny
+    ref = flowsim.integrate(params, data, t_end=20.0, saves=41, n_test=64, rtol=1e-12, atol=1e-14, solver="dopri8")
+    errs = []
+    for rtol in (1e-5, 1e-7, 1e-9):
+        r = flowsim.integrate(params, data, t_end=20.0, saves=41, n_test=64, rtol=rtol, atol=rtol * 1e-2)
+        errs.append(max(np.max(np.abs(r.observables[k] - ref.observables[k])) for k in ("loss", "G", "scores")))
+    assert errs[0] > errs[1] > errs[2]
+    assert errs[2] < 1e-7
+
+
+def test_conservation_laws_and_monotone_loss(tiny_run):
+    """Spec 7.3-7.4: both Gram differences are constant, and the loss never increases."""
+    o = tiny_run.observables
+    assert np.max(o["drift_KQ"]) < 1e-8 and np.max(o["drift_WV"]) < 1e-8
+    assert np.all(np.diff(o["loss"]) <= 1e-12)
+    # dLhat/dt = -||grad Lhat||^2: the saved loss drop against the trapezoid rule on grad_norm2.
+    t, g2 = tiny_run.ts, o["grad_norm2"]
+    drop = -np.diff(o["loss"])
+    np.testing.assert_allclose(drop[:8], 0.5 * (g2[1:9] + g2[:8]) * np.diff(t[:9]), rtol=2e-2)
+
+
+def test_conservation_is_exact_to_integration_accuracy(tiny):
+    """Conservation drift shrinks with the tolerance: it measures integration error, not model error."""
+    params, data = tiny
+    loose = flowsim.integrate(params, data, t_end=20.0, saves=41, n_test=64, rtol=1e-5, atol=1e-7)
+    tight = flowsim.integrate(params, data, t_end=20.0, saves=41, n_test=64, rtol=1e-10, atol=1e-12)
+    assert np.max(tight.observables["drift_WV"]) < 1e-2 * np.max(loose.observables["drift_WV"])
+
+
+def test_phase1_end_equals_bisection_on_dense_solution(tiny, tiny_run):
+    """T1 from the event against brentq on min_i y_i F_i of an independent dense diffrax solution."""
+    params, data = tiny
+    with jax.enable_x64(True):
+        y0 = (params.W, params.W_V, params.W_K, params.W_Q)
+
+        def vf(t, y, args):
+            grad = jax.grad(lambda yy: flowsim.loss(flowsim.Params(*yy, a=params.a), data))(y)
+            return jax.tree.map(jnp.negative, grad)
+
+        sol = diffrax.diffeqsolve(diffrax.ODETerm(vf), diffrax.Dopri8(), 0.0, 2.0, None, y0,
+                                  saveat=diffrax.SaveAt(dense=True),
+                                  stepsize_controller=diffrax.PIDController(rtol=1e-12, atol=1e-14),
+                                  max_steps=100_000)
+
+        def min_margin(t):
+            return float(flowsim.margins(flowsim.Params(*sol.evaluate(t), a=params.a), data).min())
+
+        t1 = brentq(min_margin, 1e-6, 2.0, xtol=1e-14)
+    T1 = tiny_run.events["phase1_end"]
+    assert T1 is not None
+    np.testing.assert_allclose(T1, t1, rtol=1e-6)
+    # And the saved minimum margin changes sign there.
+    o = tiny_run.observables["min_margin"]
+    assert np.all(o[tiny_run.ts < T1] < 0) and o[np.searchsorted(tiny_run.ts, T1)] > 0
+
+
+def test_events_at_start_and_never(tiny, tiny_run):
+    params, data = tiny
+    # Starting from a point past T1, the phase boundary holds at once: its time is 0.
+    after = flowsim.integrate(tiny_run.params_final, data, t_end=1.0, saves=5, n_test=64)
+    assert after.events["phase1_end"] == 0.0
+    # A horizon shorter than T1 never reaches it.
+    short = flowsim.integrate(params, data, t_end=0.1, saves=5, n_test=64)
+    assert short.events["phase1_end"] is None
+    assert tiny_run.events["G3_negative"] is not None
+
+
+def test_step_limit_fails_with_partial_result(tiny):
+    params, data = tiny
+    with pytest.raises(FlowFailure, match=r"failed at t=") as info:
+        flowsim.integrate(params, data, t_end=20.0, saves=41, n_test=64, max_steps=5)
+    res = info.value.result
+    assert res.status == "failed" and 0 < res.t_reached < 20.0
+    assert len(res.ts) == len(res.observables["loss"]) >= 1
+
+
+def test_resume_is_bit_identical(tiny, tiny_run):
+    params, data = tiny
+    partial = []
+
+    def stop_after_two(result):
+        partial.append(result)
+        if len(partial) == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        flowsim.integrate(params, data, t_end=20.0, saves=41, n_test=64, chunk=8, callback=stop_after_two)
+    assert partial[-1].chunks_done == 2 and partial[-1].t_reached == partial[-1].grid[16]
+    whole = flowsim.integrate(params, data, t_end=20.0, saves=41, n_test=64, chunk=8)
+    resumed = flowsim.integrate(params, data, t_end=20.0, saves=41, n_test=64, chunk=8, resume=partial[-1])
+    assert resumed.events == whole.events and resumed.stats == whole.stats
+    for k in whole.observables:
+        assert np.array_equal(resumed.observables[k], whole.observables[k], equal_nan=True), k
+    assert all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(resumed.params_final), jax.tree.leaves(whole.params_final)))
+
+
+def test_float32_on_request(tiny, tiny_run):
+    params, data = tiny
+    r = flowsim.integrate(params, data, t_end=20.0, saves=41, n_test=64, precision=32, rtol=1e-5, atol=1e-7)
+    assert r.observables["loss"].dtype == np.float32
+    np.testing.assert_allclose(r.observables["loss"][-1], tiny_run.observables["loss"][-1], rtol=1e-3)
+    assert tiny_run.observables["loss"].dtype == np.float64
+    # The library leaves JAX's global precision as it found it.
+    assert jnp.zeros(1).dtype == jnp.float32
+
+
+def test_function_evaluation_count_is_exact(tiny):
+    """nfev from the tableau against a diffrax solve that counts its vector-field calls."""
+    params, data = tiny
+    calls = []
+    with jax.enable_x64(True):
+        y0 = (params.W, params.W_V, params.W_K, params.W_Q)
+
+        def vf(t, y, args):
+            jax.debug.callback(lambda: calls.append(1))
+            grad = jax.grad(lambda yy: flowsim.loss(flowsim.Params(*yy, a=params.a), data))(y)
+            return jax.tree.map(jnp.negative, grad)
+
+        for solver in (diffrax.Tsit5(), diffrax.Dopri8(), diffrax.Bosh3()):
+            calls.clear()
+            sol = diffrax.diffeqsolve(diffrax.ODETerm(vf), solver, 0.0, 3.0, None, y0,
+                                      stepsize_controller=diffrax.PIDController(rtol=1e-6, atol=1e-8))
+            jax.block_until_ready(sol.ys)
+            per, extra = evaluations_per_step(solver)
+            # Exact per step; the start-up evaluations of diffrax's step-size guess vary by one.
+            assert 0 <= len(calls) - per * int(sol.stats["num_steps"]) - extra <= 1, type(solver).__name__
+    assert evaluations_per_step(diffrax.Kvaerno5()) is None
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(t_end=-1.0), "t_end must be a positive finite number"),
+    (dict(t_end=float("nan")), "t_end must be a positive finite number"),
+    (dict(rtol=0.0), "rtol must be a positive"),
+    (dict(solver="euler"), "solver must be one of"),
+    (dict(precision=16), "precision must be 64 or 32"),
+    (dict(saves=1), "saves must be an integer >= 2"),
+    (dict(engine="nope"), "engine must be one of"),
+])
+def test_bad_arguments(tiny, kwargs, match):
+    params, data = tiny
+    with pytest.raises(ValueError, match=match):
+        flowsim.integrate(params, data, **{"t_end": 1.0, **kwargs})
