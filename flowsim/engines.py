@@ -20,6 +20,7 @@ class Reference(eqx.Module):
     D_WV0: Float[Array, "m m"]  # W^T W - W_V W_V^T at t = 0
     scale_KQ: Float[Array, ""]  # ||W_K W_K^T||_F + ||W_Q W_Q^T||_F at t = 0
     scale_WV: Float[Array, ""]  # ||W^T W||_F + ||W_V W_V^T||_F at t = 0
+    neuron_gram0: Float[Array, "m1 m1"]  # W W^T at t = 0: the inner products <w_j1, w_j2>
 
 
 def conserved(params: Params) -> tuple[Array, Array]:
@@ -40,6 +41,7 @@ def reference(params: Params, embedding) -> Reference:
         D_WV0=WW - VV,
         scale_KQ=fro(KK) + fro(QQ),
         scale_WV=fro(WW) + fro(VV),
+        neuron_gram0=params.W @ params.W.T,
     )
 
 
@@ -62,6 +64,9 @@ class Quantities(eqx.Module):
     G: Float[Array, " d"]  # G(mu_k) for every word
     M: Float[Array, "d d"]  # s(mu_k, mu_l) for every pair of words
     value_corr: Float[Array, "3 3"]  # mu_i^T W_V^T W_V mu_j, i, j <= 3
+    key_corr: Float[Array, "3 3"]  # mu_i^T W_K^T W_K mu_j, i, j <= 3
+    query_corr: Float[Array, "3 3"]  # mu_i^T W_Q^T W_Q mu_j, i, j <= 3
+    neuron_gram_change: Float[Array, ""]  # ||W W^T - W(0) W(0)^T||_F / ||W(0) W(0)^T||_F
     grad_norm2: Float[Array, ""]  # ||grad Lhat||^2 = -dLhat/dt (spec 7.4)
     drift_KQ: Float[Array, ""]
     drift_WV: Float[Array, ""]
@@ -105,7 +110,11 @@ class ParamEngine(eqx.Module):
             test_margins=model.margins(p, args.test_set),
             G=model.G(p, E),
             M=model.attention_scores(p, E, tuple(range(p.d))),
-            value_corr=model.value_correlations(p, E),
+            value_corr=model.gram3(p.W_V, E),
+            key_corr=model.gram3(p.W_K, E),
+            query_corr=model.gram3(p.W_Q, E),
+            neuron_gram_change=jnp.linalg.norm(p.W @ p.W.T - args.ref.neuron_gram0)
+            / jnp.linalg.norm(args.ref.neuron_gram0),
             grad_norm2=sum(jnp.sum(g**2) for g in grad),
             drift_KQ=jnp.linalg.norm(D_KQ - args.ref.D_KQ0) / args.ref.scale_KQ,
             drift_WV=jnp.linalg.norm(D_WV - args.ref.D_WV0) / args.ref.scale_WV,

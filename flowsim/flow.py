@@ -213,24 +213,34 @@ def integrate(
 
     with jax.enable_x64(precision == 64):
         dtype = jnp.float64 if precision == 64 else jnp.float32
-        params = _as_dtype(params, dtype)
-        dataset = _as_dtype(dataset, dtype)
-        if test_set is None:
-            key = jax.random.key(0) if test_key is None else test_key
-            test_set = sample_test_set(key, n_test, dataset)
-        test_set = _as_dtype(test_set, dtype)
-        args = FlowArgs(
-            dataset=dataset,
-            test_set=test_set,
-            a=params.a,
-            ref=reference(params, dataset.embedding),
-            band=jnp.asarray(band, dtype),
-            active=jnp.ones(len(EVENT_NAMES), bool),
-        )
+        params, args = prepare(params, dataset, dtype=dtype, band=band, test_set=test_set,
+                               n_test=n_test, test_key=test_key)
         event = make_event(eng, precision)
         per_step = evaluations_per_step(diffrax_solver)
         return _run(eng, diffrax_solver, controller, event, params, args, grid_ts, settings,
                     per_step, dtype, progress, callback, resume)
+
+
+def prepare(params: Params, dataset: Dataset, *, dtype, band: float = 0.05,
+            test_set: Dataset | None = None, n_test: int = 2000, test_key=None) -> tuple[Params, FlowArgs]:
+    """Cast a start and its data to ``dtype`` and gather what the flow reads besides the state.
+
+    Call inside ``jax.enable_x64(dtype == float64)``.  The test set defaults to ``n_test``
+    fresh i.i.d. samples drawn from ``test_key`` (default ``jax.random.key(0)``).
+    """
+    params = _as_dtype(params, dtype)
+    dataset = _as_dtype(dataset, dtype)
+    if test_set is None:
+        test_set = sample_test_set(jax.random.key(0) if test_key is None else test_key, n_test, dataset)
+    args = FlowArgs(
+        dataset=dataset,
+        test_set=_as_dtype(test_set, dtype),
+        a=params.a,
+        ref=reference(params, dataset.embedding),
+        band=jnp.asarray(band, dtype),
+        active=jnp.ones(len(EVENT_NAMES), bool),
+    )
+    return params, args
 
 
 def _check_ts(ts) -> np.ndarray:

@@ -149,5 +149,11 @@ def attention_scores(params: Params, embedding: Float[Array, "d d"], words=(0, 1
 
 def value_correlations(params: Params, embedding: Float[Array, "d d"], words=(0, 1, 2)) -> Array:
     """``mu_i^T W_V^T W_V mu_j`` for the given (0-based) words."""
-    V = params.W_V @ embedding[:, jnp.asarray(words)]
+    return gram3(params.W_V, embedding, words)
+
+
+def gram3(M: Float[Array, "m d"], embedding: Float[Array, "d d"], words=(0, 1, 2)) -> Array:
+    """``mu_i^T M^T M mu_j`` for the given (0-based) words (e.g. M = W_K for Theorem 3.1's
+    ``mu^T W_K^T W_K nu``)."""
+    V = M @ embedding[:, jnp.asarray(words)]
     return V.T @ V
