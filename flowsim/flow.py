@@ -47,8 +47,10 @@ class FlowResult:
     ``observables[k][i]`` is observable ``k`` (see ``flowsim.observables.DESCRIPTIONS``) at
     ``ts[i]``.  ``events`` maps each name of ``flowsim.events.EVENT_NAMES`` to its time
     (``0.0`` if it holds at t = 0, ``None`` if not reached).  ``stats`` counts solver steps
-    (attempted, accepted, rejected) and vector-field evaluations (``nfev``; ``None`` for
-    implicit solvers, whose Newton iterations diffrax does not report).
+    (attempted, accepted, rejected), diffeqsolve calls (``solves``: one per chunk plus one per
+    event) and vector-field evaluations (``nfev``, from the solver's tableau, see
+    :func:`evaluations_per_step`; ``None`` for implicit solvers, whose Newton iterations
+    diffrax does not report).
 
     A result whose ``status`` is not ``"complete"`` can be finished with
     ``integrate(..., resume=result)``: ``state`` and ``chunks_done`` say where it stopped.
