@@ -12,6 +12,9 @@ __version__ = "0.1.0"
 # Public names and the submodule that defines each.  They are imported on first use (PEP 562)
 # so that ``import flowsim.cli`` (and ``flowsim --help``) does not pay for importing JAX.
 _EXPORTS = {
+    "config": ("ConfigError", "PRESETS", "RunConfig"),
+    "results": ("Run", "load"),
+    "runner": ("RunInterrupted", "resume", "run"),
     "data": ("Dataset", "make_dataset", "make_embedding", "sample_test_set"),
     "events": ("EVENT_NAMES",),
     "flow": ("FlowFailure", "FlowResult", "integrate", "save_times"),
