@@ -57,7 +57,10 @@ def run(config: RunConfig, out=None, *, force: bool = False, progress: bool = Fa
     out = check_out(default_out() if out is None else out, force)
     dataset, params, test_key = config.build()
     config = config.resolved()
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ConfigError(f"cannot create output directory {str(out)!r}: {e.strerror}") from None
     for name in results.FILES:
         (out / name).unlink(missing_ok=True)
     return _execute(out, config, dataset, params, test_key, None, 0.0, progress)

@@ -268,6 +268,7 @@ BAD = [
     (["--config", "TOML:[solver]\nname = 'x'"], "solver"),
     (["--out", "{tmp}/file.txt"], "not a directory"),
     (["--out", "{tmp}/full"], "already holds files"),
+    (["--out", "{tmp}/file.txt/run"], "cannot create output directory"),
     (["--resume", "{tmp}/full", "--n", "12"], "--resume cannot be combined with --n"),
     (["--resume", "{tmp}/nothing"], "not a flowsim result directory"),
     (["--resume", "{tmp}/full"], "not a flowsim result directory"),

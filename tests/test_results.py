@@ -3,6 +3,8 @@
 import ast
 import io
 import json
+import re
+from pathlib import Path
 
 import jax
 import numpy as np
@@ -146,3 +148,23 @@ def test_name_lists_match_the_library():
     assert config.INITS == init.SCHEMES and config.GRIDS == flow.GRIDS
     assert config.SOLVERS == tuple(flow.SOLVERS) and config.PRECISIONS == flow.PRECISIONS
     assert config.ENGINES == tuple(engines.ENGINES)
+
+
+def test_docs_name_every_file_key_and_flag(built, tmp_path, capsys):
+    cfg, dataset, params = built
+    results.save(tmp_path, cfg, dataset, params, fake_result(cfg, dataset, params, rows=4), wall_time=1.0)
+    docs = Path(__file__).parents[1] / "docs"
+    schema = (docs / "results.md").read_text()
+    for name in ("trajectory.npz", "state.npz"):
+        with np.load(tmp_path / name) as z:
+            missing = [k for k in z.files if f"`{k}`" not in schema and f"`{k}_" not in schema]
+            assert not missing, (name, missing)
+    meta = json.loads((tmp_path / "run.json").read_text())
+    assert not [k for k in meta if f"`{k}`" not in schema]
+    usage = (docs / "cli.md").read_text()
+    from flowsim import cli
+
+    with pytest.raises(SystemExit):
+        cli.main(["integrate", "--help"])
+    flags = set(re.findall(r"(--[a-z][a-z0-9-]*)", capsys.readouterr().out)) - {"--help"}
+    assert len(flags) > 25 and not [f for f in flags if f"`{f}" not in usage]
