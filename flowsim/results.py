@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib.metadata
 import json
 import math
@@ -87,6 +88,7 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
         return {k: z[k] for k in z.files}
 
 
+@functools.cache
 def versions() -> dict[str, str]:
     out = {"python": platform.python_version()}
     for name in PACKAGES:
@@ -132,7 +134,7 @@ def save(path, config: RunConfig, dataset: Dataset, params_init: Params, result:
         "chunks_done": 0 if result is None else result.chunks_done,
         "n_chunks": n_chunks,
         "wall_time_s": wall_time,
-        "versions": versions(),
+        "versions": dict(versions()),
     })
     if status in ("complete", "failed"):
         (path / CHECKPOINT).unlink(missing_ok=True)
@@ -164,6 +166,15 @@ def load(path) -> Run:
     if meta.get("format_version") != FORMAT_VERSION:
         raise ConfigError(f"{path / RUN_JSON} has format version {meta.get('format_version')}, "
                           f"this flowsim reads {FORMAT_VERSION}")
+    try:
+        return _load(path, meta)
+    except ConfigError:
+        raise
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile) as e:
+        raise ConfigError(f"{path} is a damaged result directory ({type(e).__name__}: {e})") from None
+
+
+def _load(path: Path, meta: dict) -> Run:
     config = RunConfig.from_dict(meta["config"])
     state = _read_npz(path / STATE)
     with jax.enable_x64(config.precision == 64):

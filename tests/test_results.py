@@ -88,6 +88,17 @@ def test_checkpoint_from_another_chunk_is_refused(built, tmp_path):
         flowsim.load(tmp_path)
 
 
+def test_damaged_directory_is_refused_cleanly(built, tmp_path):
+    cfg, dataset, params = built
+    results.save(tmp_path, cfg, dataset, params, fake_result(cfg, dataset, params, rows=4), wall_time=1.0)
+    (tmp_path / "trajectory.npz").write_bytes(b"not a zip")
+    with pytest.raises(ConfigError, match="damaged result directory"):
+        flowsim.load(tmp_path)
+    (tmp_path / "state.npz").unlink()
+    with pytest.raises(ConfigError, match="damaged result directory"):
+        flowsim.load(tmp_path)
+
+
 def test_npz_bytes_depend_only_on_the_arrays(monkeypatch):
     arrays = {"x": np.arange(6.0).reshape(2, 3), "k": np.array([1, 2], np.int32)}
     first = io.BytesIO()
@@ -134,11 +145,6 @@ def test_resolved_config_draws_the_same_arrays():
     for a, b in zip(jax.tree.leaves(cfg.build()[:2]), jax.tree.leaves(resolved.build()[:2])):
         np.testing.assert_array_equal(a, b)
         assert a.dtype == b.dtype
-
-
-def test_precision_32_draws_float32():
-    dataset, params, _ = RunConfig().merge(dict(TINY, precision=32)).build()
-    assert params.W.dtype == np.float32 and dataset.embedding.dtype == np.float32
 
 
 def test_name_lists_match_the_library():
