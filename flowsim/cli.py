@@ -13,6 +13,7 @@ from .config import PRESETS, ConfigError, RunConfig
 
 EXIT_FAILED = 1  # the solver failed; the files say how far it got
 EXIT_USAGE = 2  # bad input; nothing was written
+PROG = "flowsim integrate"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -93,43 +94,53 @@ def main(argv=None) -> int:
 
 def integrate(args) -> int:
     """``flowsim integrate``: run (or resume) one configuration, report, map the outcome to the exit status."""
-    prog = "flowsim integrate"
-    out, received = None, []
-    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(RunConfig)
-             if getattr(args, f.name) is not None}
     try:
-        if args.resume is not None:
-            clash = [flag(k) for k in given] + [o for o, v in (("--preset", args.preset), ("--config", args.config),
-                                                               ("--out", args.out), ("--force", args.force)) if v]
-            if clash:
-                raise ConfigError(f"--resume cannot be combined with {clash[0]}: the configuration is in "
-                                  f"{args.resume}/run.json")
-        elif args.config is not None:
-            config = RunConfig.from_toml(args.config, preset=args.preset).merge(given, label=flag)
-        else:
-            config = RunConfig.preset(args.preset or "paper").merge(given, label=flag)
+        config = _configuration(args)
+    except ConfigError as e:
+        return _usage_error(e)
 
-        from . import runner  # imports JAX: only once the input is known to be well formed
-        from .flow import FlowFailure
+    from . import runner  # imports JAX: only once the input is known to be well formed
+    from .flow import FlowFailure
 
-        out = args.resume or args.out or runner.default_out()
+    out, received = args.resume or args.out or runner.default_out(), []
+    try:
         with _sigterm_interrupts(received):
-            if args.resume is not None:
-                run = runner.resume(args.resume, progress=not args.quiet)
+            if config is None:
+                run = runner.resume(out, progress=not args.quiet)
             else:
                 run = runner.run(config, out, force=args.force, progress=not args.quiet)
     except ConfigError as e:
-        print(f"{prog}: error: {_one_line(e)}", file=sys.stderr)
-        return EXIT_USAGE
+        return _usage_error(e)
     except KeyboardInterrupt as e:
-        print(f"{prog}: {_one_line(e) or 'interrupted'}", file=sys.stderr)
+        print(f"{PROG}: {_one_line(e) or 'interrupted'}", file=sys.stderr)
         return 128 + (received[0] if received else signal.SIGINT)
     except FlowFailure as e:
-        print(f"{prog}: error: {_one_line(e)}; what was computed is in {out} (status failed)", file=sys.stderr)
+        print(f"{PROG}: error: {_one_line(e)}; what was computed is in {out} (status failed)", file=sys.stderr)
         return EXIT_FAILED
     if not args.quiet:
         print(summary(run))
     return 0
+
+
+def _configuration(args) -> RunConfig | None:
+    """The run's configuration from --preset, --config and the flags (``None`` with --resume)."""
+    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(RunConfig)
+             if getattr(args, f.name) is not None}
+    if args.resume is not None:
+        clash = [flag(k) for k in given] + [o for o, v in (("--preset", args.preset), ("--config", args.config),
+                                                           ("--out", args.out), ("--force", args.force)) if v]
+        if clash:
+            raise ConfigError(f"--resume cannot be combined with {clash[0]}: the configuration is in "
+                              f"{args.resume}/run.json")
+        return None
+    if args.config is not None:
+        return RunConfig.from_toml(args.config, preset=args.preset).merge(given, label=flag)
+    return RunConfig.preset(args.preset or "paper").merge(given, label=flag)
+
+
+def _usage_error(e: ConfigError) -> int:
+    print(f"{PROG}: error: {_one_line(e)}", file=sys.stderr)
+    return EXIT_USAGE
 
 
 def summary(run) -> str:
