@@ -5,19 +5,36 @@ together by gradient flow from random initialization, learn in two phases.  flow
 that flow with diffrax and records what the paper's theorems talk about.
 """
 
-from .data import Dataset, make_dataset, make_embedding, sample_test_set
-from .events import EVENT_NAMES
-from .flow import FlowFailure, FlowResult, integrate, save_times
-from .init import init_params, init_scales
-from .model import G, Params, attention_scores, forward, loss, margins, value_correlations
-from .observables import DESCRIPTIONS as OBSERVABLES
+import importlib
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "Dataset", "make_dataset", "make_embedding", "sample_test_set",
-    "EVENT_NAMES", "FlowFailure", "FlowResult", "integrate", "save_times",
-    "init_params", "init_scales",
-    "G", "Params", "attention_scores", "forward", "loss", "margins", "value_correlations",
-    "OBSERVABLES",
-]
+# Public names and the submodule that defines each.  They are imported on first use (PEP 562)
+# so that ``import flowsim.cli`` (and ``flowsim --help``) does not pay for importing JAX.
+_EXPORTS = {
+    "config": ("ConfigError", "PRESETS", "RunConfig"),
+    "results": ("Run", "load"),
+    "runner": ("RunInterrupted", "resume", "run"),
+    "data": ("Dataset", "make_dataset", "make_embedding", "sample_test_set"),
+    "events": ("EVENT_NAMES",),
+    "flow": ("FlowFailure", "FlowResult", "integrate", "save_times"),
+    "init": ("init_params", "init_scales"),
+    "model": ("G", "Params", "attention_scores", "forward", "loss", "margins", "value_correlations"),
+    "observables": ("OBSERVABLES",),
+}
+_ALIASES = {"OBSERVABLES": "DESCRIPTIONS"}
+_WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
+
+__all__ = list(_WHERE)
+
+
+def __getattr__(name):
+    if name not in _WHERE:
+        raise AttributeError(f"module 'flowsim' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_WHERE[name]}", __name__), _ALIASES.get(name, name))
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(list(globals()) + __all__)

@@ -52,8 +52,9 @@ class FlowResult:
     :func:`evaluations_per_step`; ``None`` for implicit solvers, whose Newton iterations
     diffrax does not report).
 
-    A result whose ``status`` is not ``"complete"`` can be finished with
+    A ``"running"`` result (the one passed to ``callback``) can be finished with
     ``integrate(..., resume=result)``: ``state`` and ``chunks_done`` say where it stopped.
+    A ``"failed"`` one cannot: its state is where the solver stopped, inside a chunk.
     """
 
     ts: np.ndarray
@@ -204,6 +205,8 @@ def integrate(
     if int(chunk) != chunk or chunk < 1:
         raise ValueError(f"chunk must be a positive integer, got {chunk}")
     grid_ts = save_times(t_end, saves, grid) if ts is None else _check_ts(ts)
+    if resume is not None and resume.status != "running":
+        raise ValueError(f"resume: only a running result (from callback) can be resumed, got a {resume.status} one")
     if resume is not None and not np.array_equal(resume.grid, grid_ts):
         raise ValueError("resume: the saved times differ from the run being resumed")
     if params.d != dataset.d:

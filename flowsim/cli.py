@@ -1,0 +1,182 @@
+"""The ``flowsim`` command line; each subcommand is a thin shell over the Python API (docs/cli.md)."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import signal
+import sys
+
+from . import __version__
+from .config import PRESETS, ConfigError, RunConfig
+
+EXIT_FAILED = 1  # the solver failed; the files say how far it got
+EXIT_USAGE = 2  # bad input; nothing was written
+PROG = "flowsim integrate"
+
+
+class _Parser(argparse.ArgumentParser):
+    """Errors are one line on stderr (naming the option), exit status 2."""
+
+    def error(self, message):
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+def flag(key: str) -> str:
+    """The command-line flag of a :class:`RunConfig` field: ``t_end`` -> ``--t-end``."""
+    return "--" + key.replace("_", "-")
+
+
+def _presets_help() -> str:
+    lines = [f"  {name:7} {', '.join(f'{k}={v}' for k, v in values.items()) or 'the defaults'}"
+             for name, values in PRESETS.items()]
+    return "\n".join(lines)
+
+
+INTEGRATE_EPILOG = f"""\
+presets (the values they set over the defaults):
+{_presets_help()}
+  paper is the paper's experiment (spec 5): sampled data n=60 as 30/10/10/10, L=5, d=64, m=128,
+  m1=256, Kaiming init, t_end=300; it is used when no preset is named.  theory is theory-mode
+  data (Assumption 2.3) with the theory init (Condition 1) at a small size: with n=12, L=5 the
+  training set has 32 irrelevant slots, each needing its own word, so d >= 3 + 32 = 35.
+
+Precedence: flags > --config file > preset.  The config file is TOML with the keys of the
+flags written with underscores (t_end, data_mode, ...) and an optional `preset = "theory"`.
+
+exit status: 0 complete, 1 solver failure (files written, status failed), 2 bad input (nothing
+written), 130 stopped by Ctrl-C, 143 by SIGTERM (files written, status interrupted; finish
+with --resume DIR).
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="flowsim", allow_abbrev=False,
+                     description="Exact gradient-flow simulation of a one-layer transformer "
+                                 "(Yang, Kailkhura, Wang, Liang, NeurIPS 2024).")
+    parser.add_argument("--version", action="version", version=f"flowsim {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    _add_integrate(commands)
+    return parser
+
+
+def _add_integrate(commands) -> None:
+    p = commands.add_parser(
+        "integrate", allow_abbrev=False, help="integrate one run into a result directory",
+        description="Integrate the gradient flow for one configuration and write a result "
+                    "directory (run.json, trajectory.npz, state.npz; see docs/results.md).",
+        epilog=INTEGRATE_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--preset", choices=list(PRESETS), help="starting configuration (default paper)")
+    p.add_argument("--config", metavar="FILE", help="TOML file with configuration keys")
+    values = p.add_argument_group("configuration (defaults: the paper preset)")
+    for f in dataclasses.fields(RunConfig):
+        allowed = f.metadata["parse"].allowed
+        default = "n/2, n/6, n/6, n/6" if f.name == "counts" else "the --init scheme's" if f.default is None else f.default
+        values.add_argument(flag(f.name), dest=f.name, metavar=f.name.upper(),
+                            help=f"{f.metadata['help']}; {allowed} (default {default})")
+    output = p.add_argument_group("output")
+    output.add_argument("--out", metavar="DIR", help="result directory (default: a new runs/YYYYmmdd-HHMMSS)")
+    output.add_argument("--force", action="store_true", help="write into --out even if it holds files")
+    output.add_argument("--quiet", action="store_true", help="no progress bar and no summary")
+    output.add_argument("--resume", metavar="DIR",
+                        help="finish the interrupted run in DIR (takes no configuration options)")
+    p.set_defaults(handler=integrate)
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.error("choose a command: integrate (see flowsim --help)")
+    return args.handler(args)
+
+
+def integrate(args) -> int:
+    """``flowsim integrate``: run (or resume) one configuration, report, map the outcome to the exit status."""
+    try:
+        config = _configuration(args)
+    except ConfigError as e:
+        return _usage_error(e)
+
+    from . import runner  # imports JAX: only once the input is known to be well formed
+    from .flow import FlowFailure
+
+    out, received = args.resume or args.out or runner.default_out(), []
+    try:
+        with _sigterm_interrupts(received):
+            if config is None:
+                run = runner.resume(out, progress=not args.quiet)
+            else:
+                run = runner.run(config, out, force=args.force, progress=not args.quiet)
+    except ConfigError as e:
+        return _usage_error(e)
+    except KeyboardInterrupt as e:
+        print(f"{PROG}: {_one_line(e) or 'interrupted'}", file=sys.stderr)
+        return 128 + (received[0] if received else signal.SIGINT)
+    except FlowFailure as e:
+        print(f"{PROG}: error: {_one_line(e)}; what was computed is in {out} (status failed)", file=sys.stderr)
+        return EXIT_FAILED
+    if not args.quiet:
+        print(summary(run))
+    return 0
+
+
+def _configuration(args) -> RunConfig | None:
+    """The run's configuration from --preset, --config and the flags (``None`` with --resume)."""
+    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(RunConfig)
+             if getattr(args, f.name) is not None}
+    if args.resume is not None:
+        clash = [flag(k) for k in given] + [o for o, v in (("--preset", args.preset), ("--config", args.config),
+                                                           ("--out", args.out), ("--force", args.force)) if v]
+        if clash:
+            raise ConfigError(f"--resume cannot be combined with {clash[0]}: the configuration is in "
+                              f"{args.resume}/run.json")
+        return None
+    if args.config is not None:
+        return RunConfig.from_toml(args.config, preset=args.preset).merge(given, label=flag)
+    return RunConfig.preset(args.preset or "paper").merge(given, label=flag)
+
+
+def _usage_error(e: ConfigError) -> int:
+    print(f"{PROG}: error: {_one_line(e)}", file=sys.stderr)
+    return EXIT_USAGE
+
+
+def summary(run) -> str:
+    """A few lines on a finished run: T1, final losses, solver work, wall time, where the files are."""
+    r = run.result
+    t1 = r.events["phase1_end"]
+    s = r.stats
+    nfev = "" if s["nfev"] is None else f", {s['nfev']} evaluations"
+    return "\n".join([
+        f"T1 (phase1_end): {'not reached by t_end=%g' % run.config.t_end if t1 is None else '%.6g' % t1}",
+        f"final loss:      {r.observables['loss'][-1]:.4e} (test {r.observables['test_loss'][-1]:.4e})",
+        f"solver steps:    {s['steps']} ({s['rejected_steps']} rejected){nfev}",
+        f"wall time:       {run.meta['wall_time_s']:.1f} s",
+        f"files:           {run.path}/ (run.json, trajectory.npz, state.npz)",
+    ])
+
+
+def _one_line(e: BaseException) -> str:
+    return " ".join(str(e).split("\n")).strip()
+
+
+@contextlib.contextmanager
+def _sigterm_interrupts(received: list):
+    """Make SIGTERM stop a run the way Ctrl-C does (KeyboardInterrupt), recording it in
+    ``received`` for the exit status."""
+
+    def stop(signum, frame):
+        received.append(signum)
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

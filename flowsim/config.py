@@ -1,0 +1,231 @@
+"""Run configuration: defaults, presets, TOML files and overrides, checked before anything is written."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import tomllib
+from collections.abc import Callable, Mapping
+from typing import Any
+
+# The names the library accepts, kept here (a test holds them equal to the library's) so that
+# building the command line does not import JAX.
+DATA_MODES = ("theory", "sampled", "iid")  # flowsim.data.MODES
+EMBEDDINGS = ("standard", "random")  # flowsim.data.BASES
+INITS = ("kaiming", "theory")  # flowsim.init.SCHEMES
+SOLVERS = ("tsit5", "dopri5", "dopri8", "bosh3", "kvaerno5")  # flowsim.flow.SOLVERS
+GRIDS = ("log", "linear")  # flowsim.flow.GRIDS
+PRECISIONS = (64, 32)  # flowsim.flow.PRECISIONS
+ENGINES = ("params",)  # flowsim.engines.ENGINES
+
+
+class ConfigError(ValueError):
+    """An invalid configuration; the message is one line that names the option and what is allowed."""
+
+
+def _integer(low: int, high: int | None = None):
+    allowed = f"an integer >= {low}" if high is None else f"an integer in [{low}, {high}]"
+
+    def parse(value):
+        v = value
+        if isinstance(v, str):
+            try:
+                v = int(v.strip())
+            except ValueError:
+                pass
+        if isinstance(v, bool) or not isinstance(v, int) or v < low or (high is not None and v > high):
+            raise ValueError(f"must be {allowed}, got {value!r}")
+        return v
+
+    parse.allowed = allowed
+    return parse
+
+
+def _positive(value):
+    v = value
+    if isinstance(v, str):
+        try:
+            v = float(v.strip())
+        except ValueError:
+            pass
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not (math.isfinite(v) and v > 0):
+        raise ValueError(f"must be a positive finite number, got {value!r}")
+    return float(v)
+
+
+_positive.allowed = "a positive finite number"
+
+
+def _choice(options: tuple):
+    allowed = "one of " + ", ".join(map(str, options))
+
+    def parse(value):
+        for option in options:
+            if str(value).strip() == str(option) and not isinstance(value, bool):
+                return option
+        raise ValueError(f"must be {allowed}, got {value!r}")
+
+    parse.allowed = allowed
+    return parse
+
+
+def _counts(value):
+    """Four group sizes, from a TOML array or a comma-separated string."""
+    items = value.split(",") if isinstance(value, str) else value
+    count = _integer(0)
+    try:
+        if not isinstance(items, (list, tuple)) or len(items) != 4:
+            raise ValueError
+        return tuple(count(c) for c in items)
+    except ValueError:
+        raise ValueError(f"must be 4 non-negative integers (sizes of I1..I4, e.g. 30,10,10,10), got {value!r}") from None
+
+
+_counts.allowed = "4 comma-separated group sizes I1,I2,I3,I4"
+
+
+def _field(default, parse, help: str, optional: bool = False):
+    return dataclasses.field(default=default, metadata=dict(parse=parse, help=help, optional=optional))
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+    """Everything that determines a run; the defaults are the paper's experiment (spec 5).
+
+    Build one from a preset (:meth:`preset`), a TOML file (:meth:`from_toml`) and overrides
+    (:meth:`merge`); every value is checked as it comes in, and :meth:`build` checks the
+    combination by drawing the data and the initialization.  ``counts=None`` means the balanced
+    group sizes n/2, n/6, n/6, n/6 (30/10/10/10 for n = 60); ``sigma0``/``sigma1`` ``None``
+    mean the init scheme's scales.
+    """
+
+    n: int = _field(60, _integer(1), "number of training samples")
+    L: int = _field(5, _integer(3), "sequence length (mu_1, mu_2 and mu_3 must fit)")
+    d: int = _field(64, _integer(4), "vocabulary size = embedding dimension (3 special words + irrelevant ones)")
+    m: int = _field(128, _integer(1), "attention width (rows of W_V, W_K, W_Q)")
+    m1: int = _field(256, _integer(1), "MLP width (rows of W)")
+    seed: int = _field(0, _integer(0, 2**31 - 1), "PRNG seed of the data, the initialization and the test set")
+    data_mode: str = _field("sampled", _choice(DATA_MODES), "how the training set is drawn (spec 1)")
+    counts: tuple | None = _field(None, _counts, "training-set group sizes I1..I4", optional=True)
+    embedding: str = _field("standard", _choice(EMBEDDINGS), "word embeddings: one-hot or a random orthonormal basis")
+    init: str = _field("kaiming", _choice(INITS), "initialization scheme (spec 4)")
+    sigma0: float | None = _field(None, _positive, "std of the entries of W_V, W_K, W_Q", optional=True)
+    sigma1: float | None = _field(None, _positive, "std of the entries of W", optional=True)
+    t_end: float = _field(300.0, _positive, "flow time to integrate to (= GD steps x learning rate)")
+    solver: str = _field("tsit5", _choice(SOLVERS), "diffrax solver")
+    rtol: float = _field(1e-8, _positive, "relative tolerance of the step-size controller")
+    atol: float = _field(1e-10, _positive, "absolute tolerance of the step-size controller")
+    saves: int = _field(201, _integer(2), "number of saved times, t = 0 included")
+    grid: str = _field("log", _choice(GRIDS), "spacing of the saved times")
+    precision: int = _field(64, _choice(PRECISIONS), "floating-point bits")
+    max_steps: int = _field(100_000, _integer(1), "limit on the total number of solver steps")
+    chunk: int = _field(25, _integer(1), "saved times per chunk (a checkpoint is written after each)")
+    n_test: int = _field(2000, _integer(1), "size of the i.i.d. test set")
+    band: float = _field(0.05, _positive, "half-width of the scores_leave_band event")
+    engine: str = _field("params", _choice(ENGINES), "state representation of the flow")
+
+    @classmethod
+    def preset(cls, name: str) -> RunConfig:
+        if name not in PRESETS:
+            raise ConfigError(f"unknown preset {name!r}; allowed: {', '.join(PRESETS)}")
+        return cls().merge(PRESETS[name])
+
+    @classmethod
+    def from_toml(cls, path, preset: str | None = None) -> RunConfig:
+        """The preset (``preset``, else the file's ``preset`` key, else ``paper``) updated by the
+        file's other keys, which are the field names of :class:`RunConfig`."""
+        try:
+            with open(path, "rb") as f:
+                table = tomllib.load(f)
+        except OSError as e:
+            raise ConfigError(f"cannot read config file {str(path)!r}: {e.strerror}") from None
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+            raise ConfigError(f"config file {str(path)!r} is not valid TOML: {e}") from None
+        named = table.pop("preset", None)
+        if named is not None and not isinstance(named, str):
+            raise ConfigError(f"{path}: preset must be one of {', '.join(PRESETS)}, got {named!r}")
+        return cls.preset(preset or named or "paper").merge(table, label=lambda k: f"{path}: {k}")
+
+    def merge(self, values: Mapping[str, Any], label: Callable[[str], str] = str) -> RunConfig:
+        """A copy with ``values`` (native or string values) parsed and checked one by one;
+        ``label(key)`` names the key in error messages (a flag, a file and key, ...)."""
+        fields = {f.name: f for f in dataclasses.fields(self)}
+        changes = {}
+        for key, value in values.items():
+            if key not in fields:
+                raise ConfigError(f"{label(key)}: unknown key; allowed: {', '.join(fields)}")
+            meta = fields[key].metadata
+            if value is None and meta["optional"]:
+                changes[key] = None
+                continue
+            try:
+                changes[key] = meta["parse"](value)
+            except ValueError as e:
+                raise ConfigError(f"{label(key)}: {e}") from None
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out["counts"] = None if self.counts is None else list(self.counts)
+        return out
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> RunConfig:
+        return cls().merge(values)
+
+    def resolved(self) -> RunConfig:
+        """The same run with the defaults that depend on other fields written out (group
+        counts, init scales), as recorded in ``run.json``."""
+        from .data import balanced_counts
+        from .init import init_scales
+
+        counts = self.counts
+        if counts is None and self.data_mode != "iid":
+            counts = balanced_counts(self.n)
+        s0, s1 = init_scales(self.init, d=self.d, m=self.m, m1=self.m1, L=self.L,
+                             sigma0=self.sigma0, sigma1=self.sigma1)
+        return dataclasses.replace(self, counts=counts, sigma0=s0, sigma1=s1)
+
+    def build(self):
+        """Draw ``(dataset, params, test_key)`` from ``seed``: ``jax.random.key(seed)`` is split
+        into the data, init and test-set keys.  Arrays are drawn in the run's precision.
+        Raises :class:`ConfigError` for any combination the library refuses."""
+        import jax
+
+        from .data import make_dataset
+        from .flow import save_times
+        from .init import init_params
+
+        try:
+            save_times(self.t_end, self.saves, self.grid)
+            k_data, k_init, k_test = self.keys()
+            with jax.enable_x64(self.precision == 64):
+                dataset = make_dataset(k_data, self.n, self.L, self.d, mode=self.data_mode,
+                                       counts=self.counts, embedding=self.embedding)
+                params = init_params(k_init, self.d, self.m, self.m1, scheme=self.init, L=self.L,
+                                     sigma0=self.sigma0, sigma1=self.sigma1)
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
+        return dataset, params, k_test
+
+    def keys(self):
+        """``jax.random.key(seed)`` split into the data, init and test-set keys."""
+        import jax
+
+        with jax.enable_x64(self.precision == 64):
+            return tuple(jax.random.split(jax.random.key(self.seed), 3))
+
+    def integrate_kwargs(self) -> dict[str, Any]:
+        """The keyword arguments of :func:`flowsim.integrate` for this run (test set by key)."""
+        names = ("t_end", "solver", "rtol", "atol", "saves", "grid", "max_steps", "precision",
+                 "engine", "band", "n_test", "chunk")
+        return {k: getattr(self, k) for k in names}
+
+
+#: Named starting points; ``paper`` is the defaults (spec 5: n = 60 as 30/10/10/10, L = 5,
+#: d = 64, m = 128, m1 = 256, Kaiming init, flow time 300).  ``theory`` satisfies Assumption 2.3
+#: and Condition 1 at a small size: n = 12, L = 5 use 32 irrelevant slots, so d >= 35.
+PRESETS: dict[str, dict[str, Any]] = {
+    "paper": {},
+    "theory": dict(data_mode="theory", init="theory", n=12, L=5, d=40, m=64, m1=64),
+}

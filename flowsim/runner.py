@@ -1,0 +1,123 @@
+"""Running a configuration into a result directory: a checkpoint after every chunk, clean stops, resume."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime
+import signal
+import threading
+import time
+from pathlib import Path
+
+from . import results
+from .config import ConfigError, RunConfig
+from .flow import FlowFailure, integrate
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C (or SIGTERM under the CLI) stopped a run; its directory holds the last checkpoint."""
+
+    def __init__(self, message: str, path: Path):
+        super().__init__(message)
+        self.path = path
+
+
+def default_out(root="runs") -> Path:
+    """A new directory name under ``root`` from the local time, e.g. ``runs/20250131-142501``."""
+    stem = Path(root) / datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    out, k = stem, 1
+    while out.exists():
+        k += 1
+        out = stem.with_name(f"{stem.name}-{k}")
+    return out
+
+
+def check_out(out, force: bool = False) -> Path:
+    """Refuse an output path that is a file, or a directory that already holds something
+    (unless ``force``: then the result files in it are replaced and anything else is left)."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"output directory {str(out)!r} exists and is not a directory")
+    if out.is_dir() and any(out.iterdir()) and not force:
+        raise ConfigError(f"output directory {str(out)!r} already holds files; choose another or use --force "
+                          "(force=True) to replace the results in it")
+    return out
+
+
+def run(config: RunConfig, out=None, *, force: bool = False, progress: bool = False) -> results.Run:
+    """Integrate ``config`` into the result directory ``out`` (default :func:`default_out`).
+
+    Everything is checked (the data and initialization are drawn) before the directory is
+    created.  A checkpoint is written after every chunk.  On Ctrl-C it raises
+    :class:`RunInterrupted` with the run marked ``interrupted`` (finish it with :func:`resume`);
+    on a solver failure it writes what was computed (status ``failed``) and re-raises
+    :class:`~flowsim.FlowFailure`.
+    """
+    out = check_out(default_out() if out is None else out, force)
+    dataset, params, test_key = config.build()
+    config = config.resolved()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ConfigError(f"cannot create output directory {str(out)!r}: {e.strerror}") from None
+    for name in results.FILES:
+        (out / name).unlink(missing_ok=True)
+    return _execute(out, config, dataset, params, test_key, None, 0.0, progress)
+
+
+def resume(path, *, progress: bool = False) -> results.Run:
+    """Finish the interrupted (or killed) run in ``path`` from its last checkpoint; the files
+    end up equal to those of an uninterrupted run."""
+    saved = results.load(path)
+    if saved.status in ("complete", "failed"):
+        raise ConfigError(f"{path} holds a {saved.status} run; only an interrupted or running one can be resumed")
+    checkpoint = saved.result
+    if checkpoint is not None:
+        # The last checkpoint of an interrupted run is the running result it saved then.
+        checkpoint = dataclasses.replace(checkpoint, status="running")
+    test_key = saved.config.keys()[2]
+    return _execute(saved.path, saved.config, saved.dataset, saved.params_init, test_key, checkpoint,
+                    saved.meta["wall_time_s"], progress)
+
+
+def _execute(out, config, dataset, params, test_key, checkpoint, wall_before, progress) -> results.Run:
+    started = time.perf_counter()
+
+    def save(result):
+        with _signals_held():
+            results.save(out, config, dataset, params, result, wall_before + time.perf_counter() - started)
+
+    try:
+        if checkpoint is None:
+            save(None)
+        result = integrate(params, dataset, test_key=test_key, progress=progress, callback=save,
+                           resume=checkpoint, **config.integrate_kwargs())
+    except KeyboardInterrupt:
+        with _signals_held():
+            message = results.mark_interrupted(out, wall_before + time.perf_counter() - started)
+        raise RunInterrupted(message, out) from None
+    except FlowFailure as e:
+        save(e.result)
+        raise
+    save(result)
+    return results.load(out)
+
+
+@contextlib.contextmanager
+def _signals_held():
+    """Hold SIGINT and SIGTERM while files are written, so a stop never leaves half a set of
+    them; a signal that came meanwhile is raised again afterwards."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught = []
+    previous = {s: signal.signal(s, lambda signum, frame: caught.append(signum))
+                for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, signal.SIG_DFL if handler is None else handler)
+        if caught:
+            signal.raise_signal(caught[0])

@@ -1,0 +1,317 @@
+"""``flowsim integrate``: end-to-end runs, interrupt and resume, solver failure, bad input (exit 2, one line, nothing written)."""
+
+import ast
+import contextlib
+import io
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+
+import flowsim
+from flowsim import cli, results
+
+# One tiny configuration for every run (JAX compiles the flow once per configuration).  50 chunks
+# leave a wide window for signalling a subprocess between its first checkpoint and its end.
+TINY = ["--n", "12", "--L", "4", "--d", "8", "--m", "8", "--m1", "8", "--t-end", "2", "--saves", "101",
+        "--chunk", "2", "--n-test", "50"]
+COMMAND = [sys.executable, "-m", "flowsim.cli", "integrate"]
+BYTE_EQUAL = ("trajectory.npz", "state.npz")
+
+
+def main(argv) -> int:
+    try:
+        return cli.main(argv)
+    except SystemExit as e:  # argparse's own errors
+        return e.code
+
+
+def meta(path) -> dict:
+    return json.loads((Path(path) / "run.json").read_text())
+
+
+def assert_same_run(got, want):
+    """Bit-identical arrays, and run.json equal but for the wall time."""
+    for name in BYTE_EQUAL:
+        assert (Path(got) / name).read_bytes() == (Path(want) / name).read_bytes(), name
+    a, b = meta(got), meta(want)
+    assert {k for k in a if a[k] != b[k]} == {"wall_time_s"}
+
+
+@pytest.fixture(scope="module")
+def sigint_run(tmp_path_factory):
+    """A CLI subprocess stopped by a real SIGINT once its first checkpoint is on disk.  It starts
+    before the in-process reference run so that the two compilations overlap."""
+    out = tmp_path_factory.mktemp("sigint") / "run"
+    proc = subprocess.Popen([*COMMAND, *TINY, "--out", str(out)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+    def interrupt_after_first_checkpoint():
+        while proc.poll() is None:
+            with contextlib.suppress(OSError, ValueError):
+                if meta(out)["chunks_done"] >= 1:
+                    proc.send_signal(signal.SIGINT)
+                    return
+            time.sleep(0.005)
+
+    watcher = threading.Thread(target=interrupt_after_first_checkpoint)
+    watcher.start()
+
+    def finish():
+        watcher.join(timeout=300)
+        _, err = proc.communicate(timeout=300)
+        return proc.returncode, err, out
+
+    yield finish
+    if proc.poll() is None:
+        proc.kill()
+
+
+@pytest.fixture(scope="module")
+def reference(sigint_run, tmp_path_factory):
+    """An uninterrupted in-process ``flowsim integrate`` of TINY, and what it printed."""
+    out = tmp_path_factory.mktemp("reference") / "run"
+    stdout = io.StringIO()
+    with contextlib.redirect_stdout(stdout):
+        rc = main(["integrate", *TINY, "--out", str(out)])
+    return rc, stdout.getvalue(), out
+
+
+def test_end_to_end_run(reference):
+    rc, printed, out = reference
+    assert rc == 0
+    m = meta(out)
+    assert m["status"] == "complete" and m["t_reached"] == 2.0 and m["chunks_done"] == m["n_chunks"] == 50
+    assert f"T1 (phase1_end): {m['events']['phase1_end']:.6g}" in printed and str(out) in printed
+    assert sorted(p.name for p in out.iterdir()) == ["run.json", "state.npz", "trajectory.npz"]
+    assert m["config"]["counts"] == [6, 2, 2, 2] and m["config"]["sigma0"] == 0.5  # Kaiming sqrt(2/d)
+    with np.load(out / "trajectory.npz", allow_pickle=False) as z:
+        assert set(z.files) == {"t", *flowsim.OBSERVABLES}
+        np.testing.assert_array_equal(z["t"], flowsim.save_times(2.0, 101))
+        for key, (shape, _) in flowsim.OBSERVABLES.items():
+            assert z[key].shape == (101, *ast.literal_eval(shape.replace("d", "8"))), key
+        assert np.all(np.diff(z["loss"]) <= 1e-12)  # gradient flow never increases the loss (spec 7.4)
+
+
+# Reads a result directory with numpy and json alone and recomputes the final training loss from
+# state.npz with Eq. (1) written out independently of flowsim.
+NUMPY_ONLY = textwrap.dedent("""
+    import json, sys
+    import numpy as np
+    run = json.load(open(sys.argv[1] + "/run.json"))
+    s = np.load(sys.argv[1] + "/state.npz", allow_pickle=False)
+    tr = np.load(sys.argv[1] + "/trajectory.npz", allow_pickle=False)
+    E, W, V, K, Q, a = (s[k] for k in ("embedding", "W_final", "W_V_final", "W_K_final", "W_Q_final", "a"))
+    X = E[:, s["tokens"]].transpose(1, 0, 2)                       # n x d x L
+    logits = np.einsum("md,ndk,me,nel->nkl", K, X, Q, X) / np.sqrt(V.shape[0])
+    attn = np.exp(logits - logits.max(1, keepdims=True)); attn /= attn.sum(1, keepdims=True)
+    F = np.einsum("j,jm,md,ndk,nkl->n", a, W, V, X, attn)
+    loss = np.mean(np.log1p(np.exp(-s["labels"] * F)))
+    assert "jax" not in sys.modules
+    print(json.dumps([run["status"], float(loss), float(tr["loss"][-1])]))
+""")
+
+
+def test_files_load_with_numpy_alone(reference):
+    out = reference[2]
+    done = subprocess.run([sys.executable, "-c", NUMPY_ONLY, str(out)], capture_output=True, text=True, check=True)
+    status, recomputed, recorded = json.loads(done.stdout)
+    assert status == "complete"
+    assert recomputed == pytest.approx(recorded, rel=1e-10)
+    with np.load(out / "state.npz", allow_pickle=False) as s:
+        assert np.all((s["labels"] == 1) == (s["groups"] == 1))
+        assert np.bincount(s["groups"], minlength=5)[1:].tolist() == [6, 2, 2, 2]
+
+
+def test_load_reads_back_the_files(reference):
+    out = reference[2]
+    run = flowsim.load(out)
+    m = meta(out)
+    assert run.status == "complete" and run.result.events == m["events"] and run.result.stats == m["stats"]
+    assert run.config.to_dict() == m["config"]
+    with np.load(out / "trajectory.npz") as z:
+        np.testing.assert_array_equal(run.result.ts, z["t"])
+        for k in flowsim.OBSERVABLES:
+            np.testing.assert_array_equal(run.result.observables[k], z[k])
+    with np.load(out / "state.npz") as s:
+        np.testing.assert_array_equal(run.result.params_final.W_Q, s["W_Q_final"])
+        np.testing.assert_array_equal(run.dataset.tokens, s["tokens"])
+    # the trajectory starts at the drawn initialization: the loss at t = 0 from flowsim's own model
+    with jax.enable_x64(True):
+        loss0 = float(flowsim.loss(run.params_init, run.dataset))
+    assert loss0 == pytest.approx(run.result.observables["loss"][0], rel=1e-12)
+
+
+def test_sigint_subprocess_then_resume_equals_uninterrupted(sigint_run, reference):
+    rc, err, out = sigint_run()
+    assert rc == 130, err
+    assert err.strip().splitlines()[-1].startswith("flowsim integrate: interrupted at t=")
+    m = meta(out)
+    assert m["status"] == "interrupted" and 1 <= m["chunks_done"] < m["n_chunks"]
+    assert "--resume" in m["message"] and (out / "checkpoint.eqx").exists()
+    with np.load(out / "trajectory.npz") as z:
+        assert len(z["t"]) == m["saves_done"] == 1 + 2 * m["chunks_done"]
+
+    assert main(["integrate", "--resume", str(out), "--quiet"]) == 0
+    assert_same_run(out, reference[2])
+    assert not (out / "checkpoint.eqx").exists()
+
+
+@pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_signal_during_checkpoint_stops_cleanly(signum, code, reference, tmp_path, monkeypatch, capsys):
+    """A signal that arrives while a checkpoint is being written is held until the files are
+    complete, then stops the run; resuming gives the uninterrupted files."""
+    write = results.save
+
+    def save_then_signal(path, config, dataset, params, result, wall_time):
+        if result is not None and result.chunks_done == 3:
+            os.kill(os.getpid(), signum)  # arrives in the middle of this checkpoint
+        write(path, config, dataset, params, result, wall_time)
+
+    monkeypatch.setattr(results, "save", save_then_signal)
+    out = tmp_path / "run"
+    handlers = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    assert main(["integrate", *TINY, "--out", str(out), "--quiet"]) == code
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == handlers  # restored
+    assert capsys.readouterr().err.count("\n") == 1
+    m = meta(out)
+    assert m["status"] == "interrupted" and m["chunks_done"] == 3
+    monkeypatch.setattr(results, "save", write)
+    flowsim.resume(out)
+    assert_same_run(out, reference[2])
+
+
+def test_rerun_with_force_gives_identical_files(reference, tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    assert main(["integrate", *TINY, "--out", str(out), "--quiet"]) == 2  # not empty, no --force
+    assert main(["integrate", *TINY, "--out", str(out), "--quiet", "--force"]) == 0
+    assert_same_run(out, reference[2])
+    assert (out / "notes.txt").read_text() == "mine"
+
+
+def test_solver_failure_exits_1_with_partial_files(reference, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["integrate", *TINY, "--max-steps", "20", "--out", str(out), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "failed" in err and "max_steps" in err
+    m = meta(out)
+    t = float(re.search(r"at t=([-+.eE0-9]+)", err).group(1))
+    assert m["status"] == "failed" and m["t_reached"] == pytest.approx(t, rel=1e-5) and 0 < t < 2
+    assert m["stats"]["steps"] >= 20 and not (out / "checkpoint.eqx").exists()
+    with np.load(out / "trajectory.npz") as z:
+        assert 1 < len(z["t"]) < 101 and z["t"][-1] <= m["t_reached"]
+    # the reference run took these saves with more steps allowed: the same numbers up to there
+    with np.load(out / "trajectory.npz") as z, np.load(reference[2] / "trajectory.npz") as ref:
+        np.testing.assert_allclose(z["loss"], ref["loss"][: len(z["t"])], rtol=1e-12)
+    assert main(["integrate", "--resume", str(out)]) == 2
+
+
+def _config(tmp_path, text):
+    path = tmp_path / "c.toml"
+    path.write_text(text)
+    return str(path)
+
+
+# (arguments, a piece of the message: the option named)
+BAD = [
+    (["--n", "0"], "--n: must be an integer >= 1"),
+    (["--n", "-3"], "--n"),
+    (["--n", "abc"], "--n: must be an integer"),
+    (["--n", "2.5"], "--n"),
+    (["--m", "0"], "--m:"),
+    (["--m1", "-1"], "--m1:"),
+    (["--d", "0"], "--d:"),
+    (["--L", "2"], "--L: must be an integer >= 3"),
+    (["--preset", "theory", "--d", "20"], "theory mode with n=12, L=4 uses every irrelevant word once and needs d >= 23"),
+    (["--preset", "theory", "--n", "10"], "n divisible by 6"),
+    (["--t-end", "0"], "--t-end: must be a positive finite number"),
+    (["--t-end=-1"], "--t-end"),
+    (["--t-end", "inf"], "--t-end"),
+    (["--t-end", "nan"], "--t-end"),
+    (["--t-end", "soon"], "--t-end"),
+    (["--rtol", "0"], "--rtol"),
+    (["--atol=-1e-9"], "--atol"),
+    (["--sigma0", "0"], "--sigma0"),
+    (["--solver", "euler"], "--solver: must be one of tsit5"),
+    (["--init", "xavier"], "--init: must be one of kaiming, theory"),
+    (["--preset", "huge"], "--preset"),
+    (["--precision", "16"], "--precision: must be one of 64, 32"),
+    (["--data-mode", "random"], "--data-mode"),
+    (["--embedding", "onehot"], "--embedding"),
+    (["--counts", "1,2,3"], "--counts"),
+    (["--counts", "30,10,10,11"], "counts"),
+    (["--saves", "1"], "--saves"),
+    (["--seed", "-1"], "--seed"),
+    (["--max-steps", "0"], "--max-steps"),
+    (["--bogus", "1"], "--bogus"),
+    (["--n"], "--n"),
+    (["--config", "{tmp}/missing.toml"], "missing.toml"),
+    (["--config", "{tmp}"], "cannot read config file"),
+    (["--config", "TOML:n = = 3"], "not valid TOML"),
+    (["--config", "TOML:nn = 3"], "nn: unknown key"),
+    (["--config", 'TOML:n = "many"'], "n: must be an integer"),
+    (["--config", "TOML:n = true"], "n: must be an integer"),
+    (["--config", "TOML:t_end = -5"], "t_end: must be a positive finite number"),
+    (["--config", "TOML:preset = 3"], "preset"),
+    (["--config", "TOML:[solver]\nname = 'x'"], "solver"),
+    (["--out", "{tmp}/file.txt"], "not a directory"),
+    (["--out", "{tmp}/full"], "already holds files"),
+    (["--out", "{tmp}/file.txt/run"], "cannot create output directory"),
+    (["--resume", "{tmp}/full", "--n", "12"], "--resume cannot be combined with --n"),
+    (["--resume", "{tmp}/nothing"], "not a flowsim result directory"),
+    (["--resume", "{tmp}/full"], "not a flowsim result directory"),
+]
+
+
+@pytest.mark.parametrize("argv, named", BAD, ids=[" ".join(a) for a, _ in BAD])
+def test_bad_input_exit_2_one_line_nothing_written(argv, named, reference, tmp_path, monkeypatch, capsys):
+    (tmp_path / "file.txt").write_text("x")
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "keep").write_text("x")
+    argv = [_config(tmp_path, a[5:]) if a.startswith("TOML:") else a.format(tmp=tmp_path) for a in argv]
+    if "--resume" not in argv:
+        argv = TINY + argv  # the sizes already drawn by the reference run: no new compilation
+    before = sorted(tmp_path.rglob("*"))
+    monkeypatch.chdir(tmp_path)  # the default output directory would be ./runs/...
+    assert main(["integrate", *argv]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and re.match(r"flowsim( integrate)?: error: ", err), err
+    assert named in err and "Traceback" not in err
+    assert sorted(tmp_path.rglob("*")) == before
+
+
+def test_resume_of_a_complete_run_is_refused(reference, capsys):
+    out = reference[2]
+    before = (out / "run.json").read_bytes()
+    assert main(["integrate", "--resume", str(out)]) == 2
+    assert "complete run" in capsys.readouterr().err
+    assert (out / "run.json").read_bytes() == before
+
+
+@pytest.mark.parametrize("argv, named", [(["--n", "abc"], "--n"), (["--preset", "theory", "--d", "20"], "d >= 35")])
+def test_bad_input_in_a_real_process(argv, named, tmp_path):
+    done = subprocess.run([*COMMAND, *argv], capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.count("\n") == 1 and named in done.stderr and "Traceback" not in done.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_help_is_fast_and_does_not_import_jax():
+    code = "import sys, flowsim.cli; flowsim.cli.build_parser().format_help(); print('jax' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"
+    help_text = subprocess.run([*COMMAND, "--help"], capture_output=True, text=True, check=True).stdout
+    for f in ("--n", "--t-end", "--precision", "--resume", "--force", "--quiet", "--preset", "theory", "d >= 3"):
+        assert f in help_text
