@@ -121,7 +121,7 @@ class RunConfig:
     max_steps: int = _field(100_000, _integer(1), "limit on the total number of solver steps")
     chunk: int = _field(25, _integer(1), "saved times per chunk (a checkpoint is written after each)")
     n_test: int = _field(2000, _integer(1), "size of the i.i.d. test set")
-    band: float = _field(0.05, _positive, "half-width of the scores_leave_band event")
+    band: float = _field(0.1, _positive, "relative half-width of the scores_leave_band event")
     engine: str = _field("params", _choice(ENGINES), "state representation of the flow")
 
     @classmethod

@@ -52,7 +52,7 @@ class FlowArgs(eqx.Module):
     test_set: Dataset
     a: Float[Array, " m1"]
     ref: Reference
-    band: Float[Array, ""]  # half-width of the attention-score band event
+    band: Float[Array, ""]  # relative half-width of the attention-score band event
     active: jax.Array  # bool (n_events,): which events are still being watched
 
 

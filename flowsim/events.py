@@ -7,8 +7,10 @@ upward at it, so it "holds" once ``c >= 0``:
   every training sample is classified correctly;
 - ``G3_negative``: ``c = -G(mu_3)``; the common word's MLP value turns negative (Theorem 3.1,
   first item);
-- ``scores_leave_band``: ``c = max_{i,j<=3} |s(mu_i, mu_j)(t) - s(mu_i, mu_j)(0)| - band``; the
-  attention scores leave a band around their initial values (the end of "attention barely moves").
+- ``scores_leave_band``: ``c = max_{i,j<=3} |s(mu_i, mu_j)(t) - s(mu_i, mu_j)(0)| - band * max_{i,j<=3}
+  |s(mu_i, mu_j)(0)|``; the attention scores leave a band of relative half-width ``band`` around
+  their initial values (the end of "attention barely moves"); relative, so one default serves
+  every initialization scale.
 
 Each event time is reported as a float, ``0.0`` if the event holds at the start, or ``None``
 if it is not reached by ``t_end``.
@@ -33,7 +35,8 @@ def _minus_G3(engine, y, args):
 
 
 def _score_excursion(engine, y, args):
-    return jnp.max(jnp.abs(engine.scores3(y, args) - args.ref.M0[:3, :3])) - args.band
+    s0 = args.ref.M0[:3, :3]
+    return jnp.max(jnp.abs(engine.scores3(y, args) - s0)) - args.band * jnp.max(jnp.abs(s0))
 
 
 #: Condition functions ``c(engine, y, args)``, in the order of :data:`EVENT_NAMES`.

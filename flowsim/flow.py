@@ -173,7 +173,7 @@ def integrate(
     max_steps: int = 100_000,
     precision: int = 64,
     engine: str = "params",
-    band: float = 0.05,
+    band: float = 0.1,
     test_set: Dataset | None = None,
     n_test: int = 2000,
     test_key=None,
@@ -226,7 +226,7 @@ def integrate(
                     per_step, dtype, progress, callback, resume)
 
 
-def prepare(params: Params, dataset: Dataset, *, dtype, band: float = 0.05,
+def prepare(params: Params, dataset: Dataset, *, dtype, band: float = 0.1,
             test_set: Dataset | None = None, n_test: int = 2000, test_key=None) -> tuple[Params, FlowArgs]:
     """Cast a start and its data to ``dtype`` and gather what the flow reads besides the state.
 

@@ -212,3 +212,19 @@ def test_bad_arguments(tiny, kwargs, match):
     params, data = tiny
     with pytest.raises(ValueError, match=match):
         flowsim.integrate(params, data, **{"t_end": 1.0, **kwargs})
+
+
+def test_score_band_and_G3_events_match_saved_observables(tiny_run):
+    """Each event time sits where its saved observable crosses the threshold."""
+    ts, o = tiny_run.ts, tiny_run.observables
+    s = o["scores"]
+    excursion = np.max(np.abs(s - s[0]), axis=(1, 2)) - 0.1 * np.max(np.abs(s[0]))
+    t_band = tiny_run.events["scores_leave_band"]
+    assert t_band is not None and t_band > 0
+    assert np.all(excursion[ts < t_band] < 0) and excursion[np.searchsorted(ts, t_band)] > 0
+    G3 = o["G_special"][:, 2]
+    t_g3 = tiny_run.events["G3_negative"]
+    if t_g3 == 0.0:
+        assert G3[0] <= 0
+    else:
+        assert np.all(G3[ts < t_g3] > 0) and G3[np.searchsorted(ts, t_g3)] < 0
