@@ -2,7 +2,8 @@
 
 Yang, Kailkhura, Wang, Liang (NeurIPS 2024): three attention matrices and a linear MLP, trained
 together by gradient flow from random initialization, learn in two phases.  flowsim integrates
-that flow with diffrax and records what the paper's theorems talk about.
+that flow with diffrax (or runs the paper's gradient descent), records what the paper's theorems
+talk about, draws Figure 1 and checks every claim on the trajectory.
 """
 
 from .data import Dataset, make_dataset, make_embedding, sample_test_set
@@ -12,6 +13,8 @@ from .gd import gradient_descent
 from .init import init_params, init_scales
 from .model import G, Params, attention_scores, forward, loss, margins, value_correlations
 from .observables import DESCRIPTIONS as OBSERVABLES
+from .plotting import plot
+from .reporting import check_claims, report
 
 __version__ = "0.1.0"
 
@@ -20,5 +23,5 @@ __all__ = [
     "EVENT_NAMES", "FlowFailure", "FlowResult", "integrate", "save_times", "gradient_descent",
     "init_params", "init_scales",
     "G", "Params", "attention_scores", "forward", "loss", "margins", "value_correlations",
-    "OBSERVABLES",
+    "OBSERVABLES", "plot", "check_claims", "report",
 ]

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import flowsim
-from flowsim import report as rp
+from flowsim import reporting as rp
 
 T1 = 1.0
 S0 = np.array([[1.0, 0.2, 0.3], [0.4, 1.0, 0.5], [0.6, 0.7, 1.0]])
