@@ -61,27 +61,30 @@ def _at(result: FlowResult, key: str, t: float) -> np.ndarray:
 
 
 def _relative_change(x: np.ndarray) -> np.ndarray:
-    """||X(t) - X(0)||_F / ||X(0)||_F for a saved series X."""
+    """||X(t) - X(0)||_F / ||X(0)||_F for a saved series X (the absolute change if X(0) = 0)."""
     flat = x.reshape(len(x), -1)
-    return np.linalg.norm(flat - flat[0], axis=1) / np.linalg.norm(flat[0])
+    return np.linalg.norm(flat - flat[0], axis=1) / (np.linalg.norm(flat[0]) or 1.0)
 
 
 def _fraction(ok: np.ndarray) -> float:
     return float(np.mean(ok)) if len(ok) else float("nan")
 
 
-def _rounded(x):
+def _plain(x, digits: int | None = None):
+    """Numbers as plain Python floats, ints, bools and lists (for JSON), to ``digits``
+    significant digits if given; non-finite floats stay as they are."""
     if isinstance(x, dict):
-        return {k: _rounded(v) for k, v in x.items()}
+        return {k: _plain(v, digits) for k, v in x.items()}
     if isinstance(x, (list, tuple, np.ndarray)):
-        return [_rounded(v) for v in np.asarray(x).tolist()] if np.ndim(x) else _rounded(float(x))
-    if isinstance(x, (str, bool, np.bool_)):
-        return x if isinstance(x, str) else bool(x)
+        return [_plain(v, digits) for v in np.asarray(x).tolist()] if np.ndim(x) else _plain(float(x), digits)
+    if x is None or isinstance(x, str):
+        return x
+    if isinstance(x, (bool, np.bool_)):
+        return bool(x)
     if isinstance(x, (int, np.integer)):
         return int(x)
-    if x is None or not math.isfinite(float(x)):
-        return None if x is None else float(x)
-    return float(f"{float(x):.4g}")
+    x = float(x)
+    return x if digits is None or not math.isfinite(x) else float(f"{x:.{digits}g}")
 
 
 def _phase1(result: FlowResult, T1: float | None) -> list[Row]:
@@ -128,7 +131,8 @@ def _phase1(result: FlowResult, T1: float | None) -> list[Row]:
                         _verdict(worst <= NEAR_INIT),
                         f"largest relative change on [0, T1] <= {NEAR_INIT} "
                         + ("(||W W^T - W(0) W(0)^T||_F / ||W(0) W(0)^T||_F)" if key == "neuron_gram_change"
-                           else "(||X(t) - X(0)||_F / ||X(0)||_F over the 3 x 3 block of mu_1..mu_3)")))
+                           else "(||X(t) - X(0)||_F / ||X(0)||_F over the 3 x 3 block of mu_1..mu_3; "
+                                "the absolute change if X(0) = 0)")))
 
     loss_T1, loss_0 = float(_at(result, "loss", T1)), float(o["loss"][0])
     rows.append(Row(*claims[7], dict(loss_T1=loss_T1, loss_0=loss_0, ratio_to_start=loss_T1 / loss_0),
@@ -328,7 +332,13 @@ def check_claims(result: FlowResult) -> list[Row]:
     if len(result.ts) < 2:
         raise ValueError("a report needs a trajectory with at least 2 saved times")
     T1 = result.events.get("phase1_end")
-    return _phase1(result, T1) + _phase2(result, T1) + _end(result)
+    # A quantity that does not move (e.g. scores from W_K = W_Q = 0) makes rate ratios 0/0: NaN,
+    # and every comparison with NaN is False, so such a claim is reported as not holding.
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rows = _phase1(result, T1) + _phase2(result, T1) + _end(result)
+    for row in rows:
+        row.measured = _plain(row.measured)
+    return rows
 
 
 def format_table(rows: list[Row]) -> str:
@@ -344,7 +354,7 @@ def format_table(rows: list[Row]) -> str:
 
 
 def _short(v) -> str:
-    v = _rounded(v)
+    v = _plain(v, 4)
     if isinstance(v, dict):
         return "{" + ", ".join(f"{k}={_short(x)}" for k, x in v.items()) + "}"
     return json.dumps(v)
@@ -368,7 +378,7 @@ def report(result: FlowResult, out_dir: str | Path | None = None, *, echo: bool 
     if out_dir is not None:
         path = Path(out_dir) / "report.json"
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps([_rounded(dataclasses.asdict(r)) for r in rows], indent=1) + "\n")
+        path.write_text(json.dumps([_plain(dataclasses.asdict(r), 4) for r in rows], indent=1) + "\n")
     return rows
 
 
