@@ -365,7 +365,8 @@ def markdown_table(rows: list[Row]) -> str:
     out = ["| # | reference | claim | measured | verdict |", "|---|---|---|---|---|"]
     for i, r in enumerate(rows, 1):
         measured = ", ".join(f"{k}={_short(v)}" for k, v in r.measured.items()) or "-"
-        out.append(f"| {i} | {r.reference} | {r.claim} | {measured} | **{r.verdict}** |")
+        cells = (r.reference, r.claim, measured)
+        out.append(f"| {i} | " + " | ".join(c.replace("|", "\\|") for c in cells) + f" | **{r.verdict}** |")
     return "\n".join(out)
 
 
