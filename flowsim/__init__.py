@@ -2,7 +2,8 @@
 
 Yang, Kailkhura, Wang, Liang (NeurIPS 2024): three attention matrices and a linear MLP, trained
 together by gradient flow from random initialization, learn in two phases.  flowsim integrates
-that flow with diffrax and records what the paper's theorems talk about.
+that flow with diffrax (or runs the paper's gradient descent), records what the paper's theorems
+talk about, draws Figure 1 and checks every claim on the trajectory.
 """
 
 import importlib
@@ -18,6 +19,9 @@ _EXPORTS = {
     "data": ("Dataset", "make_dataset", "make_embedding", "sample_test_set"),
     "events": ("EVENT_NAMES",),
     "flow": ("FlowFailure", "FlowResult", "integrate", "save_times"),
+    "gd": ("gradient_descent",),
+    "plotting": ("plot",),
+    "reporting": ("check_claims", "report"),
     "init": ("init_params", "init_scales"),
     "model": ("G", "Params", "attention_scores", "forward", "loss", "margins", "value_correlations"),
     "observables": ("OBSERVABLES",),

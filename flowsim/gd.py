@@ -1,0 +1,146 @@
+"""Plain gradient descent theta <- theta - lr grad Lhat(theta): the paper's own training procedure (Appendix A)."""
+
+from __future__ import annotations
+
+import argparse
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .data import Dataset
+from .engines import ParamEngine
+from .events import EVENT_NAMES, event_values
+from .flow import PRECISIONS, FlowFailure, FlowResult, check_positive, prepare, save_times
+from .model import Params
+from .observables import observables
+
+
+def save_steps(steps: int, saves: int = 201, grid: str = "log") -> np.ndarray:
+    """The step numbers at which gradient descent saves: ``0``, then up to ``saves - 1`` distinct
+    steps up to ``steps``, log-spaced from step 1 (so Phase 1 is resolved step by step) or evenly
+    spaced."""
+    if int(steps) != steps or steps < 1:
+        raise ValueError(f"steps must be a positive integer, got {steps}")
+    if steps == 1:
+        return np.array([0, 1])
+    t = save_times(float(steps), saves, grid, t_first=1.0 if grid == "log" else None)
+    return np.unique(np.round(t).astype(np.int64))
+
+
+@eqx.filter_jit
+def _descend(engine, y0, args, counts, lr):
+    """An outer ``lax.scan`` over saves; between two saves an inner loop of ``counts[k]`` steps.
+
+    Once an iterate or its loss is non-finite the carry keeps the last finite saved state and
+    stops stepping, so that a diverging run still returns where it was last finite.
+    """
+
+    def step(_, y):
+        return jax.tree.map(lambda x, v: x + lr * v, y, engine.vector_field(None, y, args))
+
+    def between_saves(carry, count):
+        y, ok = carry
+        y_new = jax.lax.fori_loop(0, jnp.where(ok, count, 0), step, y)
+        obs = observables(engine, y_new, args)
+        finite = [jnp.all(jnp.isfinite(x)) for x in (*jax.tree.leaves(y_new), obs["loss"])]
+        ok = ok & jnp.all(jnp.stack(finite))
+        y = jax.tree.map(lambda a, b: jnp.where(ok, a, b), y_new, y)
+        return (y, ok), (obs, jnp.stack(event_values(engine, y_new, args)), ok)
+
+    return jax.lax.scan(between_saves, (y0, jnp.asarray(True)), counts)
+
+
+def gradient_descent(
+    params: Params,
+    dataset: Dataset,
+    lr: float = 0.01,
+    steps: int = 30_000,
+    *,
+    save_every: int | None = None,
+    saves: int = 201,
+    grid: str = "log",
+    precision: int = 64,
+    band: float = 0.05,
+    test_set: Dataset | None = None,
+    n_test: int = 2000,
+    test_key=None,
+) -> FlowResult:
+    """Run ``steps`` steps of gradient descent ``theta <- theta - lr grad Lhat(theta)`` (Eq. 2) from
+    ``params`` and record the same observables and phase markers as :func:`flowsim.integrate`.
+
+    Step ``k`` is saved at time ``t = k lr``, the flow time it approximates (spec 3).  Saves are
+    every ``save_every`` steps (plus the last step), or else at :func:`save_steps` (``saves``
+    points on a ``grid``, default log-spaced from step 1).  Each event of
+    :mod:`flowsim.events` is reported at the first saved step at which its condition holds
+    (``0.0`` if at the start, ``None`` if never), so its resolution is the save grid's.
+    ``stats`` counts ``steps`` taken and ``nfev`` (gradient evaluations, one per step).
+
+    Raises :class:`flowsim.FlowFailure`, holding the saves up to the last finite one, if the
+    iterates become non-finite (a learning rate too large for the loss landscape).
+    """
+    lr = check_positive("lr", lr)
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be 64 or 32, got {precision!r}")
+    check_positive("band", band)
+    if params.d != dataset.d:
+        raise ValueError(f"params have d={params.d} but the dataset has d={dataset.d}")
+    if save_every is None:
+        at = save_steps(steps, saves, grid)
+    else:
+        if int(save_every) != save_every or save_every < 1:
+            raise ValueError(f"save_every must be a positive integer, got {save_every}")
+        at = np.unique(np.append(np.arange(0, steps + 1, int(save_every)), steps))
+    engine = ParamEngine()
+    settings = dict(method="gd", lr=lr, steps=int(steps), precision=precision, engine=engine.name,
+                    band=band, saved_steps=at.tolist())
+
+    with jax.enable_x64(precision == 64):
+        dtype = jnp.float64 if precision == 64 else jnp.float32
+        params, args = prepare(params, dataset, dtype=dtype, band=band, test_set=test_set,
+                               n_test=n_test, test_key=test_key)
+        y0 = engine.init_state(params)
+        # A first "save after 0 steps" records the start inside the same compiled loop.
+        (y, _), (obs, values, ok) = _descend(engine, y0, args, jnp.asarray(np.diff(at, prepend=0)),
+                                             jnp.asarray(lr, dtype))
+        obs, values, ok = jax.tree.map(np.asarray, (obs, values, ok))
+        params_final = engine.to_params(y, args)
+
+    ts = at * lr
+    n_ok = len(ts) if ok.all() else int(np.argmin(ok))
+    # Gradients evaluated: up to the last step, or up to the save at which the iterates blew up.
+    nfev = int(at[min(n_ok, len(at) - 1)])
+    events = {}
+    for j, name in enumerate(EVENT_NAMES):
+        held = np.flatnonzero(values[:n_ok, j] >= 0)
+        events[name] = float(ts[held[0]]) if held.size else None
+    result = FlowResult(
+        ts=ts[:n_ok], observables={k: v[:n_ok] for k, v in obs.items()}, events=events,
+        stats=dict(steps=nfev, nfev=nfev), params_init=params,
+        params_final=params_final, t_reached=float(ts[n_ok - 1]),
+        status="complete" if n_ok == len(ts) else "failed",
+        message="" if n_ok == len(ts) else "non-finite iterates", grid=ts, chunks_done=1,
+        state=y, settings=settings,
+    )
+    if n_ok < len(ts):
+        raise FlowFailure(f"gradient descent diverged between steps {at[n_ok - 1]} and {at[n_ok]} "
+                          f"(lr={lr}): non-finite iterates", result)
+    return result
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``flowsim integrate`` that select and tune gradient descent."""
+    parser.add_argument("--method", choices=("flow", "gd"), default="flow",
+                        help="integrate the gradient flow (default) or run plain gradient descent")
+    parser.add_argument("--lr", type=float, default=0.01, help="gradient-descent learning rate (default 0.01)")
+    parser.add_argument("--steps", type=int, default=30_000,
+                        help="gradient-descent steps (default 30000: flow time steps x lr = 300)")
+    parser.add_argument("--save-every", type=int, default=None,
+                        help="save every this many steps (default: log-spaced saves from step 1)")
+
+
+def from_args(ns: argparse.Namespace, params: Params, dataset: Dataset, **kwargs) -> FlowResult:
+    """:func:`gradient_descent` with the options of :func:`add_arguments`; ``kwargs`` pass the
+    options shared with the flow (``saves``, ``grid``, ``precision``, ``band``, ``n_test``, ...)."""
+    return gradient_descent(params, dataset, lr=ns.lr, steps=ns.steps, save_every=ns.save_every, **kwargs)

@@ -1,0 +1,116 @@
+"""Gradient descent against hand computations and against the flow it discretizes."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import flowsim
+
+
+def _eq2_loss(mats, a, X, y):
+    """Lhat written from Eq. (1)-(2) on the d x L sample matrices, independently of the engines."""
+    F = flowsim.forward(flowsim.Params(*mats, a=a), X)
+    return jnp.mean(jnp.log1p(jnp.exp(-y * F)))
+
+
+_value_and_grad = jax.jit(jax.value_and_grad(_eq2_loss))
+
+
+def _hand_grad(params, data):
+    with jax.enable_x64(True):
+        mats = tuple(jnp.asarray(m, jnp.float64) for m in (params.W, params.W_V, params.W_K, params.W_Q))
+        value, grads = _value_and_grad(mats, jnp.asarray(params.a), jnp.asarray(data.X), jnp.asarray(data.labels))
+        return [np.asarray(g) for g in grads], float(value)
+
+
+def _step(params, lr):
+    grads, _ = _hand_grad(*params)
+    p = params[0]
+    new = [np.asarray(m) - lr * g for m, g in zip((p.W, p.W_V, p.W_K, p.W_Q), grads)]
+    return flowsim.Params(*new, a=p.a), grads
+
+
+# Every run below saves 11 times, so that one compilation of the descent loop serves them all.
+
+
+def test_ten_steps_by_hand(tiny):
+    params, data = tiny
+    lr = 0.05
+    run = flowsim.gradient_descent(params, data, lr=lr, steps=10, save_every=1, n_test=64)
+    path = [params]
+    for _ in range(10):
+        path.append(_step((path[-1], data), lr)[0])
+    final = run.params_final
+    for got, want in zip((final.W, final.W_V, final.W_K, final.W_Q), (path[-1].W, path[-1].W_V, path[-1].W_K, path[-1].W_Q)):
+        np.testing.assert_allclose(np.asarray(got), want, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(run.observables["loss"], [_hand_grad(p, data)[1] for p in path], rtol=1e-10)
+    np.testing.assert_allclose(run.ts, lr * np.arange(11))
+    assert run.stats == dict(steps=10, nfev=10) and run.settings["method"] == "gd"
+
+
+def test_one_step_breaks_conservation_by_exactly_lr_squared(tiny):
+    """Spec 7.3: the first-order terms of W_K W_K^T - W_Q W_Q^T (and W^T W - W_V W_V^T) cancel,
+    so one step changes them by lr^2 (g_K g_K^T - g_Q g_Q^T) (and lr^2 (g_W^T g_W - g_V g_V^T))."""
+    params, data = tiny
+    lr = 0.05
+    run = flowsim.gradient_descent(params, data, lr=lr, steps=10, save_every=1, n_test=64)
+    p1, (gW, gV, gK, gQ) = _step((params, data), lr)
+    W, V, K, Q = (np.asarray(m) for m in (params.W, params.W_V, params.W_K, params.W_Q))
+    d_KQ = (p1.W_K @ p1.W_K.T - p1.W_Q @ p1.W_Q.T) - (K @ K.T - Q @ Q.T)
+    d_WV = (p1.W.T @ p1.W - p1.W_V @ p1.W_V.T) - (W.T @ W - V @ V.T)
+    np.testing.assert_allclose(d_KQ, lr**2 * (gK @ gK.T - gQ @ gQ.T), atol=1e-14)
+    np.testing.assert_allclose(d_WV, lr**2 * (gW.T @ gW - gV @ gV.T), atol=1e-14)
+    fro = np.linalg.norm
+    np.testing.assert_allclose(run.observables["drift_KQ"][1], fro(d_KQ) / (fro(K @ K.T) + fro(Q @ Q.T)), rtol=1e-8)
+    np.testing.assert_allclose(run.observables["drift_WV"][1], fro(d_WV) / (fro(W.T @ W) + fro(V @ V.T)), rtol=1e-8)
+
+
+def test_drift_grows_like_lr_squared_while_the_flow_conserves(tiny, tiny_run):
+    params, data = tiny
+    drift = [flowsim.gradient_descent(params, data, lr=lr, steps=10, save_every=1, n_test=64).observables["drift_WV"][-1]
+             for lr in (0.002, 0.001)]
+    assert 3.5 < drift[0] / drift[1] < 4.5
+    gd = flowsim.gradient_descent(params, data, lr=0.01, steps=2000, save_every=200, n_test=64)
+    assert gd.observables["drift_WV"][-1] > 1e4 * tiny_run.observables["drift_WV"].max()
+
+
+def test_converges_to_the_flow_as_lr_shrinks(tiny):
+    """First order in lr: halving lr halves the distance to the flow at the same times."""
+    params, data = tiny
+    errors = []
+    for lr in (0.04, 0.02, 0.01):
+        gd = flowsim.gradient_descent(params, data, lr=lr, steps=round(2 / lr), save_every=round(0.2 / lr), n_test=64)
+        flow = flowsim.integrate(params, data, ts=gd.ts, rtol=1e-10, atol=1e-12, n_test=64)
+        errors.append(max(np.max(np.abs(gd.observables[k] - flow.observables[k])) for k in ("loss", "G", "scores")))
+    assert all(1.7 < errors[i] / errors[i + 1] < 2.3 for i in range(2)), errors
+
+
+def test_phase_marker_is_the_first_saved_step_and_tracks_the_flow(tiny, tiny_run):
+    params, data = tiny
+    lr = 0.05
+    gd = flowsim.gradient_descent(params, data, lr=lr, steps=10, save_every=1, n_test=64)
+    T1 = gd.events["phase1_end"]
+    k = int(round(T1 / lr))
+    assert gd.observables["min_margin"][k] >= 0 > gd.observables["min_margin"][k - 1]
+    assert abs(T1 - tiny_run.events["phase1_end"]) < lr
+
+
+def test_divergence_raises_with_the_finite_part(tiny):
+    params, data = tiny
+    with pytest.raises(flowsim.FlowFailure, match="diverged") as info:
+        flowsim.gradient_descent(params, data, lr=1e4, steps=10, save_every=1, n_test=64)
+    res = info.value.result
+    assert res.status == "failed" and np.all(np.isfinite(res.observables["loss"]))
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(lr=0.0), "lr must be a positive"),
+    (dict(steps=0), "steps must be a positive integer"),
+    (dict(save_every=0), "save_every must be a positive integer"),
+    (dict(precision=16), "precision must be 64 or 32"),
+])
+def test_bad_arguments(tiny, kwargs, match):
+    params, data = tiny
+    with pytest.raises(ValueError, match=match):
+        flowsim.gradient_descent(params, data, **kwargs)
