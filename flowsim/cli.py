@@ -58,6 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"flowsim {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_integrate(commands)
+    _add_plot(commands)
+    _add_report(commands)
     return parser
 
 
@@ -84,11 +86,85 @@ def _add_integrate(commands) -> None:
     p.set_defaults(handler=integrate)
 
 
+PLOT_KINDS = ("scores", "loss", "G", "balance", "C", "conservation")  # flowsim.plotting.KINDS
+
+
+def _add_plot(commands) -> None:
+    p = commands.add_parser(
+        "plot", allow_abbrev=False, help="draw Figure 1 and the other observables of result directories",
+        description="Plot one or several result directories together (several are overlaid, told apart "
+                    "by line style): scores is Figure 1(a), loss is Figure 1(b); G, balance (automatic "
+                    "balancing ratios), conservation (drift of the conserved matrices) and C (score "
+                    "changes since t = 0).  A dashed vertical line marks each run's T1.")
+    p.add_argument("dirs", nargs="+", metavar="DIR", help="result directories (flowsim integrate --out)")
+    p.add_argument("--out", metavar="DIR", help="where to write the figures (default: DIR/plots of the first DIR)")
+    p.add_argument("--kinds", nargs="+", choices=PLOT_KINDS, default=list(PLOT_KINDS), metavar="KIND",
+                   help=f"which figures, among {', '.join(PLOT_KINDS)} (default: all)")
+    p.add_argument("--logx", action="store_true", help="log time axis (t = 0 left out)")
+    p.add_argument("--labels", nargs="+", metavar="LABEL", help="one legend label per DIR")
+    p.add_argument("--formats", nargs="+", choices=("png", "pdf", "svg"), default=["png", "pdf"],
+                   metavar="FMT", help="file formats among png, pdf, svg (default: png pdf)")
+    p.add_argument("--dpi", type=int, default=100, help="resolution of raster formats (default 100)")
+    p.set_defaults(handler=plot)
+
+
+def _add_report(commands) -> None:
+    p = commands.add_parser(
+        "report", allow_abbrev=False, help="check every claim of the paper on a result directory",
+        description="Check each claim of the paper (Theorems 3.1-3.3, Lemmas 4.2-4.7) on the trajectory "
+                    "in DIR: print one row per claim with what was measured and a verdict (holds, does "
+                    "not hold, not applicable), and write report.json.")
+    p.add_argument("dir", metavar="DIR", help="a result directory (flowsim integrate --out)")
+    p.add_argument("--out", metavar="DIR", help="where to write report.json (default: DIR)")
+    p.set_defaults(handler=report)
+
+
+def _load_results(dirs) -> list:
+    from .results import load
+
+    runs = [load(d) for d in dirs]
+    empty = [str(r.path) for r in runs if r.result is None]
+    if empty:
+        raise ConfigError(f"{empty[0]} holds no saved trajectory yet (status {load(empty[0]).status})")
+    return [r.result for r in runs]
+
+
+def plot(args) -> int:
+    """``flowsim plot DIR...``: the figures of one or several runs, overlaid."""
+    if args.labels is not None and len(args.labels) != len(args.dirs):
+        return _usage_error(ConfigError(f"--labels: give one label per DIR ({len(args.dirs)}), got {len(args.labels)}"), "flowsim plot")
+    if args.dpi < 1:
+        return _usage_error(ConfigError(f"--dpi: must be an integer >= 1, got {args.dpi}"), "flowsim plot")
+    try:
+        runs = _load_results(args.dirs)
+    except ConfigError as e:
+        return _usage_error(e, "flowsim plot")
+    from .plotting import plot as draw
+
+    out = args.out or f"{args.dirs[0]}/plots"
+    for path in draw(runs, out, kinds=args.kinds, logx=args.logx, labels=args.labels,
+                     formats=args.formats, dpi=args.dpi):
+        print(path)
+    return 0
+
+
+def report(args) -> int:
+    """``flowsim report DIR``: the claim-by-claim table, printed and written as report.json."""
+    try:
+        (result,) = _load_results([args.dir])
+    except ConfigError as e:
+        return _usage_error(e, "flowsim report")
+    from .reporting import report as check
+
+    check(result, args.out or args.dir)
+    return 0
+
+
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
-        parser.error("choose a command: integrate (see flowsim --help)")
+        parser.error("choose a command: integrate, plot or report (see flowsim --help)")
     return args.handler(args)
 
 
@@ -138,8 +214,8 @@ def _configuration(args) -> RunConfig | None:
     return RunConfig.preset(args.preset or "paper").merge(given, label=flag)
 
 
-def _usage_error(e: ConfigError) -> int:
-    print(f"{PROG}: error: {_one_line(e)}", file=sys.stderr)
+def _usage_error(e: ConfigError, prog: str = PROG) -> int:
+    print(f"{prog}: error: {_one_line(e)}", file=sys.stderr)
     return EXIT_USAGE
 
 
@@ -148,11 +224,15 @@ def summary(run) -> str:
     r = run.result
     t1 = r.events["phase1_end"]
     s = r.stats
-    nfev = "" if s["nfev"] is None else f", {s['nfev']} evaluations"
+    if run.config.method == "gd":
+        work = f"gradient descent: {s['steps']} steps at lr {run.config.lr:g}"
+    else:
+        nfev = "" if s["nfev"] is None else f", {s['nfev']} evaluations"
+        work = f"solver steps:    {s['steps']} ({s['rejected_steps']} rejected){nfev}"
     return "\n".join([
         f"T1 (phase1_end): {'not reached by t_end=%g' % run.config.t_end if t1 is None else '%.6g' % t1}",
         f"final loss:      {r.observables['loss'][-1]:.4e} (test {r.observables['test_loss'][-1]:.4e})",
-        f"solver steps:    {s['steps']} ({s['rejected_steps']} rejected){nfev}",
+        work,
         f"wall time:       {run.meta['wall_time_s']:.1f} s",
         f"files:           {run.path}/ (run.json, trajectory.npz, state.npz)",
     ])

@@ -17,6 +17,7 @@ SOLVERS = ("tsit5", "dopri5", "dopri8", "bosh3", "kvaerno5")  # flowsim.flow.SOL
 GRIDS = ("log", "linear")  # flowsim.flow.GRIDS
 PRECISIONS = (64, 32)  # flowsim.flow.PRECISIONS
 ENGINES = ("params",)  # flowsim.engines.ENGINES
+METHODS = ("flow", "gd")
 
 
 class ConfigError(ValueError):
@@ -123,6 +124,10 @@ class RunConfig:
     n_test: int = _field(2000, _integer(1), "size of the i.i.d. test set")
     band: float = _field(0.1, _positive, "relative half-width of the scores_leave_band event")
     engine: str = _field("params", _choice(ENGINES), "state representation of the flow")
+    method: str = _field("flow", _choice(METHODS), "integrate the gradient flow, or run the paper's gradient descent")
+    lr: float = _field(0.01, _positive, "gradient-descent learning rate (method gd)")
+    steps: int | None = _field(None, _integer(1), "gradient-descent steps (method gd; default round(t_end / lr))",
+                               optional=True)
 
     @classmethod
     def preset(cls, name: str) -> RunConfig:
@@ -184,7 +189,12 @@ class RunConfig:
             counts = balanced_counts(self.n)
         s0, s1 = init_scales(self.init, d=self.d, m=self.m, m1=self.m1, L=self.L,
                              sigma0=self.sigma0, sigma1=self.sigma1)
-        return dataclasses.replace(self, counts=counts, sigma0=s0, sigma1=s1)
+        resolved = dataclasses.replace(self, counts=counts, sigma0=s0, sigma1=s1)
+        if self.method == "gd":
+            # Gradient descent's flow time is steps x lr; record the horizon it really reaches.
+            steps = self.steps or max(1, round(self.t_end / self.lr))
+            resolved = dataclasses.replace(resolved, steps=steps, t_end=steps * self.lr)
+        return resolved
 
     def build(self):
         """Draw ``(dataset, params, test_key)`` from ``seed``: ``jax.random.key(seed)`` is split
@@ -214,6 +224,11 @@ class RunConfig:
 
         with jax.enable_x64(self.precision == 64):
             return tuple(jax.random.split(jax.random.key(self.seed), 3))
+
+    def descent_kwargs(self) -> dict[str, Any]:
+        """The keyword arguments of :func:`flowsim.gradient_descent` for a resolved ``method="gd"`` run."""
+        names = ("lr", "steps", "saves", "grid", "precision", "band", "n_test")
+        return {k: getattr(self, k) for k in names}
 
     def integrate_kwargs(self) -> dict[str, Any]:
         """The keyword arguments of :func:`flowsim.integrate` for this run (test set by key)."""

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
-
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -62,7 +60,7 @@ def gradient_descent(
     saves: int = 201,
     grid: str = "log",
     precision: int = 64,
-    band: float = 0.05,
+    band: float = 0.1,
     test_set: Dataset | None = None,
     n_test: int = 2000,
     test_key=None,
@@ -127,20 +125,3 @@ def gradient_descent(
         raise FlowFailure(f"gradient descent diverged between steps {at[n_ok - 1]} and {at[n_ok]} "
                           f"(lr={lr}): non-finite iterates", result)
     return result
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options of ``flowsim integrate`` that select and tune gradient descent."""
-    parser.add_argument("--method", choices=("flow", "gd"), default="flow",
-                        help="integrate the gradient flow (default) or run plain gradient descent")
-    parser.add_argument("--lr", type=float, default=0.01, help="gradient-descent learning rate (default 0.01)")
-    parser.add_argument("--steps", type=int, default=30_000,
-                        help="gradient-descent steps (default 30000: flow time steps x lr = 300)")
-    parser.add_argument("--save-every", type=int, default=None,
-                        help="save every this many steps (default: log-spaced saves from step 1)")
-
-
-def from_args(ns: argparse.Namespace, params: Params, dataset: Dataset, **kwargs) -> FlowResult:
-    """:func:`gradient_descent` with the options of :func:`add_arguments`; ``kwargs`` pass the
-    options shared with the flow (``saves``, ``grid``, ``precision``, ``band``, ``n_test``, ...)."""
-    return gradient_descent(params, dataset, lr=ns.lr, steps=ns.steps, save_every=ns.save_every, **kwargs)

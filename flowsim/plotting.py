@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
-import importlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -136,32 +134,3 @@ def plot(results: FlowResult | Sequence[FlowResult], out_dir: str | Path, *,
             fig.savefig(path, dpi=dpi, bbox_inches="tight")
             written.append(path)
     return written
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The arguments of ``flowsim plot DIR [DIR ...]``."""
-    parser.add_argument("dirs", nargs="+", help="result directories; several are overlaid")
-    parser.add_argument("--out", default=None, help="where to write the figures (default: DIR/plots of the first DIR)")
-    parser.add_argument("--kinds", nargs="+", choices=tuple(KINDS), default=list(KINDS),
-                        help="which figures (default: all); scores is Figure 1(a), loss Figure 1(b)")
-    parser.add_argument("--logx", action="store_true", help="log time axis")
-    parser.add_argument("--labels", nargs="+", default=None, help="one legend label per DIR")
-    parser.add_argument("--formats", nargs="+", default=["png", "pdf"], help="file formats (default: png pdf)")
-    parser.add_argument("--dpi", type=int, default=100)
-
-
-def run(ns: argparse.Namespace, load: Callable[[str], FlowResult] | None = None) -> list[Path]:
-    """``flowsim plot DIR...``: load each result (``load``, default ``flowsim.load``) and plot them together."""
-    load = load or importlib.import_module("flowsim").load
-    results = [load(d) for d in ns.dirs]
-    out = Path(ns.dirs[0]) / "plots" if ns.out is None else Path(ns.out)
-    written = plot(results, out, kinds=ns.kinds, logx=ns.logx, labels=ns.labels, formats=ns.formats, dpi=ns.dpi)
-    for path in written:
-        print(path)
-    return written
-
-
-def main(argv: list[str] | None = None) -> list[Path]:
-    parser = argparse.ArgumentParser(prog="flowsim plot", description=plot.__doc__)
-    add_arguments(parser)
-    return run(parser.parse_args(argv))

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import argparse
-import importlib
 import dataclasses
 import json
 import math
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -381,21 +378,3 @@ def report(result: FlowResult, out_dir: str | Path | None = None, *, echo: bool 
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps([_plain(dataclasses.asdict(r), 4) for r in rows], indent=1) + "\n")
     return rows
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The arguments of ``flowsim report DIR``."""
-    parser.add_argument("dir", help="a result directory (as written by flowsim integrate)")
-    parser.add_argument("--out", default=None, help="where to write report.json (default: DIR)")
-
-
-def run(ns: argparse.Namespace, load: Callable[[str], FlowResult] | None = None) -> list[Row]:
-    """``flowsim report DIR``: load the result (``load``, default ``flowsim.load``) and report on it."""
-    result = (load or importlib.import_module("flowsim").load)(ns.dir)
-    return report(result, ns.dir if ns.out is None else ns.out)
-
-
-def main(argv: list[str] | None = None) -> list[Row]:
-    parser = argparse.ArgumentParser(prog="flowsim report", description=check_claims.__doc__)
-    add_arguments(parser)
-    return run(parser.parse_args(argv))

@@ -186,13 +186,17 @@ def _load(path: Path, meta: dict) -> Run:
     if meta["saves_done"] > 0:
         rows = _read_npz(path / TRAJECTORY)
         rows = {k: v[: meta["saves_done"]] for k, v in rows.items()}
-        settings = {k: getattr(config, k) for k in ("solver", "rtol", "atol", "precision", "engine", "band",
-                                                    "max_steps", "chunk")}
+        ts = rows.pop("t")
+        gd = config.method == "gd"
+        names = ("method", "lr", "steps", "precision", "engine", "band") if gd else (
+            "method", "solver", "rtol", "atol", "precision", "engine", "band", "max_steps", "chunk")
+        settings = {k: getattr(config, k) for k in names}
         result = FlowResult(
-            ts=rows.pop("t"), observables=rows, events=meta["events"], stats=meta["stats"],
+            ts=ts, observables=rows, events=meta["events"], stats=meta["stats"],
             params_init=params_init, params_final=params_final, t_reached=meta["t_reached"],
             status=meta["status"], message=meta["message"],
-            grid=save_times(config.t_end, config.saves, config.grid), chunks_done=meta["chunks_done"],
+            grid=ts if gd else save_times(config.t_end, config.saves, config.grid),
+            chunks_done=meta["chunks_done"],
             state=_read_checkpoint(path, meta, config, params_init), settings=settings,
         )
     return Run(path=path, config=config, meta=meta, dataset=dataset, params_init=params_init, result=result)

@@ -13,6 +13,7 @@ from pathlib import Path
 from . import results
 from .config import ConfigError, RunConfig
 from .flow import FlowFailure, integrate
+from .gd import gradient_descent
 
 
 class RunInterrupted(KeyboardInterrupt):
@@ -91,8 +92,12 @@ def _execute(out, config, dataset, params, test_key, checkpoint, wall_before, pr
     try:
         if checkpoint is None:
             save(None)
-        result = integrate(params, dataset, test_key=test_key, progress=progress, callback=save,
-                           resume=checkpoint, **config.integrate_kwargs())
+        if config.method == "gd":
+            # One compiled scan: nothing to checkpoint before it ends (a resume starts it again).
+            result = gradient_descent(params, dataset, test_key=test_key, **config.descent_kwargs())
+        else:
+            result = integrate(params, dataset, test_key=test_key, progress=progress, callback=save,
+                               resume=checkpoint, **config.integrate_kwargs())
     except KeyboardInterrupt:
         with _signals_held():
             message = results.mark_interrupted(out, wall_before + time.perf_counter() - started)

@@ -1,6 +1,5 @@
 """Figures: files written, curves that are the saved observables, overlays, log time axis, no pyplot state."""
 
-import argparse
 
 import numpy as np
 import pytest
@@ -39,10 +38,9 @@ def test_log_time_axis_leaves_out_t0(tiny_run):
     assert all(np.all(np.asarray(l.get_xdata()) > 0) for l in ax.get_lines())
 
 
-def test_cli_run_overlays_and_leaves_no_pyplot_figures(tiny_run, tmp_path):
-    ns = argparse.Namespace(dirs=["x", "y"], out=str(tmp_path), kinds=["G"], logx=True, labels=None,
-                            formats=["png"], dpi=50)
-    assert plotting.run(ns, load=lambda d: tiny_run) == [tmp_path / "G.png"]
+def test_plot_overlays_several_results_and_leaves_no_pyplot_figures(tiny_run, tmp_path):
+    written = plotting.plot([tiny_run, tiny_run], tmp_path, kinds=["G"], logx=True, formats=["png"], dpi=50)
+    assert written == [tmp_path / "G.png"]
     import matplotlib.pyplot as plt
 
     assert plt.get_fignums() == []

@@ -1,6 +1,5 @@
 """The claim checks on closed-form trajectories whose verdicts are known, and on a real flow."""
 
-import argparse
 import json
 
 import numpy as np
@@ -128,7 +127,7 @@ def test_without_T1_the_phase_claims_are_not_applicable():
 
 
 def test_report_on_a_real_flow(tiny_run, tmp_path, capsys):
-    rows = rp.run(argparse.Namespace(dir=str(tmp_path), out=None), load=lambda d: tiny_run)
+    rows = rp.report(tiny_run, tmp_path)
     saved = json.loads((tmp_path / "report.json").read_text())
     assert [r["claim"] for r in saved] == [r.claim for r in rows] and len(rows) == 31
     assert all(r["verdict"] in (rp.HOLDS, rp.FAILS) for r in saved)

@@ -154,6 +154,9 @@ def test_name_lists_match_the_library():
     assert config.INITS == init.SCHEMES and config.GRIDS == flow.GRIDS
     assert config.SOLVERS == tuple(flow.SOLVERS) and config.PRECISIONS == flow.PRECISIONS
     assert config.ENGINES == tuple(engines.ENGINES)
+    from flowsim import cli, plotting
+
+    assert cli.PLOT_KINDS == tuple(plotting.KINDS)
 
 
 def test_docs_name_every_file_key_and_flag(built, tmp_path, capsys):
