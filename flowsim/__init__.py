@@ -7,7 +7,7 @@ that flow with diffrax and records what the paper's theorems talk about.
 
 from .data import Dataset, make_dataset, make_embedding, sample_test_set
 from .events import EVENT_NAMES
-from .flow import FlowFailure, FlowResult, integrate, save_times
+from .flow import FlowFailure, FlowResult, integrate, integrate_batch, save_times
 from .init import init_params, init_scales
 from .model import G, Params, attention_scores, forward, loss, margins, value_correlations
 from .observables import DESCRIPTIONS as OBSERVABLES
@@ -16,7 +16,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Dataset", "make_dataset", "make_embedding", "sample_test_set",
-    "EVENT_NAMES", "FlowFailure", "FlowResult", "integrate", "save_times",
+    "EVENT_NAMES", "FlowFailure", "FlowResult", "integrate", "integrate_batch", "save_times",
     "init_params", "init_scales",
     "G", "Params", "attention_scores", "forward", "loss", "margins", "value_correlations",
     "OBSERVABLES",

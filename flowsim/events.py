@@ -68,4 +68,4 @@ def make_event(engine, precision: int) -> diffrax.Event:
 
 def fired(values, active) -> int:
     """Index of the active event whose condition is largest (the one that just crossed zero)."""
-    return int(jnp.argmax(jnp.where(active, jnp.stack(values), -jnp.inf)))
+    return jnp.argmax(jnp.where(active, jnp.stack(values), -jnp.inf))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -16,7 +15,7 @@ import numpy as np
 from jaxtyping import PyTree
 
 from .data import Dataset, sample_test_set
-from .engines import FlowArgs, make_engine, reference
+from .engines import FlowArgs, make_engine, reference, resolve_engine
 from .events import EVENT_NAMES, event_values, fired, make_event
 from .model import Params
 from .observables import observables
@@ -120,34 +119,72 @@ def evaluations_per_step(solver) -> tuple[int, int] | None:
     return (stages - 1, 3) if tableau.fsal else (stages, 2)
 
 
+# Outcome codes of one solve, per member.
+_SUCCESS, _EVENT, _MAX_STEPS, _DT_MIN, _OTHER = range(5)
+
+
+def _code(result) -> jax.Array:
+    R = diffrax.RESULTS
+    return jnp.select(
+        [result == R.successful, result == R.event_occurred, result == R.max_steps_reached,
+         result == R.dt_min_reached], [_SUCCESS, _EVENT, _MAX_STEPS, _DT_MIN], _OTHER)
+
+
+def _finite_tree(tree) -> jax.Array:
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]))
+
+
+def _first(tree):
+    return jax.tree.map(lambda x: x[0], tree)
+
+
+def _lead(tree):
+    return jax.tree.map(lambda x: jnp.asarray(x)[None], tree)
+
+
+def _args_axes() -> FlowArgs:
+    """vmap axes of :class:`FlowArgs` in a batch: the data and the band are shared, the rest is per member."""
+    return FlowArgs(dataset=None, test_set=None, a=0, ref=0, band=None, active=0)
+
+
 @eqx.filter_jit
-def _solve(engine, solver, controller, event, y0, t0, t1, ts, args, max_steps):
-    saveat = diffrax.SaveAt(
-        subs=[
+def _solve(engine, solver, controller, event, y0, t0, t1, ts, args, max_steps, batched):
+    """One diffrax solve per member from its ``t0`` to ``t1`` (stopped early by an event), saving
+    the observables at its ``ts``; ``y0``, ``t0`` and ``ts`` have a leading member axis, and so
+    do ``engine`` and ``args`` when ``batched``.  What the host loop needs comes back at once."""
+
+    def one(engine, y0, t0, ts, args):
+        saveat = diffrax.SaveAt(subs=[
             diffrax.SubSaveAt(ts=ts, fn=lambda t, y, a: observables(engine, y, a)),
             diffrax.SubSaveAt(t1=True),
-        ]
-    )
-    sol = diffrax.diffeqsolve(
-        diffrax.ODETerm(engine.vector_field),
-        solver,
-        t0,
-        t1,
-        dt0=None,
-        y0=y0,
-        args=args,
-        saveat=saveat,
-        stepsize_controller=controller,
-        event=event,
-        max_steps=max_steps,
-        throw=False,
-    )
-    return sol.ts, sol.ys, sol.result, sol.stats
+        ])
+        sol = diffrax.diffeqsolve(
+            diffrax.ODETerm(engine.vector_field), solver, t0, t1, dt0=None, y0=y0, args=args,
+            saveat=saveat, stepsize_controller=controller, event=event, max_steps=max_steps,
+            throw=False)
+        y1 = _first(sol.ys[1])
+        which = fired(event_values(engine, y1, args), args.active)
+        stats = jnp.stack([sol.stats[k] for k in ("num_steps", "num_accepted_steps", "num_rejected_steps")])
+        return sol.ts[0], sol.ys[0], sol.ts[1][0], y1, _finite_tree(y1), _code(sol.result), which, stats
+
+    if batched:
+        return jax.vmap(one, in_axes=(0, 0, 0, 0, _args_axes()))(engine, y0, t0, ts, args)
+    return _lead(one(engine, _first(y0), t0[0], ts[0], args))
 
 
 @eqx.filter_jit
-def _observe(engine, y, args):
-    return observables(engine, y, args), event_values(engine, y, args)
+def _observe(engine, y, args, batched):
+    def one(engine, y, args):
+        return observables(engine, y, args), jnp.stack(event_values(engine, y, args))
+
+    if batched:
+        return jax.vmap(one, in_axes=(0, 0, _args_axes()))(engine, y, args)
+    return _lead(one(engine, _first(y), args))
+
+
+@eqx.filter_jit
+def _to_params(engine, y, args):
+    return engine.to_params(y, args)
 
 
 def _as_dtype(tree, dtype):
@@ -167,7 +204,7 @@ def integrate(
     ts=None,
     max_steps: int = 100_000,
     precision: int = 64,
-    engine: str = "params",
+    engine: str = "auto",
     band: float = 0.05,
     test_set: Dataset | None = None,
     n_test: int = 2000,
@@ -185,6 +222,10 @@ def integrate(
     The phase-boundary events of :mod:`flowsim.events` are located by root finding and the
     integration carries on past them.
 
+    ``engine`` chooses the state that is integrated (:mod:`flowsim.engines`): ``"params"`` (the
+    four matrices), ``"reduced"`` (spec 7.1-7.2), ``"gram"`` (spec 7.5: no conservation drifts,
+    no final parameters) or ``"auto"`` (the cheapest for these sizes).
+
     ``precision=64`` (default) integrates in float64 inside ``jax.enable_x64`` without
     changing JAX's global setting; ``precision=32`` integrates in float32.  The integration runs
     in chunks of ``chunk`` saved times; ``callback(partial_result)`` is called after each (for
@@ -192,6 +233,37 @@ def integrate(
     uninterrupted run gives.  ``max_steps`` bounds the total number of solver steps.
     Raises :class:`FlowFailure` (with the partial result) if the solver fails.
     """
+    [result] = _integrate([params], dataset, t_end, batched=False, solver=solver, rtol=rtol,
+                          atol=atol, saves=saves, grid=grid, ts=ts, max_steps=max_steps,
+                          precision=precision, engine=engine, band=band, test_set=test_set,
+                          n_test=n_test, test_key=test_key, chunk=chunk, progress=progress,
+                          callback=callback, resume=resume)
+    if result.status == "failed":
+        raise FlowFailure(result.message, result)
+    return result
+
+
+def integrate_batch(params: Params, dataset: Dataset, t_end: float = 300.0, **options) -> list[FlowResult]:
+    """Integrate from a batch of starts in one vmapped diffrax solve: ``params`` has a leading
+    member axis on every field (e.g. ``jax.vmap(lambda k: init_params(k, ...))(keys)``).
+
+    Takes :func:`integrate`'s options except ``callback`` and ``resume``; every member gets its
+    own adaptive steps and events.  Returns one :class:`FlowResult` per member; a member whose
+    solve fails has ``status == "failed"`` and the others carry on.
+    """
+    for name in ("callback", "resume"):
+        if options.get(name) is not None:
+            raise ValueError(f"integrate_batch does not support {name}")
+    if params.W_V.ndim != 3:
+        raise ValueError(f"integrate_batch needs params with a leading member axis, got W_V {params.W_V.shape}")
+    members = [jax.tree.map(lambda x: x[b], params) for b in range(params.W_V.shape[0])]
+    return _integrate(members, dataset, t_end, batched=True, **options)
+
+
+def _integrate(members, dataset, t_end, *, batched, solver="tsit5", rtol=1e-8, atol=1e-10,
+               saves=201, grid="log", ts=None, max_steps=100_000, precision=64, engine="auto",
+               band=0.05, test_set=None, n_test=2000, test_key=None, chunk=25, progress=False,
+               callback=None, resume=None) -> list[FlowResult]:
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be 64 or 32, got {precision!r}")
     check_positive("band", band)
@@ -202,33 +274,32 @@ def integrate(
     grid_ts = save_times(t_end, saves, grid) if ts is None else _check_ts(ts)
     if resume is not None and not np.array_equal(resume.grid, grid_ts):
         raise ValueError("resume: the saved times differ from the run being resumed")
-    if params.d != dataset.d:
-        raise ValueError(f"params have d={params.d} but the dataset has d={dataset.d}")
+    if members[0].d != dataset.d:
+        raise ValueError(f"params have d={members[0].d} but the dataset has d={dataset.d}")
     diffrax_solver, controller = make_solver(solver, rtol, atol)
-    eng = make_engine(engine)
     settings = dict(solver=solver, rtol=rtol, atol=atol, precision=precision, engine=engine,
                     band=band, max_steps=int(max_steps), chunk=int(chunk))
 
     with jax.enable_x64(precision == 64):
         dtype = jnp.float64 if precision == 64 else jnp.float32
-        params = _as_dtype(params, dtype)
         dataset = _as_dtype(dataset, dtype)
         if test_set is None:
             key = jax.random.key(0) if test_key is None else test_key
             test_set = sample_test_set(key, n_test, dataset)
         test_set = _as_dtype(test_set, dtype)
-        args = FlowArgs(
-            dataset=dataset,
-            test_set=test_set,
-            a=params.a,
-            ref=reference(params, dataset.embedding),
-            band=jnp.asarray(band, dtype),
-            active=jnp.ones(len(EVENT_NAMES), bool),
-        )
-        event = make_event(eng, precision)
-        per_step = evaluations_per_step(diffrax_solver)
-        return _run(eng, diffrax_solver, controller, event, params, args, grid_ts, settings,
-                    per_step, dtype, progress, callback, resume)
+        starts = [_as_dtype(p if resume is None else resume.params_init, dtype) for p in members]
+        name = settings["engine"] = resolve_engine(engine, starts[0], dataset)
+        engines, args = [], []
+        for p in starts:
+            eng = make_engine(name, p, dataset)
+            engines.append(eng)
+            args.append(FlowArgs(
+                dataset=dataset, test_set=test_set, a=p.a,
+                ref=reference(eng, eng.init_state(p, dataset), p, dataset.embedding),
+                band=jnp.asarray(band, dtype), active=jnp.ones(len(EVENT_NAMES), bool)))
+        run = _Run(engines, args, starts, dataset, make_event(engines[0], precision), diffrax_solver,
+                   controller, grid_ts, settings, evaluations_per_step(diffrax_solver), dtype, batched)
+        return run(progress, callback, resume)
 
 
 def _check_ts(ts) -> np.ndarray:
@@ -240,110 +311,133 @@ def _check_ts(ts) -> np.ndarray:
     return ts
 
 
-def _run(eng, solver, controller, event, params, args, grid, settings, per_step, dtype,
-         progress, callback, resume) -> FlowResult:
-    chunk = settings["chunk"]
-    n_chunks = math.ceil((len(grid) - 1) / chunk)
-    if resume is None:
-        y = eng.init_state(params)
-        obs0, values0 = _observe(eng, y, args)
-        saved = [jax.tree.map(lambda x: np.asarray(x)[None], obs0)]
-        events = {name: (0.0 if float(v) >= 0 else None) for name, v in zip(EVENT_NAMES, values0)}
-        stats = dict(steps=0, accepted_steps=0, rejected_steps=0, nfev=0 if per_step else None,
-                     solves=0)
-        start = 0
-        params_init = params
-    else:
-        y = _as_dtype(resume.state, dtype)
-        saved = [{k: np.asarray(v) for k, v in resume.observables.items()}]
-        events, stats = dict(resume.events), dict(resume.stats)
-        start = resume.chunks_done
-        params_init = resume.params_init
-    bar = _progress_bar(len(grid) - 1, start * chunk) if progress else None
+class _Run:
+    """The host loop: chunks of saved times, one (vmapped) solve per chunk plus one more after
+    each event; the members of a batch advance together, each with its own steps and events."""
 
-    def result(status, message, t_reached, chunks_done):
-        obs = {k: np.concatenate([s[k] for s in saved]) for k in saved[0]}
-        n = len(next(iter(obs.values())))
-        return FlowResult(
-            ts=grid[:n].copy(), observables=obs, events=dict(events), stats=dict(stats),
-            params_init=params_init, params_final=eng.to_params(y, args),
-            t_reached=float(t_reached), status=status, message=message, grid=grid,
-            chunks_done=chunks_done, state=y, settings=settings,
-        )
+    def __init__(self, engines, args, starts, dataset, event, solver, controller, grid, settings,
+                 per_step, dtype, batched):
+        self.engines, self.args_list, self.starts, self.dataset = engines, args, starts, dataset
+        self.event, self.solver, self.controller, self.grid = event, solver, controller, grid
+        self.settings, self.per_step, self.dtype, self.batched = settings, per_step, dtype, batched
+        if batched:
+            stack = lambda trees: jax.tree.map(lambda *xs: jnp.stack(xs), *trees)
+            self.engine = stack(engines)
+            self.args = eqx.tree_at(lambda a: (a.a, a.ref), args[0],
+                                    (stack([a.a for a in args]), stack([a.ref for a in args])))
+        else:
+            self.engine, self.args = engines[0], args[0]
 
-    started = time.perf_counter()
-    try:
-        for c in range(start, n_chunks):
-            idx = np.arange(1 + c * chunk, min(1 + (c + 1) * chunk, len(grid)))
-            t_a, t_b = grid[idx[0] - 1], grid[idx[-1]]
-            ts_chunk = np.full(chunk, t_b)
-            ts_chunk[: len(idx)] = grid[idx]
-            filled = np.zeros(chunk, bool)
-            rows = [None] * chunk
-            while True:
-                args = eqx.tree_at(lambda a: a.active, args,
-                                   jnp.asarray([events[k] is None for k in EVENT_NAMES]))
-                sol_ts, sol_ys, res, st = _solve(
-                    eng, solver, controller, event, y, jnp.asarray(t_a, dtype),
-                    jnp.asarray(t_b, dtype), jnp.asarray(np.maximum(ts_chunk, t_a), dtype),
-                    args, settings["max_steps"])
-                _count(stats, st, per_step)
-                got = np.isfinite(np.asarray(sol_ts[0])) & ~filled
-                obs_chunk = jax.tree.map(np.asarray, sol_ys[0])
-                for i in np.flatnonzero(got):
-                    rows[i] = {k: v[i] for k, v in obs_chunk.items()}
-                filled |= got
-                t_now = float(sol_ts[1][0])
-                y_new = jax.tree.map(lambda x: x[0], sol_ys[1])
-                if res == diffrax.RESULTS.event_occurred:
-                    _, values = _observe(eng, y_new, args)
-                    events[EVENT_NAMES[fired(values, args.active)]] = t_now
-                    y, t_a = y_new, t_now
-                    continue
-                done = [r for r in rows[: len(idx)] if r is not None]
-                if done:
-                    saved.append({k: np.stack([r[k] for r in done]) for k in done[0]})
-                finite = _finite(y_new)
-                if res != diffrax.RESULTS.successful or not finite:
-                    why = _describe(res) if res != diffrax.RESULTS.successful else "non-finite state"
-                    if finite:
-                        y, t_a = y_new, t_now
-                    raise FlowFailure(f"solver failed at t={t_now:.6g}: {why}",
-                                      result("failed", why, t_a, c))
-                y = y_new
-                break
-            if stats["steps"] > settings["max_steps"]:
-                raise FlowFailure(
-                    f"step limit max_steps={settings['max_steps']} exceeded at t={t_b:.6g}",
-                    result("failed", "step limit exceeded", t_b, c + 1))
+    def _with_active(self, events):
+        active = jnp.asarray([[ev[k] is None for k in EVENT_NAMES] for ev in events])
+        return eqx.tree_at(lambda a: a.active, self.args, active if self.batched else active[0])
+
+    def __call__(self, progress, callback, resume) -> list[FlowResult]:
+        grid, chunk, B = self.grid, self.settings["chunk"], len(self.engines)
+        n_chunks = math.ceil((len(grid) - 1) / chunk)
+        if resume is None:
+            y = jax.tree.map(lambda *xs: jnp.stack(xs),
+                             *[e.init_state(p, self.dataset) for e, p in zip(self.engines, self.starts)])
+            obs0, values0 = jax.device_get(_observe(self.engine, y, self.args, self.batched))
+            saved = [[{k: v[b][None] for k, v in obs0.items()}] for b in range(B)]
+            events = [{k: (0.0 if v >= 0 else None) for k, v in zip(EVENT_NAMES, values0[b])} for b in range(B)]
+            stats = [dict(steps=0, accepted_steps=0, rejected_steps=0,
+                          nfev=0 if self.per_step else None, solves=0) for _ in range(B)]
+            start = 0
+        else:
+            y = _lead(_as_dtype(resume.state, self.dtype))
+            saved = [[{k: np.asarray(v) for k, v in resume.observables.items()}]]
+            events, stats = [dict(resume.events)], [dict(resume.stats)]
+            start = resume.chunks_done
+        failed: list[tuple | None] = [None] * B  # (message, why, t_reached, chunks_done)
+        bar = _progress_bar(len(grid) - 1, start * chunk) if progress else None
+        try:
+            for c in range(start, n_chunks):
+                idx = np.arange(1 + c * chunk, min(1 + (c + 1) * chunk, len(grid)))
+                t_b = grid[idx[-1]]
+                ts_chunk = np.full(chunk, t_b)
+                ts_chunk[: len(idx)] = grid[idx]
+                t_a = np.full(B, grid[idx[0] - 1])
+                pending = np.array([f is None for f in failed])
+                filled = np.zeros((B, chunk), bool)
+                rows = [[None] * chunk for _ in range(B)]
+                while pending.any():
+                    # Members done with this chunk get a zero-length solve, which leaves them as they are.
+                    t0 = np.where(pending, t_a, t_b)
+                    out = _solve(self.engine, self.solver, self.controller, self.event, y,
+                                 jnp.asarray(t0, self.dtype), jnp.asarray(t_b, self.dtype),
+                                 jnp.asarray(np.maximum(ts_chunk[None], t0[:, None]), self.dtype),
+                                 self._with_active(events), self.settings["max_steps"], self.batched)
+                    sol_ts, obs, t_now, y_new, finite, code, which, st = out
+                    sol_ts, obs, t_now, finite, code, which, st = jax.device_get(
+                        (sol_ts, obs, t_now, finite, code, which, st))
+                    for b in np.flatnonzero(pending):
+                        _count(stats[b], st[b], self.per_step)
+                        got = np.isfinite(sol_ts[b]) & ~filled[b]
+                        for i in np.flatnonzero(got):
+                            rows[b][i] = {k: v[b, i] for k, v in obs.items()}
+                        filled[b] |= got
+                        if code[b] == _EVENT:
+                            events[b][EVENT_NAMES[which[b]]] = float(t_now[b])
+                            t_a[b] = t_now[b]
+                            continue
+                        pending[b] = False
+                        if code[b] != _SUCCESS or not finite[b]:
+                            why = _describe(code[b]) if code[b] != _SUCCESS else "non-finite state"
+                            failed[b] = (f"solver failed at t={t_now[b]:.6g}: {why}", why,
+                                         t_now[b] if finite[b] else t_a[b], c)
+                    keep = jnp.asarray(finite)
+                    y = jax.tree.map(lambda new, old: jnp.where(keep.reshape((-1,) + (1,) * (new.ndim - 1)), new, old),
+                                     y_new, y)
+                for b in range(B):
+                    if failed[b] is not None and failed[b][3] < c:
+                        continue
+                    done = [r for r in rows[b][: len(idx)] if r is not None]
+                    if done:
+                        saved[b].append({k: np.stack([r[k] for r in done]) for k in done[0]})
+                    if failed[b] is None and stats[b]["steps"] > self.settings["max_steps"]:
+                        failed[b] = (f"step limit max_steps={self.settings['max_steps']} exceeded at t={t_b:.6g}",
+                                     "step limit exceeded", t_b, c + 1)
+                if not self.batched and failed[0] is not None:
+                    break
+                if bar is not None:
+                    bar.update(len(idx))
+                    bar.set_postfix_str(f"t={t_b:.4g} loss={saved[0][-1]['loss'][-1]:.3e}")
+                if callback is not None and c + 1 < n_chunks:
+                    callback(self._result(0, y, saved, events, stats, "running", "", t_b, c + 1))
+        finally:
             if bar is not None:
-                bar.update(len(idx))
-                bar.set_postfix_str(f"t={t_b:.4g} loss={saved[-1]['loss'][-1]:.3e}")
-            if callback is not None and c + 1 < n_chunks:
-                callback(result("running", "", t_b, c + 1))
-    finally:
-        if bar is not None:
-            bar.close()
-    return result("complete", "", grid[-1], n_chunks)
+                bar.close()
+        return [self._result(b, y, saved, events, stats, "complete", "", grid[-1], n_chunks)
+                if failed[b] is None else
+                self._result(b, y, saved, events, stats, "failed", failed[b][1], failed[b][2], failed[b][3],
+                             message=failed[b][0])
+                for b in range(B)]
+
+    def _result(self, b, y, saved, events, stats, status, why, t_reached, chunks_done, message=None):
+        obs = {k: np.concatenate([s[k] for s in saved[b]]) for k in saved[b][0]}
+        n = len(next(iter(obs.values())))
+        state = jax.tree.map(lambda x: x[b], y)
+        return FlowResult(
+            ts=self.grid[:n].copy(), observables=obs, events=dict(events[b]), stats=dict(stats[b]),
+            params_init=self.starts[b], params_final=_to_params(self.engines[b], state, self.args_list[b]),
+            t_reached=float(t_reached), status=status, message=why if message is None else message,
+            grid=self.grid, chunks_done=chunks_done, state=state, settings=self.settings,
+        )
 
 
 def _count(stats, st, per_step) -> None:
     stats["solves"] += 1
-    for key, name in (("steps", "num_steps"), ("accepted_steps", "num_accepted_steps"),
-                      ("rejected_steps", "num_rejected_steps")):
-        stats[key] += int(st[name])
+    for key, v in zip(("steps", "accepted_steps", "rejected_steps"), st):
+        stats[key] += int(v)
     if per_step is not None:
-        stats["nfev"] += per_step[0] * int(st["num_steps"]) + per_step[1]
+        stats["nfev"] += per_step[0] * int(st[0]) + per_step[1]
 
 
-def _finite(tree) -> bool:
-    return all(bool(jnp.all(jnp.isfinite(x))) for x in jax.tree.leaves(tree))
-
-
-def _describe(res) -> str:
-    if res == diffrax.RESULTS.max_steps_reached:
+def _describe(code) -> str:
+    if code == _MAX_STEPS:
         return "the step limit (max_steps) was reached"
-    if res == diffrax.RESULTS.dt_min_reached:
+    if code == _DT_MIN:
         return "the step size fell to its minimum"
     return "the solver did not converge (non-finite values or an internal failure)"
 
