@@ -5,6 +5,7 @@ together by gradient flow from random initialization, learn in two phases.  flow
 that flow with diffrax and records what the paper's theorems talk about.
 """
 
+from .cache import enable_compilation_cache
 from .data import Dataset, make_dataset, make_embedding, sample_test_set
 from .events import EVENT_NAMES
 from .flow import FlowFailure, FlowResult, integrate, integrate_batch, save_times
@@ -15,6 +16,7 @@ from .observables import DESCRIPTIONS as OBSERVABLES
 __version__ = "0.1.0"
 
 __all__ = [
+    "enable_compilation_cache",
     "Dataset", "make_dataset", "make_embedding", "sample_test_set",
     "EVENT_NAMES", "FlowFailure", "FlowResult", "integrate", "integrate_batch", "save_times",
     "init_params", "init_scales",

@@ -164,7 +164,7 @@ class ReducedEngine(eqx.Module):
         present = np.zeros(dataset.d, bool)
         present[np.asarray(dataset.tokens)] = True
         local = np.where(present, np.cumsum(present) - 1, -1)
-        return cls(active=jnp.asarray(np.flatnonzero(present)), local=jnp.asarray(local),
+        return cls(active=jnp.asarray(np.flatnonzero(present), jnp.int32), local=jnp.asarray(local, jnp.int32),
                    W0=params.W, u0=params.W.T @ params.a,
                    V0=model.word_columns(params.W_V, dataset), K0=model.word_columns(params.W_K, dataset),
                    Q0=model.word_columns(params.W_Q, dataset))

@@ -12,8 +12,10 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optimistix as optx
 from jaxtyping import PyTree
 
+from .cache import enable_compilation_cache
 from .data import Dataset, sample_test_set
 from .engines import FlowArgs, make_engine, reference, resolve_engine
 from .events import EVENT_NAMES, event_values, fired, make_event
@@ -86,6 +88,8 @@ def save_times(t_end: float, saves: int = 201, grid: str = "log", t_first: float
     t_first = min(1e-3, t_end / saves) if t_first is None else float(t_first)
     if not 0 < t_first < t_end:
         raise ValueError(f"t_first must be in (0, t_end={t_end}), got {t_first}")
+    if saves == 2:  # geomspace would give t_first alone
+        return np.array([0.0, t_end])
     return np.concatenate([[0.0], np.geomspace(t_first, t_end, int(saves) - 1)])
 
 
@@ -119,7 +123,7 @@ def evaluations_per_step(solver) -> tuple[int, int] | None:
     return (stages - 1, 3) if tableau.fsal else (stages, 2)
 
 
-# Outcome codes of one solve, per member.
+# Outcome codes of one solve.
 _SUCCESS, _EVENT, _MAX_STEPS, _DT_MIN, _OTHER = range(5)
 
 
@@ -134,10 +138,6 @@ def _finite_tree(tree) -> jax.Array:
     return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]))
 
 
-def _first(tree):
-    return jax.tree.map(lambda x: x[0], tree)
-
-
 def _lead(tree):
     return jax.tree.map(lambda x: jnp.asarray(x)[None], tree)
 
@@ -147,39 +147,47 @@ def _args_axes() -> FlowArgs:
     return FlowArgs(dataset=None, test_set=None, a=0, ref=0, band=None, active=0)
 
 
+def _member_fns(engine, batched: bool):
+    """The vector field, the observables (with a leading member axis) and the event conditions
+    (shaped like ``args.active``) of the state; for a batch, every member's at once by vmap."""
+    if not batched:
+        return (engine.vector_field, lambda t, y, a: _lead(observables(engine, y, a)),
+                lambda y, a: jnp.stack(event_values(engine, y, a)))
+    over = lambda f: lambda y, a: jax.vmap(f, in_axes=(0, 0, _args_axes()))(engine, y, a)
+    return (lambda t, y, a: over(lambda e, y, a: e.vector_field(t, y, a))(y, a),
+            lambda t, y, a: over(observables)(y, a),
+            over(lambda e, y, a: jnp.stack(event_values(e, y, a))))
+
+
+def _batch_norm(y) -> jax.Array:
+    """Step-size control of a batch: the worst member's RMS error, so each is held to the tolerances."""
+    return jnp.max(jax.vmap(optx.rms_norm)(y))
+
+
 @eqx.filter_jit
-def _solve(engine, solver, controller, event, y0, t0, t1, ts, args, max_steps, batched):
-    """One diffrax solve per member from its ``t0`` to ``t1`` (stopped early by an event), saving
-    the observables at its ``ts``; ``y0``, ``t0`` and ``ts`` have a leading member axis, and so
-    do ``engine`` and ``args`` when ``batched``.  What the host loop needs comes back at once."""
-
-    def one(engine, y0, t0, ts, args):
-        saveat = diffrax.SaveAt(subs=[
-            diffrax.SubSaveAt(ts=ts, fn=lambda t, y, a: observables(engine, y, a)),
-            diffrax.SubSaveAt(t1=True),
-        ])
-        sol = diffrax.diffeqsolve(
-            diffrax.ODETerm(engine.vector_field), solver, t0, t1, dt0=None, y0=y0, args=args,
-            saveat=saveat, stepsize_controller=controller, event=event, max_steps=max_steps,
-            throw=False)
-        y1 = _first(sol.ys[1])
-        which = fired(event_values(engine, y1, args), args.active)
-        stats = jnp.stack([sol.stats[k] for k in ("num_steps", "num_accepted_steps", "num_rejected_steps")])
-        return sol.ts[0], sol.ys[0], sol.ts[1][0], y1, _finite_tree(y1), _code(sol.result), which, stats
-
+def _solve(engine, solver, controller, y0, t0, t1, ts, args, max_steps, precision, batched):
+    """One diffrax solve from ``t0`` to ``t1``, stopped early by an event, saving the observables
+    at ``ts``.  A batch (members stacked on a leading axis of ``engine``, ``y0`` and the
+    per-member parts of ``args``) is one ODE with a shared step size.  What the host loop needs
+    comes back in one transfer, apart from the state."""
+    vector_field, observe, values = _member_fns(engine, batched)
     if batched:
-        return jax.vmap(one, in_axes=(0, 0, 0, 0, _args_axes()))(engine, y0, t0, ts, args)
-    return _lead(one(engine, _first(y0), t0[0], ts[0], args))
+        controller = eqx.tree_at(lambda c: c.norm, controller, _batch_norm)
+    saveat = diffrax.SaveAt(subs=[diffrax.SubSaveAt(ts=ts, fn=observe), diffrax.SubSaveAt(t1=True)])
+    sol = diffrax.diffeqsolve(
+        diffrax.ODETerm(vector_field), solver, t0, t1, dt0=None, y0=y0, args=args, saveat=saveat,
+        stepsize_controller=controller, event=make_event(values, precision), max_steps=max_steps,
+        throw=False)
+    y1 = jax.tree.map(lambda x: x[0], sol.ys[1])
+    stats = jnp.stack([sol.stats[k] for k in ("num_steps", "num_accepted_steps", "num_rejected_steps")])
+    return (sol.ts[0], sol.ys[0], sol.ts[1][0], y1, _finite_tree(y1), _code(sol.result),
+            fired(values(y1, args), args.active), stats)
 
 
 @eqx.filter_jit
 def _observe(engine, y, args, batched):
-    def one(engine, y, args):
-        return observables(engine, y, args), jnp.stack(event_values(engine, y, args))
-
-    if batched:
-        return jax.vmap(one, in_axes=(0, 0, _args_axes()))(engine, y, args)
-    return _lead(one(engine, _first(y), args))
+    _, observe, values = _member_fns(engine, batched)
+    return observe(None, y, args), values(y, args).reshape(-1, len(EVENT_NAMES))
 
 
 @eqx.filter_jit
@@ -232,6 +240,9 @@ def integrate(
     checkpoints), and ``resume=partial_result`` continues a partial run to the same result an
     uninterrupted run gives.  ``max_steps`` bounds the total number of solver steps.
     Raises :class:`FlowFailure` (with the partial result) if the solver fails.
+
+    Turns on JAX's persistent compilation cache (:func:`flowsim.enable_compilation_cache`;
+    ``FLOWSIM_NO_CACHE=1`` opts out).
     """
     [result] = _integrate([params], dataset, t_end, batched=False, solver=solver, rtol=rtol,
                           atol=atol, saves=saves, grid=grid, ts=ts, max_steps=max_steps,
@@ -244,12 +255,15 @@ def integrate(
 
 
 def integrate_batch(params: Params, dataset: Dataset, t_end: float = 300.0, **options) -> list[FlowResult]:
-    """Integrate from a batch of starts in one vmapped diffrax solve: ``params`` has a leading
-    member axis on every field (e.g. ``jax.vmap(lambda k: init_params(k, ...))(keys)``).
+    """Integrate from a batch of starts in one diffrax solve: ``params`` has a leading member
+    axis on every field (e.g. ``jax.vmap(lambda k: init_params(k, ...))(keys)``).
 
-    Takes :func:`integrate`'s options except ``callback`` and ``resume``; every member gets its
-    own adaptive steps and events.  Returns one :class:`FlowResult` per member; a member whose
-    solve fails has ``status == "failed"`` and the others carry on.
+    The members' flows are stacked into one ODE whose vector field and observables are vmapped;
+    the step size is shared and controlled by the worst member's error, and each member has its
+    own events (every event of any member is located by root finding, then all carry on).
+    Takes :func:`integrate`'s options except ``callback`` and ``resume``.  Returns one
+    :class:`FlowResult` per member (``stats`` are the shared solve's); if the solve fails,
+    every member's result has ``status == "failed"``.
     """
     for name in ("callback", "resume"):
         if options.get(name) is not None:
@@ -266,6 +280,7 @@ def _integrate(members, dataset, t_end, *, batched, solver="tsit5", rtol=1e-8, a
                callback=None, resume=None) -> list[FlowResult]:
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be 64 or 32, got {precision!r}")
+    enable_compilation_cache()
     check_positive("band", band)
     if int(max_steps) != max_steps or max_steps < 1:
         raise ValueError(f"max_steps must be a positive integer, got {max_steps}")
@@ -297,8 +312,7 @@ def _integrate(members, dataset, t_end, *, batched, solver="tsit5", rtol=1e-8, a
                 dataset=dataset, test_set=test_set, a=p.a,
                 ref=reference(eng, eng.init_state(p, dataset), p, dataset.embedding),
                 band=jnp.asarray(band, dtype), active=jnp.ones(len(EVENT_NAMES), bool)))
-        run = _Run(engines, args, starts, dataset, make_event(engines[0], precision), diffrax_solver,
-                   controller, grid_ts, settings, evaluations_per_step(diffrax_solver), dtype, batched)
+        run = _Run(engines, args, starts, dataset, precision, diffrax_solver, controller, grid_ts, settings, evaluations_per_step(diffrax_solver), dtype, batched)
         return run(progress, callback, resume)
 
 
@@ -312,19 +326,19 @@ def _check_ts(ts) -> np.ndarray:
 
 
 class _Run:
-    """The host loop: chunks of saved times, one (vmapped) solve per chunk plus one more after
-    each event; the members of a batch advance together, each with its own steps and events."""
+    """The host loop: chunks of saved times, one solve per chunk plus one more after each event.
+    The members of a batch share the time and step size; each has its own events."""
 
-    def __init__(self, engines, args, starts, dataset, event, solver, controller, grid, settings,
+    def __init__(self, engines, args, starts, dataset, precision, solver, controller, grid, settings,
                  per_step, dtype, batched):
         self.engines, self.args_list, self.starts, self.dataset = engines, args, starts, dataset
-        self.event, self.solver, self.controller, self.grid = event, solver, controller, grid
+        self.precision, self.solver, self.controller, self.grid = precision, solver, controller, grid
         self.settings, self.per_step, self.dtype, self.batched = settings, per_step, dtype, batched
         if batched:
             stack = lambda trees: jax.tree.map(lambda *xs: jnp.stack(xs), *trees)
             self.engine = stack(engines)
-            self.args = eqx.tree_at(lambda a: (a.a, a.ref), args[0],
-                                    (stack([a.a for a in args]), stack([a.ref for a in args])))
+            self.args = eqx.tree_at(lambda a: (a.a, a.ref, a.active), args[0],
+                                    tuple(stack([getattr(a, f) for a in args]) for f in ("a", "ref", "active")))
         else:
             self.engine, self.args = engines[0], args[0]
 
@@ -333,72 +347,67 @@ class _Run:
         return eqx.tree_at(lambda a: a.active, self.args, active if self.batched else active[0])
 
     def __call__(self, progress, callback, resume) -> list[FlowResult]:
-        grid, chunk, B = self.grid, self.settings["chunk"], len(self.engines)
+        grid, B = self.grid, len(self.engines)
+        chunk = min(self.settings["chunk"], len(grid) - 1)  # no padding past the last saved time
         n_chunks = math.ceil((len(grid) - 1) / chunk)
         if resume is None:
-            y = jax.tree.map(lambda *xs: jnp.stack(xs),
-                             *[e.init_state(p, self.dataset) for e, p in zip(self.engines, self.starts)])
+            inits = [e.init_state(p, self.dataset) for e, p in zip(self.engines, self.starts)]
+            y = jax.tree.map(lambda *xs: jnp.stack(xs), *inits) if self.batched else inits[0]
             obs0, values0 = jax.device_get(_observe(self.engine, y, self.args, self.batched))
             saved = [[{k: v[b][None] for k, v in obs0.items()}] for b in range(B)]
             events = [{k: (0.0 if v >= 0 else None) for k, v in zip(EVENT_NAMES, values0[b])} for b in range(B)]
-            stats = [dict(steps=0, accepted_steps=0, rejected_steps=0,
-                          nfev=0 if self.per_step else None, solves=0) for _ in range(B)]
+            stats = dict(steps=0, accepted_steps=0, rejected_steps=0,
+                         nfev=0 if self.per_step else None, solves=0)
             start = 0
         else:
-            y = _lead(_as_dtype(resume.state, self.dtype))
+            y = _as_dtype(resume.state, self.dtype)
             saved = [[{k: np.asarray(v) for k, v in resume.observables.items()}]]
-            events, stats = [dict(resume.events)], [dict(resume.stats)]
+            events, stats = [dict(resume.events)], dict(resume.stats)
             start = resume.chunks_done
-        failed: list[tuple | None] = [None] * B  # (message, why, t_reached, chunks_done)
+        failure = None  # (message, why, t_reached, chunks_done)
         bar = _progress_bar(len(grid) - 1, start * chunk) if progress else None
         try:
             for c in range(start, n_chunks):
                 idx = np.arange(1 + c * chunk, min(1 + (c + 1) * chunk, len(grid)))
-                t_b = grid[idx[-1]]
+                t_a, t_b = grid[idx[0] - 1], grid[idx[-1]]
                 ts_chunk = np.full(chunk, t_b)
                 ts_chunk[: len(idx)] = grid[idx]
-                t_a = np.full(B, grid[idx[0] - 1])
-                pending = np.array([f is None for f in failed])
-                filled = np.zeros((B, chunk), bool)
-                rows = [[None] * chunk for _ in range(B)]
-                while pending.any():
-                    # Members done with this chunk get a zero-length solve, which leaves them as they are.
-                    t0 = np.where(pending, t_a, t_b)
-                    out = _solve(self.engine, self.solver, self.controller, self.event, y,
-                                 jnp.asarray(t0, self.dtype), jnp.asarray(t_b, self.dtype),
-                                 jnp.asarray(np.maximum(ts_chunk[None], t0[:, None]), self.dtype),
-                                 self._with_active(events), self.settings["max_steps"], self.batched)
-                    sol_ts, obs, t_now, y_new, finite, code, which, st = out
-                    sol_ts, obs, t_now, finite, code, which, st = jax.device_get(
-                        (sol_ts, obs, t_now, finite, code, which, st))
-                    for b in np.flatnonzero(pending):
-                        _count(stats[b], st[b], self.per_step)
-                        got = np.isfinite(sol_ts[b]) & ~filled[b]
-                        for i in np.flatnonzero(got):
-                            rows[b][i] = {k: v[b, i] for k, v in obs.items()}
-                        filled[b] |= got
-                        if code[b] == _EVENT:
-                            events[b][EVENT_NAMES[which[b]]] = float(t_now[b])
-                            t_a[b] = t_now[b]
-                            continue
-                        pending[b] = False
-                        if code[b] != _SUCCESS or not finite[b]:
-                            why = _describe(code[b]) if code[b] != _SUCCESS else "non-finite state"
-                            failed[b] = (f"solver failed at t={t_now[b]:.6g}: {why}", why,
-                                         t_now[b] if finite[b] else t_a[b], c)
-                    keep = jnp.asarray(finite)
-                    y = jax.tree.map(lambda new, old: jnp.where(keep.reshape((-1,) + (1,) * (new.ndim - 1)), new, old),
-                                     y_new, y)
-                for b in range(B):
-                    if failed[b] is not None and failed[b][3] < c:
+                filled = np.zeros(chunk, bool)
+                rows = [None] * chunk
+                while True:
+                    out = _solve(self.engine, self.solver, self.controller, y, jnp.asarray(t_a, self.dtype),
+                                 jnp.asarray(t_b, self.dtype), jnp.asarray(np.maximum(ts_chunk, t_a), self.dtype),
+                                 self._with_active(events), self.settings["max_steps"], self.precision,
+                                 self.batched)
+                    y_new = out[3]
+                    sol_ts, obs, t_now, _, finite, code, which, st = jax.device_get(out[:3] + (None,) + out[4:])
+                    _count(stats, st, self.per_step)
+                    got = np.isfinite(sol_ts) & ~filled
+                    for i in np.flatnonzero(got):
+                        rows[i] = {k: v[i] for k, v in obs.items()}  # (members, ...)
+                    filled |= got
+                    t_now = float(t_now)
+                    if code == _EVENT:
+                        b, k = divmod(int(which), len(EVENT_NAMES))
+                        events[b][EVENT_NAMES[k]] = t_now
+                        y, t_a = y_new, t_now
                         continue
-                    done = [r for r in rows[b][: len(idx)] if r is not None]
+                    done = [r for r in rows[: len(idx)] if r is not None]
                     if done:
-                        saved[b].append({k: np.stack([r[k] for r in done]) for k in done[0]})
-                    if failed[b] is None and stats[b]["steps"] > self.settings["max_steps"]:
-                        failed[b] = (f"step limit max_steps={self.settings['max_steps']} exceeded at t={t_b:.6g}",
-                                     "step limit exceeded", t_b, c + 1)
-                if not self.batched and failed[0] is not None:
+                        for b in range(B):
+                            saved[b].append({k: np.stack([r[k][b] for r in done]) for k in done[0]})
+                    if code != _SUCCESS or not finite:
+                        why = _describe(code) if code != _SUCCESS else "non-finite state"
+                        if finite:
+                            y, t_a = y_new, t_now
+                        failure = (f"solver failed at t={t_now:.6g}: {why}", why, t_a, c)
+                    else:
+                        y = y_new
+                    break
+                if failure is None and stats["steps"] > self.settings["max_steps"]:
+                    failure = (f"step limit max_steps={self.settings['max_steps']} exceeded at t={t_b:.6g}",
+                               "step limit exceeded", t_b, c + 1)
+                if failure is not None:
                     break
                 if bar is not None:
                     bar.update(len(idx))
@@ -408,18 +417,18 @@ class _Run:
         finally:
             if bar is not None:
                 bar.close()
-        return [self._result(b, y, saved, events, stats, "complete", "", grid[-1], n_chunks)
-                if failed[b] is None else
-                self._result(b, y, saved, events, stats, "failed", failed[b][1], failed[b][2], failed[b][3],
-                             message=failed[b][0])
-                for b in range(B)]
+        if failure is not None:
+            message, why, t_reached, chunks_done = failure
+            return [self._result(b, y, saved, events, stats, "failed", why, t_reached, chunks_done, message)
+                    for b in range(B)]
+        return [self._result(b, y, saved, events, stats, "complete", "", grid[-1], n_chunks) for b in range(B)]
 
     def _result(self, b, y, saved, events, stats, status, why, t_reached, chunks_done, message=None):
         obs = {k: np.concatenate([s[k] for s in saved[b]]) for k in saved[b][0]}
         n = len(next(iter(obs.values())))
-        state = jax.tree.map(lambda x: x[b], y)
+        state = jax.tree.map(lambda x: x[b], y) if self.batched else y
         return FlowResult(
-            ts=self.grid[:n].copy(), observables=obs, events=dict(events[b]), stats=dict(stats[b]),
+            ts=self.grid[:n].copy(), observables=obs, events=dict(events[b]), stats=dict(stats),
             params_init=self.starts[b], params_final=_to_params(self.engines[b], state, self.args_list[b]),
             t_reached=float(t_reached), status=status, message=why if message is None else message,
             grid=self.grid, chunks_done=chunks_done, state=state, settings=self.settings,
