@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, Float, PyTree
+import numpy as np
+from jaxtyping import Array, Float, Int, PyTree
 
 from . import model
 from .data import Dataset
@@ -16,11 +19,10 @@ class Reference(eqx.Module):
     """Quantities of the initial point that observables and events compare against."""
 
     M0: Float[Array, "d d"]  # s(mu_k, mu_l) at t = 0, embedding basis
-    D_KQ0: Float[Array, "m m"]  # W_K W_K^T - W_Q W_Q^T at t = 0
-    D_WV0: Float[Array, "m m"]  # W^T W - W_V W_V^T at t = 0
+    conserved0: tuple[Array, Array] | None  # the engine's ``conserved`` at t = 0
     scale_KQ: Float[Array, ""]  # ||W_K W_K^T||_F + ||W_Q W_Q^T||_F at t = 0
     scale_WV: Float[Array, ""]  # ||W^T W||_F + ||W_V W_V^T||_F at t = 0
-    neuron_gram0: Float[Array, "m1 m1"]  # W W^T at t = 0: the inner products <w_j1, w_j2>
+    scale_neurons: Float[Array, ""]  # ||W W^T||_F at t = 0: the inner products <w_j1, w_j2>
 
 
 def conserved(params: Params) -> tuple[Array, Array]:
@@ -31,17 +33,18 @@ def conserved(params: Params) -> tuple[Array, Array]:
     return KK - QQ, WW - VV
 
 
-def reference(params: Params, embedding) -> Reference:
-    KK, QQ = params.W_K @ params.W_K.T, params.W_Q @ params.W_Q.T
-    WW, VV = params.W.T @ params.W, params.W_V @ params.W_V.T
-    fro = jnp.linalg.norm
+def _gram_norm(X: Float[Array, "p q"]) -> Float[Array, ""]:
+    """``||X X^T||_F = ||X^T X||_F``, through the smaller of the two Gram matrices."""
+    return jnp.linalg.norm(X.T @ X if X.shape[0] >= X.shape[1] else X @ X.T)
+
+
+def reference(engine, y0: PyTree, params: Params, embedding: Float[Array, "d d"]) -> Reference:
     return Reference(
         M0=model.attention_scores(params, embedding, tuple(range(params.d))),
-        D_KQ0=KK - QQ,
-        D_WV0=WW - VV,
-        scale_KQ=fro(KK) + fro(QQ),
-        scale_WV=fro(WW) + fro(VV),
-        neuron_gram0=params.W @ params.W.T,
+        conserved0=engine.conserved(y0),
+        scale_KQ=_gram_norm(params.W_K) + _gram_norm(params.W_Q),
+        scale_WV=_gram_norm(params.W) + _gram_norm(params.W_V),
+        scale_neurons=_gram_norm(params.W),
     )
 
 
@@ -66,19 +69,68 @@ class Quantities(eqx.Module):
     value_corr: Float[Array, "3 3"]  # mu_i^T W_V^T W_V mu_j, i, j <= 3
     key_corr: Float[Array, "3 3"]  # mu_i^T W_K^T W_K mu_j, i, j <= 3
     query_corr: Float[Array, "3 3"]  # mu_i^T W_Q^T W_Q mu_j, i, j <= 3
-    neuron_gram_change: Float[Array, ""]  # ||W W^T - W(0) W(0)^T||_F / ||W(0) W(0)^T||_F
+    neuron_gram_change: Float[Array, ""]  # ||W W^T - W(0) W(0)^T||_F / ||W(0) W(0)^T||_F (NaN: gram)
     grad_norm2: Float[Array, ""]  # ||grad Lhat||^2 = -dLhat/dt (spec 7.4)
-    drift_KQ: Float[Array, ""]
+    drift_KQ: Float[Array, ""]  # NaN where the engine cannot form the m x m matrices
     drift_WV: Float[Array, ""]
+
+
+def _drifts(now, ref: Reference) -> tuple[Array, Array]:
+    """Relative drift of the conservation laws (spec 7.3), from any representation of
+    the two conserved matrices that differs from the true ones by a constant."""
+    if now is None:
+        return jnp.array(jnp.nan), jnp.array(jnp.nan)
+    fro = jnp.linalg.norm
+    return (fro(now[0] - ref.conserved0[0]) / ref.scale_KQ,
+            fro(now[1] - ref.conserved0[1]) / ref.scale_WV)
+
+
+def _in_basis(dataset: Dataset) -> Dataset:
+    """The same samples with one-hot words, for matrices already expressed in the embedding basis."""
+    return Dataset(tokens=dataset.tokens, labels=dataset.labels, groups=dataset.groups,
+                   embedding=jnp.eye(dataset.d, dtype=dataset.embedding.dtype), basis="standard")
+
+
+def _neuron_gram_change(delta_norm2, ref: Reference) -> Float[Array, ""]:
+    return jnp.sqrt(jnp.maximum(delta_norm2, 0.0)) / ref.scale_neurons
+
+
+def _param_quantities(p: Params, args: FlowArgs, data: Dataset, test: Dataset, grad_norm2, now,
+                      neuron_delta2) -> Quantities:
+    """``neuron_delta2`` is ``||W W^T - W(0) W(0)^T||_F^2``, which each engine forms its own way."""
+    E = data.embedding
+    drift_KQ, drift_WV = _drifts(now, args.ref)
+    return Quantities(
+        margins=model.margins(p, data),
+        test_margins=model.margins(p, test),
+        G=model.G(p, E),
+        M=model.attention_scores(p, E, tuple(range(p.d))),
+        value_corr=model.gram3(p.W_V, E),
+        key_corr=model.gram3(p.W_K, E),
+        query_corr=model.gram3(p.W_Q, E),
+        neuron_gram_change=_neuron_gram_change(neuron_delta2, args.ref),
+        grad_norm2=grad_norm2,
+        drift_KQ=drift_KQ,
+        drift_WV=drift_WV,
+    )
+
+
+def _sum_squares(tree) -> Float[Array, ""]:
+    return sum(jnp.sum(g**2) for g in jax.tree.leaves(tree))
 
 
 class ParamEngine(eqx.Module):
     """The reference four-matrix flow: the state is ``(W, W_V, W_K, W_Q)`` and
     ``d theta/dt = -grad_theta Lhat(theta)`` by autodiff of :func:`flowsim.loss` (Eq. 2)."""
 
-    name: str = eqx.field(static=True, default="params")
+    name: ClassVar[str] = "params"
+    W0: Float[Array, "m1 m"]
 
-    def init_state(self, params: Params) -> PyTree:
+    @classmethod
+    def build(cls, params: Params, dataset: Dataset) -> "ParamEngine":
+        return cls(W0=params.W)
+
+    def init_state(self, params: Params, dataset: Dataset) -> PyTree:
         return (params.W, params.W_V, params.W_K, params.W_Q)
 
     def to_params(self, y: PyTree, args: FlowArgs) -> Params:
@@ -91,6 +143,10 @@ class ParamEngine(eqx.Module):
     def vector_field(self, t, y: PyTree, args: FlowArgs) -> PyTree:
         return jax.tree.map(jnp.negative, jax.grad(self.loss)(y, args))
 
+    def conserved(self, y: PyTree):
+        W, W_V, W_K, W_Q = y
+        return conserved(Params(W=W, W_V=W_V, W_K=W_K, W_Q=W_Q, a=jnp.ones(W.shape[0], W.dtype)))
+
     def margins(self, y, args: FlowArgs) -> Float[Array, " n"]:
         return model.margins(self.to_params(y, args), args.dataset)
 
@@ -101,30 +157,218 @@ class ParamEngine(eqx.Module):
         return model.attention_scores(self.to_params(y, args), args.dataset.embedding)
 
     def quantities(self, y, args: FlowArgs) -> Quantities:
-        p = self.to_params(y, args)
-        E = args.dataset.embedding
-        D_KQ, D_WV = conserved(p)
-        grad = self.vector_field(None, y, args)
+        grad2 = _sum_squares(self.vector_field(None, y, args))
+        # ||W W^T - W0 W0^T||_F^2 through m x m products: ||W^T W||^2 - 2 ||W0^T W||^2 + ||W0^T W0||^2.
+        W, W0 = y[0], self.W0
+        delta2 = (jnp.sum((W.T @ W) ** 2) - 2 * jnp.sum((W0.T @ W) ** 2) + jnp.sum((W0.T @ W0) ** 2))
+        return _param_quantities(self.to_params(y, args), args, args.dataset, args.test_set,
+                                 grad2, self.conserved(y), delta2)
+
+
+class ReducedEngine(eqx.Module):
+    """The four-matrix flow with its exact reductions (spec 7.1-7.2): the state is
+    ``(u, V_a, K_a, Q_a)`` with ``u = W^T a`` (``du/dt = -m1 grad_u Lhat``) and ``V_a, K_a, Q_a``
+    the columns ``W_V mu_k, W_K mu_k, W_Q mu_k`` of the words k present in the training set;
+    the other columns keep their initial values.  The full matrices are rebuilt exactly:
+    ``W = W(0) + a (u - u(0))^T / m1`` and the absent columns from t = 0."""
+
+    name: ClassVar[str] = "reduced"
+    active: Int[Array, " k"]  # the words present in the training set
+    local: Int[Array, " d"]  # each word's index among the active ones (-1 if absent)
+    W0: Float[Array, "m1 m"]
+    u0: Float[Array, " m"]
+    V0: Float[Array, "m d"]  # W_V, W_K, W_Q at t = 0 in the embedding basis
+    K0: Float[Array, "m d"]
+    Q0: Float[Array, "m d"]
+
+    @classmethod
+    def build(cls, params: Params, dataset: Dataset) -> "ReducedEngine":
+        present = np.zeros(dataset.d, bool)
+        present[np.asarray(dataset.tokens)] = True
+        local = np.where(present, np.cumsum(present) - 1, -1)
+        return cls(active=jnp.asarray(np.flatnonzero(present), jnp.int32), local=jnp.asarray(local, jnp.int32),
+                   W0=params.W, u0=params.W.T @ params.a,
+                   V0=model.word_columns(params.W_V, dataset), K0=model.word_columns(params.W_K, dataset),
+                   Q0=model.word_columns(params.W_Q, dataset))
+
+    def init_state(self, params: Params, dataset: Dataset) -> PyTree:
+        return (params.W.T @ params.a, self.V0[:, self.active], self.K0[:, self.active],
+                self.Q0[:, self.active])
+
+    @staticmethod
+    def _u_form(u, V, K, Q) -> Params:
+        # A one-neuron MLP with a = (1) and W = u^T computes exactly F: the loss sees W only through u.
+        return Params(W=u[None, :], W_V=V, W_K=K, W_Q=Q, a=jnp.ones(1, u.dtype))
+
+    def _columns(self, X_a: Float[Array, "m k"], X0: Float[Array, "m d"]) -> Float[Array, "m d"]:
+        """All d columns in the embedding basis: the active ones from the state, the rest from t = 0."""
+        k = self.local
+        return jnp.where(k >= 0, X_a[:, jnp.maximum(k, 0)], X0)
+
+    def _full_basis(self, y) -> Params:
+        u, V_a, K_a, Q_a = y
+        return self._u_form(u, self._columns(V_a, self.V0), self._columns(K_a, self.K0), self._columns(Q_a, self.Q0))
+
+    def to_params(self, y: PyTree, args: FlowArgs) -> Params:
+        p = self._full_basis(y)
+        data = args.dataset
+        back = (lambda X: X) if data.basis == "standard" else (lambda X: X @ data.embedding.T)
+        W = self.W0 + jnp.outer(args.a, y[0] - self.u0) / args.a.shape[0]
+        return Params(W=W, W_V=back(p.W_V), W_K=back(p.W_K), W_Q=back(p.W_Q), a=args.a)
+
+    def _training_set(self, y, args: FlowArgs) -> Dataset:
+        """The training set over the active words only, in the embedding basis."""
+        d = args.dataset
+        return Dataset(tokens=self.local[d.tokens], labels=d.labels, groups=d.groups,
+                       embedding=jnp.eye(y[1].shape[1], dtype=d.labels.dtype), basis="standard")
+
+    def loss(self, y: PyTree, args: FlowArgs) -> Float[Array, ""]:
+        return model.loss(self._u_form(*y), self._training_set(y, args))
+
+    def vector_field(self, t, y: PyTree, args: FlowArgs) -> PyTree:
+        g_u, g_V, g_K, g_Q = jax.grad(self.loss)(y, args)
+        return (-args.a.shape[0] * g_u, -g_V, -g_K, -g_Q)
+
+    def conserved(self, y: PyTree):
+        """The conserved matrices less their constant parts: absent columns and W(0) drop out of
+        ``W_K W_K^T - W_Q W_Q^T`` and ``W^T W - W_V W_V^T = (u u^T - u0 u0^T) / m1 + const - W_V W_V^T``."""
+        u, V_a, K_a, Q_a = y
+        m1 = self.W0.shape[0]
+        return K_a @ K_a.T - Q_a @ Q_a.T, jnp.outer(u, u) / m1 - V_a @ V_a.T
+
+    def margins(self, y, args: FlowArgs) -> Float[Array, " n"]:
+        return model.margins(self._u_form(*y), self._training_set(y, args))
+
+    def G(self, y, args: FlowArgs) -> Float[Array, " d"]:
+        return self._columns(y[1], self.V0).T @ y[0]
+
+    def scores3(self, y, args: FlowArgs) -> Float[Array, "3 3"]:
+        p = self._full_basis(y)
+        return p.W_K[:, :3].T @ p.W_Q[:, :3]
+
+    def quantities(self, y, args: FlowArgs) -> Quantities:
+        g_u, *rest = self.vector_field(None, y, args)
+        grad2 = _sum_squares(rest) + jnp.sum(g_u**2) / args.a.shape[0]  # ||a g^T||^2 = m1 ||g||^2
+        # W W^T - W0 W0^T = v a^T + a v^T + c a a^T with v = W0 (u - u0) / m1, c = |u - u0|^2 / m1^2.
+        a, m1 = args.a, args.a.shape[0]
+        delta = y[0] - self.u0
+        v, c, aa = self.W0 @ delta / m1, delta @ delta / m1**2, a @ a
+        va = v @ a
+        delta2 = 2 * (v @ v) * aa + 2 * va**2 + 4 * c * va * aa + c**2 * aa**2
+        return _param_quantities(self._full_basis(y), args, _in_basis(args.dataset), _in_basis(args.test_set),
+                                 grad2, self.conserved(y), delta2)
+
+
+class GramEngine(eqx.Module):
+    """The closed Gram system of spec 7.5: the state is ``(z, s, C_V, M, A, B)`` in the embedding
+    basis, ``z = W_V^T u`` (so ``z_k = G(mu_k)``), ``s = ||u||^2``, ``C_V = W_V^T W_V``,
+    ``M = W_K^T W_Q``, ``A = W_K^T W_K``, ``B = W_Q^T W_Q``; its size and cost depend on d alone.
+
+    The m x m conservation laws and the m1 x m1 neuron inner products cannot be formed from it:
+    ``drift_KQ``, ``drift_WV`` and ``neuron_gram_change`` are NaN, and there are no final
+    parameters (``to_params`` returns ``None``)."""
+
+    name: ClassVar[str] = "gram"
+    m: int = eqx.field(static=True)
+    m1: int = eqx.field(static=True)
+
+    @classmethod
+    def build(cls, params: Params, dataset: Dataset) -> "GramEngine":
+        return cls(m=params.m, m1=params.m1)
+
+    def init_state(self, params: Params, dataset: Dataset) -> PyTree:
+        V, K, Q = (model.word_columns(X, dataset) for X in (params.W_V, params.W_K, params.W_Q))
+        u = params.W.T @ params.a
+        return (V.T @ u, u @ u, V.T @ V, K.T @ Q, K.T @ K, Q.T @ Q)
+
+    def to_params(self, y: PyTree, args: FlowArgs) -> None:
+        return None
+
+    def _margins(self, z, M, data: Dataset) -> Float[Array, " n"]:
+        return data.labels * model.outputs_reduced(z, M, data.tokens, self.m)
+
+    def loss_zM(self, z: Float[Array, " d"], M: Float[Array, "d d"], args: FlowArgs) -> Float[Array, ""]:
+        """Lhat as a function of (z, M) alone (spec 7.5)."""
+        return jnp.mean(model.logistic_loss(self._margins(z, M, args.dataset)))
+
+    def _gradients(self, y, args):
+        z, s, C_V, M, A, B = y
+        return jax.grad(self.loss_zM, argnums=(0, 1))(z, M, args)
+
+    def vector_field(self, t, y: PyTree, args: FlowArgs) -> PyTree:
+        """Spec 7.5: dz = -(s h + m1 C_V h), ds = -2 m1 z.h, dC_V = -(h z^T + z h^T),
+        dM = -(A Gm + Gm B), dA = -(Gm M^T + M Gm^T), dB = -(Gm^T M + M^T Gm)."""
+        z, s, C_V, M, A, B = y
+        h, Gm = self._gradients(y, args)
+        hz = jnp.outer(h, z)
+        GmMT = Gm @ M.T
+        MTGm = M.T @ Gm
+        return (-(s * h + self.m1 * (C_V @ h)), -2 * self.m1 * (z @ h), -(hz + hz.T),
+                -(A @ Gm + Gm @ B), -(GmMT + GmMT.T), -(MTGm + MTGm.T))
+
+    def conserved(self, y: PyTree) -> None:
+        return None
+
+    def margins(self, y, args: FlowArgs) -> Float[Array, " n"]:
+        return self._margins(y[0], y[3], args.dataset)
+
+    def G(self, y, args: FlowArgs) -> Float[Array, " d"]:
+        return y[0]
+
+    def scores3(self, y, args: FlowArgs) -> Float[Array, "3 3"]:
+        return y[3][:3, :3]
+
+    def quantities(self, y, args: FlowArgs) -> Quantities:
+        """``||grad Lhat||^2`` from the Gram matrices: ``||a (W_V h)^T||^2 = m1 h^T C_V h``,
+        ``||u h^T||^2 = s ||h||^2``, ``||W_Q Gm^T||^2 = tr(Gm B Gm^T)``, ``||W_K Gm||^2 = tr(Gm^T A Gm)``."""
+        z, s, C_V, M, A, B = y
+        h, Gm = self._gradients(y, args)
+        grad2 = (self.m1 * h @ C_V @ h + s * h @ h
+                 + jnp.sum((Gm @ B) * Gm) + jnp.sum((A @ Gm) * Gm))
+        nan = jnp.array(jnp.nan, z.dtype)
         return Quantities(
-            margins=model.margins(p, args.dataset),
-            test_margins=model.margins(p, args.test_set),
-            G=model.G(p, E),
-            M=model.attention_scores(p, E, tuple(range(p.d))),
-            value_corr=model.gram3(p.W_V, E),
-            key_corr=model.gram3(p.W_K, E),
-            query_corr=model.gram3(p.W_Q, E),
-            neuron_gram_change=jnp.linalg.norm(p.W @ p.W.T - args.ref.neuron_gram0)
-            / jnp.linalg.norm(args.ref.neuron_gram0),
-            grad_norm2=sum(jnp.sum(g**2) for g in grad),
-            drift_KQ=jnp.linalg.norm(D_KQ - args.ref.D_KQ0) / args.ref.scale_KQ,
-            drift_WV=jnp.linalg.norm(D_WV - args.ref.D_WV0) / args.ref.scale_WV,
+            margins=self._margins(z, M, args.dataset),
+            test_margins=self._margins(z, M, args.test_set),
+            G=z, M=M, value_corr=C_V[:3, :3], key_corr=A[:3, :3], query_corr=B[:3, :3],
+            neuron_gram_change=nan, grad_norm2=grad2, drift_KQ=nan, drift_WV=nan,
         )
 
 
-ENGINES = {"params": ParamEngine}
+ENGINES = {"params": ParamEngine, "reduced": ReducedEngine, "gram": GramEngine}
 
 
-def make_engine(name: str):
+def engine_costs(params: Params, dataset: Dataset) -> dict[str, float]:
+    """Rough cost of one solver step per engine: the stages' vector-field evaluations plus the
+    solver's arithmetic over the state.  Gathers and scatters over sample tokens dominate the
+    parameter engines; the Gram system's d x d products run at a tenth of that cost per flop on
+    a CPU (measured, docs/performance.md)."""
+    m, m1, d, n, L = params.m, params.m1, params.d, dataset.n, dataset.L
+    k = len(np.unique(np.asarray(dataset.tokens)))
+    return {
+        "params": 42 * m * (d + min(d * d, n * L * L) + m1) + 40 * (m1 * m + 3 * m * d),
+        "reduced": 42 * m * (k + min(k * k, n * L * L)) + 40 * 3 * m * k,
+        "gram": 0.1 * 112 * d**3 + 40 * 4 * d * d,
+    }
+
+
+def resolve_engine(name: str, params: Params, dataset: Dataset, allow_reduced: bool = True) -> str:
+    """``name`` itself, or for ``"auto"`` the cheapest engine of :func:`engine_costs`.
+
+    ``allow_reduced=False`` (a batch whose members have different training sets, so different
+    present words) leaves out the reduced engine, whose state shape depends on those words."""
+    if name == "auto":
+        costs = engine_costs(params, dataset)
+        if not allow_reduced:
+            costs.pop("reduced")
+        return min(costs, key=costs.get)
     if name not in ENGINES:
-        raise ValueError(f"engine must be one of {', '.join(ENGINES)}, got {name!r}")
-    return ENGINES[name]()
+        raise ValueError(f"engine must be one of auto, {', '.join(ENGINES)}, got {name!r}")
+    if name == "reduced" and not allow_reduced:
+        raise ValueError("engine 'reduced' needs every member to share one training set")
+    return name
+
+
+def make_engine(name: str, params: Params, dataset: Dataset):
+    """The engine ``name`` (or ``"auto"``) for this start and training set."""
+    cls = ENGINES[resolve_engine(name, params, dataset)]
+    return cls.build(params, dataset) if hasattr(cls, "build") else cls()

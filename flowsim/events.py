@@ -18,6 +18,8 @@ if it is not reached by ``t_end``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import diffrax
 import equinox as eqx
 import jax.numpy as jnp
@@ -49,26 +51,27 @@ def event_values(engine, y, args):
 
 
 class _FirstCrossing(eqx.Module):
-    engine: eqx.Module
+    values: Callable  # (y, args) -> condition values, shaped like args.active
 
     def __call__(self, t, y, args, **kwargs):
-        values = jnp.stack(event_values(self.engine, y, args))
-        return jnp.max(jnp.where(args.active, values, -jnp.inf))
+        return jnp.max(jnp.where(args.active, self.values(y, args), -jnp.inf))
 
 
-def make_event(engine, precision: int) -> diffrax.Event:
-    """A diffrax ``Event`` for the first upward zero crossing among the still-active conditions.
+def make_event(values: Callable, precision: int) -> diffrax.Event:
+    """A diffrax ``Event`` for the first upward zero crossing among the still-active conditions
+    ``values(y, args)`` (:func:`event_values` stacked, per member for a batch).
 
     The condition is the maximum of the active ``c`` (it crosses zero exactly when the first of
     them does), so one compiled solve serves every segment and the crossing can be refined by
     bisection on the solver's dense interpolant; which event fired is read off afterwards with
     :func:`fired`.
     """
-
     tol = (1e-12, 1e-10) if precision == 64 else (1e-6, 1e-5)
-    return diffrax.Event(cond_fn=_FirstCrossing(engine), root_finder=optx.Bisection(rtol=tol[0], atol=tol[1]), direction=True)
+    # An upward crossing fixes the bracket's orientation; "detect" would cost two more evaluations.
+    root_finder = optx.Bisection(rtol=tol[0], atol=tol[1], flip=False)
+    return diffrax.Event(cond_fn=_FirstCrossing(values), root_finder=root_finder, direction=True)
 
 
-def fired(values, active) -> int:
-    """Index of the active event whose condition is largest (the one that just crossed zero)."""
-    return int(jnp.argmax(jnp.where(active, jnp.stack(values), -jnp.inf)))
+def fired(values, active):
+    """Flat index of the active condition that is largest (the one that just crossed zero)."""
+    return jnp.argmax(jnp.where(active, values, -jnp.inf).reshape(-1))

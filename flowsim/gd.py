@@ -8,7 +8,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from .data import Dataset
-from .engines import ParamEngine
 from .events import EVENT_NAMES, event_values
 from .flow import PRECISIONS, FlowFailure, FlowResult, check_positive, prepare, save_times
 from .model import Params
@@ -90,15 +89,14 @@ def gradient_descent(
         if int(save_every) != save_every or save_every < 1:
             raise ValueError(f"save_every must be a positive integer, got {save_every}")
         at = np.unique(np.append(np.arange(0, steps + 1, int(save_every)), steps))
-    engine = ParamEngine()
-    settings = dict(method="gd", lr=lr, steps=int(steps), precision=precision, engine=engine.name,
+    settings = dict(method="gd", lr=lr, steps=int(steps), precision=precision, engine="params",
                     band=band, saved_steps=at.tolist())
 
     with jax.enable_x64(precision == 64):
         dtype = jnp.float64 if precision == 64 else jnp.float32
-        params, args = prepare(params, dataset, dtype=dtype, band=band, test_set=test_set,
+        engine, params, args = prepare(params, dataset, dtype=dtype, band=band, test_set=test_set,
                                n_test=n_test, test_key=test_key)
-        y0 = engine.init_state(params)
+        y0 = engine.init_state(params, dataset)
         # A first "save after 0 steps" records the start inside the same compiled loop.
         (y, _), (obs, values, ok) = _descend(engine, y0, args, jnp.asarray(np.diff(at, prepend=0)),
                                              jnp.asarray(lr, dtype))

@@ -74,13 +74,17 @@ def init_params(
     s0, s1 = init_scales(scheme, d=d, m=m, m1=m1, L=L, sigma0=sigma0, sigma1=sigma1)
     k_a, k_w, k_v, k_k, k_q = jax.random.split(key, 5)
     with jax.enable_x64(True):
+        def host(x):
+            # Concrete draws leave JAX as float64 numpy; under jax.vmap/jit they stay traced.
+            return x if isinstance(x, jax.core.Tracer) else np.asarray(x)
+
         def normal(k, shape, scale):
-            return scale * np.asarray(jax.random.normal(k, shape, jnp.float64))
+            return host(scale * jax.random.normal(k, shape, jnp.float64))
 
         return Params(
             W=normal(k_w, (m1, m), s1),
             W_V=normal(k_v, (m, d), s0),
             W_K=normal(k_k, (m, d), s0),
             W_Q=normal(k_q, (m, d), s0),
-            a=np.where(np.asarray(jax.random.bernoulli(k_a, 0.5, (m1,))), 1.0, -1.0),
+            a=host(jnp.where(jax.random.bernoulli(k_a, 0.5, (m1,)), 1.0, -1.0)),
         )

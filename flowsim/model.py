@@ -121,9 +121,31 @@ def outputs(params: Params, dataset: Dataset) -> Float[Array, " n"]:
 def outputs_reduced(
     z: Float[Array, " d"], M: Float[Array, "d d"], tokens: Int[Array, "n L"], m: int
 ) -> Float[Array, " n"]:
-    """F(X_i) from the reduced variables of spec 7.5: ``z_k = G(mu_k)`` and ``M_kl = s(mu_k, mu_l)``."""
-    logits = M[tokens[:, :, None], tokens[:, None, :]] / jnp.sqrt(m)
-    return output_from_logits(z[tokens], logits)
+    """F(X_i) from the reduced variables of spec 7.5: ``z_k = G(mu_k)`` and ``M_kl = s(mu_k, mu_l)``.
+
+    With fewer word pairs than position pairs (``d^2 < n L^2``, e.g. a large test set) the
+    exponentials are taken once per pair of words: ``softmax_k(S_kl) = e^(S_kl - c_l) / sum_k'
+    e^(S_k'l - c_l)`` holds for any ``c_l``, here the largest score of query word l over the
+    vocabulary.  That is exact unless a column of ``S = M / sqrt(m)`` spans more than 600 (then
+    an in-sample column could underflow), in which case the per-sample softmax is used.
+    """
+    d = z.shape[0]
+    n, L = tokens.shape
+    pairs = tokens[:, :, None] * d + tokens[:, None, :]  # flat indices of (key word, query word)
+    S = M / jnp.sqrt(m)
+
+    def per_sample(S):
+        return output_from_logits(jnp.take(z, tokens), jnp.take(S.reshape(-1), pairs))
+
+    if d * d >= n * L * L:
+        return per_sample(S)
+
+    def per_word(S):
+        E = jnp.take(jnp.exp(S - S.max(axis=0, keepdims=True)).reshape(-1), pairs)
+        return jnp.einsum("nk,nkl->n", jnp.take(z, tokens), E / E.sum(axis=1, keepdims=True))
+
+    spread = jnp.max(S.max(axis=0) - S.min(axis=0))
+    return jax.lax.cond(spread < 600, per_word, per_sample, S)
 
 
 def margins(params: Params, dataset: Dataset) -> Float[Array, " n"]:

@@ -129,3 +129,148 @@ def batches(points: Sequence[Point]) -> list[list[Point]]:
         key = dataclasses.replace(p.config, **dict.fromkeys(BATCH_FREE, None) | {"seed": 0})
         groups.setdefault(key, []).append(p)
     return list(groups.values())
+
+
+def run_sweep(sweep: Sweep, out, *, devices=None, progress: bool = False, force: bool = False,
+              verdicts: bool = True) -> dict:
+    """Integrate every point of ``sweep`` into ``out/points/NAME/`` (the usual result directory)
+    and write the index ``out/sweep.json`` and ``out/sweep.npz``; returns the index.
+
+    Points of one :func:`batches` group are integrated together by :func:`flowsim.integrate_batch`,
+    each with its own data, initialization and test set drawn from its seed, spread over
+    ``devices`` (default: every device of ``jax.devices()``; the batch is padded to a multiple of
+    their number).  Running again on the same ``out`` skips the points already complete; a
+    batch that fails is recorded as failed for its points and the sweep goes on.  ``verdicts``
+    adds each point's claim verdicts (:func:`flowsim.check_claims`) to the index.
+    """
+    import jax
+
+    from . import results
+    from .flow import integrate_batch
+
+    points = sweep.points()
+    out = Path(out)
+    definition = {"base": sweep.base.to_dict(), "grid": {k: list(map(_jsonable, v)) for k, v in sweep.grid.items()}}
+    _check_sweep_out(out, definition, force)
+    devices = list(jax.devices()) if devices is None else list(devices)
+    (out / POINTS).mkdir(parents=True, exist_ok=True)
+    index = {p.name: _entry(p, out) for p in points}
+    _write_index(out, definition, points, index)
+    bar = _bar(len(points), sum(e["status"] == "complete" for e in index.values())) if progress else None
+    try:
+        for group in batches(points):
+            todo = [p for p in group if index[p.name]["status"] != "complete"]
+            if not todo:
+                continue
+            started = time.perf_counter()
+            config = todo[0].config.resolved()
+            built = [p.config.build() for p in todo]
+            padded = built + [built[-1]] * (-len(built) % len(devices))
+            with jax.enable_x64(config.precision == 64):
+                from .data import sample_test_set
+
+                tests = [sample_test_set(k, config.n_test, ds) for ds, _, k in padded]
+                params = jax.tree.map(lambda *xs: np.stack(xs), *[p for _, p, _ in padded])
+            kwargs = config.integrate_kwargs()
+            kwargs.pop("n_test")
+            try:
+                runs = integrate_batch(params, [ds for ds, _, _ in padded], test_sets=tests,
+                                       devices=devices if len(devices) > 1 else None, **kwargs)
+                message = ""
+            except Exception as e:  # one failing batch must not stop the sweep
+                runs, message = [None] * len(padded), f"{type(e).__name__}: {e}"
+            wall = (time.perf_counter() - started) / len(todo)
+            for point, (ds, p0, _), result in zip(todo, built, runs):
+                index[point.name] = _record(out, point, ds, p0, result, wall, message, verdicts)
+            _write_index(out, definition, points, index)
+            if bar is not None:
+                bar.update(len(todo))
+    finally:
+        if bar is not None:
+            bar.close()
+    return {"definition": definition, "points": [index[p.name] for p in points]}
+
+
+def _jsonable(v):
+    return list(v) if isinstance(v, tuple) else v
+
+
+def _check_sweep_out(out: Path, definition: dict, force: bool) -> None:
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"sweep directory {str(out)!r} exists and is not a directory")
+    if not out.is_dir() or not any(out.iterdir()) or force:
+        return
+    try:
+        previous = json.loads((out / INDEX_JSON).read_text())["definition"]
+    except (OSError, ValueError, KeyError):
+        raise ConfigError(f"sweep directory {str(out)!r} holds something else; choose another or use --force") from None
+    if previous != definition:
+        raise ConfigError(f"sweep directory {str(out)!r} holds a different sweep; choose another or use --force")
+
+
+def _entry(point: Point, out: Path) -> dict:
+    """The index entry of a point from its directory (complete ones are not run again)."""
+    path = out / POINTS / point.name
+    entry = {"name": point.name, "values": {k: _jsonable(v) for k, v in point.values.items()},
+             "path": f"{POINTS}/{point.name}", "status": "pending"}
+    try:
+        meta = json.loads((path / "run.json").read_text())
+        previous = json.loads((out / INDEX_JSON).read_text())
+        old = next(e for e in previous["points"] if e["name"] == point.name)
+    except (OSError, ValueError, KeyError, StopIteration):
+        return entry
+    return old if meta.get("status") == "complete" and old.get("status") == "complete" else entry
+
+
+def _record(out: Path, point: Point, dataset, params, result, wall: float, message: str, verdicts: bool) -> dict:
+    from . import results
+    from .flow import FlowResult
+
+    path = out / POINTS / point.name
+    path.mkdir(parents=True, exist_ok=True)
+    config = point.config.resolved()
+    entry = {"name": point.name, "values": {k: _jsonable(v) for k, v in point.values.items()},
+             "path": f"{POINTS}/{point.name}", "config": config.to_dict()}
+    if result is None:
+        return entry | {"status": "failed", "message": message}
+    results.save(path, config, dataset, params, result, wall)
+    o = result.observables
+    entry |= {
+        "status": result.status, "message": result.message, "events": result.events,
+        "t_reached": result.t_reached, "final_loss": float(o["loss"][-1]),
+        "final_test_loss": float(o["test_loss"][-1]), "steps": result.stats["steps"],
+        "wall_time_s": wall,
+    }
+    if verdicts and isinstance(result, FlowResult) and result.status == "complete":
+        from .reporting import check_claims
+
+        entry["verdicts"] = {r.claim: r.verdict for r in check_claims(result)}
+    return entry
+
+
+def _write_index(out: Path, definition: dict, points: Sequence[Point], index: dict) -> None:
+    """``sweep.json`` (every point's entry) and ``sweep.npz`` (a flat table, one row per point)."""
+    from .results import _atomic_write, _write_json, _write_npz
+
+    entries = [index[p.name] for p in points]
+    _write_json(out / INDEX_JSON, {"format": "flowsim-sweep", "definition": definition, "points": entries})
+    table = {"name": np.array([e["name"] for e in entries]),
+             "status": np.array([e["status"] for e in entries])}
+    for key in points[0].values:
+        column = [p.values[key] for p in points]
+        table[key] = np.array([_fmt(v) for v in column]) if isinstance(column[0], (str, tuple)) else np.array(column)
+    nan = float("nan")
+    for key in ("final_loss", "final_test_loss", "t_reached"):
+        table[key] = np.array([e.get(key, nan) for e in entries], dtype=float)
+    from .events import EVENT_NAMES
+
+    for name in EVENT_NAMES:
+        table[name] = np.array([nan if (e.get("events") or {}).get(name) is None else e["events"][name]
+                                for e in entries], dtype=float)
+    _atomic_write(out / INDEX_NPZ, lambda f: _write_npz(f, table))
+
+
+def _bar(total: int, initial: int):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=initial, unit="point", desc="sweep")

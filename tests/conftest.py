@@ -20,3 +20,12 @@ def tiny_run(tiny):
     """The flow of ``tiny`` to t = 20 at default settings."""
     params, data = tiny
     return flowsim.integrate(params, data, t_end=20.0, saves=41, n_test=64)
+
+
+@pytest.fixture(scope="session")
+def absent():
+    """n=12, L=4, d=16 (sampled: some irrelevant words absent), m=8, m1=12, Kaiming init, with a test set."""
+    data = flowsim.make_dataset(jax.random.key(0), n=12, L=4, d=16, counts=(6, 2, 2, 2))
+    params = flowsim.init_params(jax.random.key(1), d=16, m=8, m1=12)
+    test = flowsim.sample_test_set(jax.random.key(2), 40, data)
+    return data, params, test

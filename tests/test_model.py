@@ -70,10 +70,10 @@ def test_vector_field_is_minus_gradient_by_finite_differences(tiny):
     params, data = tiny
     from flowsim.engines import ParamEngine
 
-    eng = ParamEngine()
+    eng = ParamEngine.build(params, data)
     with jax.enable_x64(True):
         args = type("A", (), {"a": params.a, "dataset": data})()
-        y = eng.init_state(params)
+        y = eng.init_state(params, data)
         vf = eng.vector_field(0.0, y, args)
         rng = np.random.default_rng(0)
         for _ in range(3):

@@ -1,0 +1,272 @@
+"""``flowsim bench``: flowsim against gradient descent and generic ODE loops, timed in one process."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import resource
+import sys
+import time
+
+import diffrax
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.flatten_util import ravel_pytree
+
+from . import model
+from .cache import enable_compilation_cache
+from .data import make_dataset
+from .flow import integrate, integrate_batch
+from .init import init_params
+
+#: Configurations: the paper's experiment (spec 5) and a theory-mode one (Assumption 2.3, Condition 1).
+PRESETS = {
+    "paper": dict(n=60, L=5, d=64, m=128, m1=256, mode="sampled", counts=(30, 10, 10, 10),
+                  scheme="kaiming", t_end=300.0),
+    "theory": dict(n=120, L=8, d=963, m=1024, m1=1024, mode="theory", counts=None,
+                   scheme="theory", t_end=1e4),
+}
+METHODS = ("flowsim", "plain", "gd", "scipy", "torch", "batch")
+
+
+def _timed(fn):
+    t = time.perf_counter()
+    out = fn()
+    jax.block_until_ready(out)
+    return time.perf_counter() - t, out
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _problem(cfg, seed):
+    with jax.enable_x64(True):
+        data = make_dataset(jax.random.key(seed), cfg["n"], cfg["L"], cfg["d"], mode=cfg["mode"],
+                            counts=cfg["counts"])
+        params = init_params(jax.random.key(seed + 1), cfg["d"], cfg["m"], cfg["m1"],
+                             scheme=cfg["scheme"], L=cfg["L"])
+    return data, params
+
+
+def _four_matrix_loss(data):
+    def loss(theta, a):
+        return model.loss(model.Params(*theta, a), data)
+    return loss
+
+
+def bench(preset: str = "paper", *, t_end: float | None = None, rtol: float = 1e-6, atol: float = 1e-8,
+          engine: str = "auto", lr: float = 0.01, seed: int = 0, repeats: int = 3, batch: int = 16,
+          methods=("flowsim", "plain", "gd", "scipy", "torch"), printer=print, **sizes) -> dict:
+    """Time flowsim (first call with compilation, then the best of ``repeats``) and the
+    baselines on one configuration, in this process, float64 unless said:
+
+    - ``plain``: a straightforward diffrax Tsit5 solve of the four-matrix flow (no observables);
+    - ``gd``: jitted gradient descent (``jax.lax.scan``) at learning rate ``lr`` to flow time ``t_end``;
+    - ``scipy``: ``scipy.integrate.solve_ivp`` (RK45) on the same jitted gradient;
+    - ``torch``: PyTorch float32 gradient descent like ``gd``, if torch is installed;
+    - ``batch``: ``integrate_batch`` over ``batch`` seeds against one seed.
+
+    Returns a dict of records (time, ratio to flowsim after compilation, evaluations, final
+    loss and its relative difference from flowsim's); prints a table through ``printer``.
+    Timings only: nothing here fails because a machine is slow.
+    """
+    cfg = dict(PRESETS[preset], **sizes)
+    if cfg["counts"] is not None and sum(cfg["counts"]) != cfg["n"]:
+        cfg["counts"] = None  # the preset's group counts do not fit another n: balanced ones
+    t_end = float(cfg["t_end"] if t_end is None else t_end)
+    cfg["t_end"] = t_end
+    cache = enable_compilation_cache()
+    data, params = _problem(cfg, seed)
+    a = params.a
+    theta0 = (params.W, params.W_V, params.W_K, params.W_Q)
+    loss = _four_matrix_loss(data)
+    records: dict[str, dict] = {}
+
+    def run_flowsim():
+        return integrate(params, data, t_end, rtol=rtol, atol=atol, engine=engine)
+
+    if "flowsim" in methods or "batch" in methods:
+        cold, res = _timed(run_flowsim)
+        warm = min(_timed(run_flowsim)[0] for _ in range(repeats))
+        records["flowsim"] = dict(time_s=warm, cold_s=cold, nfev=res.stats["nfev"], steps=res.stats["steps"],
+                                  loss=float(res.observables["loss"][-1]), engine=res.settings["engine"],
+                                  peak_rss_mb=_peak_rss_mb())
+    with jax.enable_x64(True):
+        if "plain" in methods:
+            records["plain"] = _plain(loss, theta0, a, t_end, rtol, atol)
+        if "gd" in methods:
+            records["gd"] = _gd(loss, theta0, a, t_end, lr)
+        if "scipy" in methods:
+            records["scipy"] = _scipy(loss, theta0, a, t_end, rtol, atol)
+    if "torch" in methods:
+        rec = _torch(params, data, t_end, lr)
+        if rec is not None:
+            records["torch"] = rec
+    if "batch" in methods:
+        records["batch"] = _batch(cfg, data, seed, batch, t_end, rtol, atol, engine, repeats, records["flowsim"])
+
+    base = records.get("flowsim")
+    for name, rec in records.items():
+        if base is not None:
+            rec["ratio"] = rec["time_s"] / base["time_s"]
+            if "loss" in rec:
+                rec["loss_rel_diff"] = abs(rec["loss"] - base["loss"]) / abs(base["loss"])
+    out = dict(preset=preset, config=cfg, rtol=rtol, atol=atol, lr=lr, seed=seed, cache=cache,
+               devices=str(jax.devices()), records=records)
+    _print(out, printer)
+    return out
+
+
+def _plain(loss, theta0, a, t_end, rtol, atol):
+    grad = jax.grad(loss)
+
+    @jax.jit
+    def solve(theta):
+        sol = diffrax.diffeqsolve(
+            diffrax.ODETerm(lambda t, y, a: jax.tree.map(jnp.negative, grad(y, a))), diffrax.Tsit5(),
+            0.0, t_end, None, theta, a, stepsize_controller=diffrax.PIDController(rtol=rtol, atol=atol),
+            max_steps=100_000)
+        return jax.tree.map(lambda x: x[-1], sol.ys), sol.stats["num_steps"]
+
+    cold, _ = _timed(lambda: solve(theta0))
+    t, (theta, steps) = _timed(lambda: solve(theta0))
+    return dict(time_s=t, cold_s=cold, steps=int(steps), nfev=6 * int(steps) + 3,
+                loss=float(loss(theta, a)), peak_rss_mb=_peak_rss_mb())
+
+
+def _gd(loss, theta0, a, t_end, lr):
+    steps = int(round(t_end / lr))
+
+    @jax.jit
+    def descend(theta):
+        def step(theta, _):
+            return jax.tree.map(lambda x, g: x - lr * g, theta, jax.grad(loss)(theta, a)), None
+        return jax.lax.scan(step, theta, None, length=steps)[0]
+
+    compiled = descend.lower(theta0).compile()
+    t, theta = _timed(lambda: compiled(theta0))
+    return dict(time_s=t, steps=steps, nfev=steps, loss=float(loss(theta, a)))
+
+
+def _scipy(loss, theta0, a, t_end, rtol, atol):
+    from scipy.integrate import solve_ivp
+
+    flat0, unravel = ravel_pytree(theta0)
+    rhs = jax.jit(lambda y: -ravel_pytree(jax.grad(loss)(unravel(y), a))[0])
+    rhs(flat0).block_until_ready()
+    t, sol = _timed(lambda: solve_ivp(lambda t, y: np.asarray(rhs(y)), (0.0, t_end), np.asarray(flat0),
+                                      method="RK45", rtol=rtol, atol=atol))
+    return dict(time_s=t, nfev=int(sol.nfev), loss=float(loss(unravel(jnp.asarray(sol.y[:, -1])), a)))
+
+
+def _torch(params, data, t_end, lr):
+    try:
+        import torch
+    except ImportError:
+        return None
+    steps = int(round(t_end / lr))
+    W, W_V, W_K, W_Q = (torch.tensor(np.asarray(x), dtype=torch.float32, requires_grad=True)
+                        for x in (params.W, params.W_V, params.W_K, params.W_Q))
+    a = torch.tensor(np.asarray(params.a), dtype=torch.float32)
+    E = torch.tensor(np.asarray(data.embedding), dtype=torch.float32)
+    tok = torch.tensor(np.asarray(data.tokens), dtype=torch.long)
+    y = torch.tensor(np.asarray(data.labels), dtype=torch.float32)
+    m = W_V.shape[0]
+
+    def loss():  # Eq. (1)-(2) with word columns gathered, as flowsim.model.outputs
+        z = (W_V @ E).T @ (W.T @ a)
+        K, Q = (W_K @ E)[:, tok], (W_Q @ E)[:, tok]
+        logits = torch.einsum("mnk,mnl->nkl", K, Q) / math.sqrt(m)
+        F = torch.einsum("nk,nkl->n", z[tok], torch.softmax(logits, dim=1))
+        return torch.nn.functional.softplus(-y * F).mean()
+
+    def descend():
+        for _ in range(steps):
+            for p in (W, W_V, W_K, W_Q):
+                p.grad = None
+            loss().backward()
+            with torch.no_grad():
+                for p in (W, W_V, W_K, W_Q):
+                    p -= lr * p.grad
+        return loss().item()
+
+    t = time.perf_counter()
+    final = descend()
+    return dict(time_s=time.perf_counter() - t, steps=steps, nfev=steps, loss=final, precision=32)
+
+
+def _batch(cfg, data, seed, size, t_end, rtol, atol, engine, repeats, single):
+    with jax.enable_x64(True):
+        keys = jax.random.split(jax.random.key(seed + 1), size)
+        params = jax.vmap(lambda k: init_params(k, cfg["d"], cfg["m"], cfg["m1"], scheme=cfg["scheme"],
+                                                L=cfg["L"]))(keys)
+    run = lambda: integrate_batch(params, data, t_end, rtol=rtol, atol=atol, engine=engine)
+    cold, res = _timed(run)
+    warm = min(_timed(run)[0] for _ in range(repeats))
+    return dict(time_s=warm, cold_s=cold, members=size, per_single=warm / single["time_s"],
+                steps=max(r.stats["steps"] for r in res))
+
+
+def _print(out, printer):
+    cfg = out["config"]
+    printer(f"flowsim bench: preset {out['preset']} (n={cfg['n']}, L={cfg['L']}, d={cfg['d']}, m={cfg['m']}, "
+            f"m1={cfg['m1']}), flow time {cfg['t_end']:g}, rtol {out['rtol']:g}, on {out['devices']}")
+    printer(f"{'method':<10}{'time [s]':>11}{'x flowsim':>11}{'nfev':>9}{'final loss':>14}{'rel. diff':>11}  notes")
+    for name, rec in out["records"].items():
+        notes = []
+        if "cold_s" in rec:
+            notes.append(f"first call {rec['cold_s']:.3g} s")
+        if "engine" in rec:
+            notes.append(f"engine {rec['engine']}")
+        if name == "batch":
+            notes.append(f"{rec['members']} members = {rec['per_single']:.2f} x one")
+        if "peak_rss_mb" in rec:
+            notes.append(f"peak RSS so far {rec['peak_rss_mb']:.0f} MB")
+        loss = f"{rec['loss']:.6e}" if "loss" in rec else "-"
+        diff = f"{rec['loss_rel_diff']:.1e}" if "loss_rel_diff" in rec else "-"
+        printer(f"{name:<10}{rec['time_s']:>11.4g}{rec.get('ratio', float('nan')):>11.3g}"
+                f"{rec.get('nfev', '-'):>9}{loss:>14}{diff:>11}  {', '.join(notes)}")
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="flowsim bench", description=bench.__doc__.split("\n")[0])
+    p.add_argument("--preset", choices=sorted(PRESETS), default="paper")
+    for name in ("n", "L", "d", "m", "m1"):
+        p.add_argument(f"--{name}", type=int)
+    p.add_argument("--t-end", type=float)
+    p.add_argument("--rtol", type=float, default=1e-6)
+    p.add_argument("--atol", type=float, default=1e-8)
+    p.add_argument("--engine", default="auto")
+    p.add_argument("--lr", type=float, default=0.01)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--only", default=None, help=f"comma-separated subset of {','.join(METHODS)}")
+    p.add_argument("--json", metavar="PATH", help="also write the records as JSON ('-' for stdout)")
+    ns = p.parse_args(argv)
+    default = ("flowsim", "plain", "gd", "scipy", "torch") if ns.preset == "paper" else ("flowsim", "plain")
+    methods = tuple(ns.only.split(",")) if ns.only else default
+    unknown = set(methods) - set(METHODS)
+    if unknown:
+        p.error(f"unknown methods {sorted(unknown)}; choose from {', '.join(METHODS)}")
+    sizes = {k: getattr(ns, k) for k in ("n", "L", "d", "m", "m1") if getattr(ns, k) is not None}
+    to_stdout = ns.json == "-"
+    out = bench(ns.preset, t_end=ns.t_end, rtol=ns.rtol, atol=ns.atol, engine=ns.engine, lr=ns.lr,
+                seed=ns.seed, repeats=ns.repeats, batch=ns.batch, methods=methods,
+                printer=(lambda s: print(s, file=sys.stderr)) if to_stdout else print, **sizes)
+    if ns.json:
+        text = json.dumps(out, indent=2, default=str)
+        if to_stdout:
+            print(text)
+        else:
+            with open(ns.json, "w") as f:
+                f.write(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,113 @@
+"""The reduced and Gram engines against the four-matrix reference flow (spec 7)."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import flowsim
+from flowsim import model
+from flowsim.engines import ParamEngine, make_engine
+
+T_END = 30.0
+OPTS = dict(rtol=1e-10, atol=1e-12, saves=21, chunk=7)
+
+
+@pytest.fixture(scope="module")
+def runs(absent):
+    data, params, test = absent
+    return {e: flowsim.integrate(params, data, T_END, engine=e, test_set=test, **OPTS)
+            for e in ("params", "reduced", "gram")}
+
+
+def close(a, b, rtol=1e-6):
+    a, b = np.asarray(a), np.asarray(b)
+    scale = np.max(np.abs(a))
+    np.testing.assert_allclose(b, a, rtol=0, atol=rtol * scale)
+
+
+def test_tiny_set_has_absent_words(absent):
+    data, _, _ = absent
+    assert len(np.unique(np.asarray(data.tokens))) < data.d  # so spec 7.2 removes columns
+
+
+@pytest.mark.parametrize("engine", ["reduced", "gram"])
+def test_same_trajectory_as_four_matrix_flow(runs, engine):
+    ref, got = runs["params"], runs[engine]
+    assert ref.status == got.status == "complete"
+    for key in ("loss", "loss_groups", "test_loss", "G", "scores", "value_corr", "grad_norm2", "C",
+                "min_margin", "S"):
+        close(ref.observables[key], got.observables[key])
+    for name, t in ref.events.items():
+        assert (t is None) == (got.events[name] is None), name
+        if t is not None:
+            assert abs(got.events[name] - t) <= 1e-6 * max(1.0, t), name
+    assert any(t for t in ref.events.values())  # the comparison covers at least one located event
+
+
+def test_reduced_rebuilds_final_params(runs):
+    ref, got = runs["params"].params_final, runs["reduced"].params_final
+    for name in ("W", "W_V", "W_K", "W_Q"):
+        close(getattr(ref, name), getattr(got, name))
+    assert runs["gram"].params_final is None
+
+
+def test_reduced_conservation_drift_is_the_full_one(runs):
+    # Both are integration error of the same exact invariants (spec 7.3); absent at this tolerance.
+    for engine in ("params", "reduced"):
+        assert np.nanmax(runs[engine].observables["drift_KQ"]) < 1e-8
+        assert np.nanmax(runs[engine].observables["drift_WV"]) < 1e-8
+    assert np.all(np.isnan(runs["gram"].observables["drift_KQ"]))
+
+
+def test_structure_of_the_four_matrix_flow(runs, absent):
+    """Spec 7.1-7.2 on the reference engine's end point: W moves along a only, and the columns
+    of words absent from the training set never move."""
+    data, p0, _ = absent
+    p1 = runs["params"].params_final
+    dW = np.asarray(p1.W - p0.W)
+    a = np.asarray(p0.a)
+    c = a @ dW / len(a)
+    np.testing.assert_allclose(dW, np.outer(a, c), atol=1e-10 * np.abs(dW).max())
+    absent = np.setdiff1d(np.arange(data.d), np.asarray(data.tokens))
+    for name in ("W_V", "W_K", "W_Q"):
+        np.testing.assert_array_equal(np.asarray(getattr(p1, name))[:, absent],
+                                      np.asarray(getattr(p0, name))[:, absent])
+
+
+def test_gram_vector_field_is_the_pushforward(absent):
+    """Spec 7.5's closed system equals d/dt of (z, s, C_V, M, A, B) along the four-matrix flow,
+    computed by forward-mode autodiff of the map from parameters to Gram matrices."""
+    data, params, test = absent
+    with jax.enable_x64(True):
+        # A random orthonormal basis, to exercise the basis change as well.
+        data = flowsim.Dataset(tokens=data.tokens, labels=data.labels, groups=data.groups,
+                               embedding=flowsim.make_embedding(16, "random", jax.random.key(5)), basis="random")
+        ref_engine, gram = ParamEngine.build(params, data), make_engine("gram", params, data)
+        args = _args(ref_engine, params, data, test)
+        theta = ref_engine.init_state(params, data)
+        to_gram = lambda th: gram.init_state(ref_engine.to_params(th, args), data)
+        _, expected = jax.jvp(to_gram, (theta,), (ref_engine.vector_field(0.0, theta, args),))
+        got = gram.vector_field(0.0, to_gram(theta), args)
+    for e, g in zip(expected, got):
+        close(e, g, rtol=1e-10)
+
+
+def test_reduced_vector_field_matches_four_matrix_one(absent):
+    """du/dt = -m1 grad_u Lhat (spec 7.1) is W's flow seen through u = W^T a."""
+    data, params, test = absent
+    with jax.enable_x64(True):
+        ref_engine, red = ParamEngine.build(params, data), make_engine("reduced", params, data)
+        args = _args(ref_engine, params, data, test)
+        dW, dV, dK, dQ = ref_engine.vector_field(0.0, ref_engine.init_state(params, data), args)
+        du, dV_a, dK_a, dQ_a = red.vector_field(0.0, red.init_state(params, data), args)
+        close(dW.T @ params.a, du, rtol=1e-12)
+    for full, part in ((dV, dV_a), (dK, dK_a), (dQ, dQ_a)):
+        close(full[:, red.active], part, rtol=1e-12)
+
+
+def _args(engine, params, data, test):
+    from flowsim.engines import FlowArgs, reference
+    return FlowArgs(dataset=data, test_set=test, a=params.a,
+                    ref=reference(engine, engine.init_state(params, data), params, data.embedding),
+                    band=jnp.asarray(0.05), active=jnp.ones(3, bool))
