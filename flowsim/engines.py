@@ -200,10 +200,11 @@ class ReducedEngine(eqx.Module):
         # A one-neuron MLP with a = (1) and W = u^T computes exactly F: the loss sees W only through u.
         return Params(W=u[None, :], W_V=V, W_K=K, W_Q=Q, a=jnp.ones(1, u.dtype))
 
-    def _columns(self, X_a: Float[Array, "m k"], X0: Float[Array, "m d"]) -> Float[Array, "m d"]:
-        """All d columns in the embedding basis: the active ones from the state, the rest from t = 0."""
-        k = self.local
-        return jnp.where(k >= 0, X_a[:, jnp.maximum(k, 0)], X0)
+    def _columns(self, X_a: Float[Array, "m k"], X0: Float[Array, "m d"], words=slice(None)) -> Array:
+        """Columns ``words`` (default all d) in the embedding basis: those of present words from the
+        state, the rest from t = 0."""
+        k = self.local[words]
+        return jnp.where(k >= 0, X_a[:, jnp.maximum(k, 0)], X0[:, words])
 
     def _full_basis(self, y) -> Params:
         u, V_a, K_a, Q_a = y
@@ -243,8 +244,8 @@ class ReducedEngine(eqx.Module):
         return self._columns(y[1], self.V0).T @ y[0]
 
     def scores3(self, y, args: FlowArgs) -> Float[Array, "3 3"]:
-        p = self._full_basis(y)
-        return p.W_K[:, :3].T @ p.W_Q[:, :3]
+        # Evaluated at every step by the event: only the three columns it needs.
+        return self._columns(y[2], self.K0, slice(3)).T @ self._columns(y[3], self.Q0, slice(3))
 
     def quantities(self, y, args: FlowArgs) -> Quantities:
         g_u, *rest = self.vector_field(None, y, args)
