@@ -23,6 +23,7 @@ _EXPORTS = {
     "gd": ("gradient_descent",),
     "plotting": ("plot",),
     "reporting": ("check_claims", "report"),
+    "sweeps": ("Sweep", "sweep"),
     "init": ("init_params", "init_scales"),
     "model": ("G", "Params", "attention_scores", "forward", "loss", "margins", "value_correlations"),
     "observables": ("OBSERVABLES",),

@@ -60,6 +60,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_integrate(commands)
     _add_plot(commands)
     _add_report(commands)
+    _add_sweep(commands)
+    bench = commands.add_parser("bench", add_help=False, help="time flowsim against gradient descent, SciPy and PyTorch",
+                                description="flowsim bench [options]: see flowsim bench --help")
+    bench.add_argument("args", nargs=argparse.REMAINDER)
+    bench.set_defaults(handler=lambda args: __import__("flowsim.bench", fromlist=["main"]).main(args.args))
     return parser
 
 
@@ -119,6 +124,56 @@ def _add_report(commands) -> None:
     p.set_defaults(handler=report)
 
 
+def _add_sweep(commands) -> None:
+    p = commands.add_parser(
+        "sweep", allow_abbrev=False, help="integrate a grid of configurations (seeds, widths, ...)",
+        description="Integrate every point of a sweep file: a TOML file with an optional preset, base "
+                    "configuration keys, and a [grid] table of lists (e.g. seed = [0, 1, 2], m = [16, 32]). "
+                    "Points that differ only in seed, sigma0 or sigma1 are integrated together in one "
+                    "batched solve, split over all JAX devices; each point gets the usual result directory "
+                    "under DIR/points/, and DIR/sweep.json and DIR/sweep.npz index them all.  Running it "
+                    "again on the same DIR skips the points already complete (docs/sweeps.md).",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", metavar="FILE", required=True, help="the sweep file (TOML)")
+    p.add_argument("--preset", choices=list(PRESETS), help="preset under the file's keys (default: the file's, else paper)")
+    p.add_argument("--out", metavar="DIR", help="sweep directory (default: a new runs/sweep-YYYYmmdd-HHMMSS)")
+    p.add_argument("--force", action="store_true", help="write into --out even if it holds something else")
+    p.add_argument("--quiet", action="store_true", help="no progress bar and no summary")
+    p.add_argument("--distributed", action="store_true",
+                   help="call jax.distributed.initialize() first (multi-host; see docs/sweeps.md)")
+    p.set_defaults(handler=sweep)
+
+
+def sweep(args) -> int:
+    """``flowsim sweep``: every point of a grid, batched and sharded, into one sweep directory."""
+    from .sweeps import Sweep
+
+    try:
+        plan = Sweep.from_toml(args.config, preset=args.preset)
+        plan.points()
+    except ConfigError as e:
+        return _usage_error(e, "flowsim sweep")
+    from . import runner
+    from .sweeps import sweep as run_sweep
+
+    if args.distributed:
+        import jax
+
+        jax.distributed.initialize()
+    out = args.out or runner.default_out().with_name("sweep-" + runner.default_out().name)
+    try:
+        index = run_sweep(plan, out, progress=not args.quiet, force=args.force)
+    except ConfigError as e:
+        return _usage_error(e, "flowsim sweep")
+    except KeyboardInterrupt:
+        print(f"flowsim sweep: interrupted; finished points are in {out} (run again to continue)", file=sys.stderr)
+        return 128 + signal.SIGINT
+    done = [p for p in index["points"] if p["status"] == "complete"]
+    if not args.quiet:
+        print(f"{len(done)} of {len(index['points'])} points complete; index: {out}/sweep.json, {out}/sweep.npz")
+    return 0 if len(done) == len(index["points"]) else EXIT_FAILED
+
+
 def _load_results(dirs) -> list:
     from .results import load
 
@@ -164,7 +219,7 @@ def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
-        parser.error("choose a command: integrate, plot or report (see flowsim --help)")
+        parser.error("choose a command: integrate, plot, report, sweep or bench (see flowsim --help)")
     return args.handler(args)
 
 

@@ -16,7 +16,7 @@ INITS = ("kaiming", "theory")  # flowsim.init.SCHEMES
 SOLVERS = ("tsit5", "dopri5", "dopri8", "bosh3", "kvaerno5")  # flowsim.flow.SOLVERS
 GRIDS = ("log", "linear")  # flowsim.flow.GRIDS
 PRECISIONS = (64, 32)  # flowsim.flow.PRECISIONS
-ENGINES = ("params",)  # flowsim.engines.ENGINES
+ENGINES = ("auto", "params", "reduced", "gram")  # "auto" and flowsim.engines.ENGINES
 METHODS = ("flow", "gd")
 
 
@@ -123,7 +123,9 @@ class RunConfig:
     chunk: int = _field(25, _integer(1), "saved times per chunk (a checkpoint is written after each)")
     n_test: int = _field(2000, _integer(1), "size of the i.i.d. test set")
     band: float = _field(0.1, _positive, "relative half-width of the scores_leave_band event")
-    engine: str = _field("params", _choice(ENGINES), "state representation of the flow")
+    engine: str = _field("auto", _choice(ENGINES), "state representation of the flow: auto (the cheaper of "
+                         "params and reduced), params (four matrices), reduced (spec 7.1-7.2), gram (spec 7.5: "
+                         "no final matrices, no conservation drifts)")
     method: str = _field("flow", _choice(METHODS), "integrate the gradient flow, or run the paper's gradient descent")
     lr: float = _field(0.01, _positive, "gradient-descent learning rate (method gd)")
     steps: int | None = _field(None, _integer(1), "gradient-descent steps (method gd; default round(t_end / lr))",

@@ -353,12 +353,15 @@ def engine_costs(params: Params, dataset: Dataset) -> dict[str, float]:
 
 
 def resolve_engine(name: str, params: Params, dataset: Dataset, allow_reduced: bool = True) -> str:
-    """``name`` itself, or for ``"auto"`` the cheapest engine of :func:`engine_costs`.
+    """``name`` itself, or for ``"auto"`` the cheaper by :func:`engine_costs` of the two engines
+    that carry the parameters (``params``, ``reduced``), so that a result always has its final
+    matrices; the Gram system, which has none, runs only when asked for by name.
 
     ``allow_reduced=False`` (a batch whose members have different training sets, so different
     present words) leaves out the reduced engine, whose state shape depends on those words."""
     if name == "auto":
         costs = engine_costs(params, dataset)
+        costs.pop("gram")
         if not allow_reduced:
             costs.pop("reduced")
         return min(costs, key=costs.get)

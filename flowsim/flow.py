@@ -485,10 +485,16 @@ class _Run:
         state = jax.tree.map(lambda x: x[b], y) if self.batched else y
         return FlowResult(
             ts=self.grid[:n].copy(), observables=obs, events=dict(events[b]), stats=dict(stats),
-            params_init=self.starts[b], params_final=_to_params(self.engines[b], state, self.args_list[b]),
+            params_init=_host(self.starts[b]),
+            params_final=_host(_to_params(self.engines[b], state, self.args_list[b])),
             t_reached=float(t_reached), status=status, message=why if message is None else message,
             grid=self.grid, chunks_done=chunks_done, state=state, settings=self.settings,
         )
+
+
+def _host(params: Params | None) -> Params | None:
+    """Parameters as numpy arrays, so that their float64 values survive outside ``jax.enable_x64``."""
+    return None if params is None else jax.tree.map(np.asarray, params)
 
 
 def _member_sharding(devices):

@@ -113,8 +113,8 @@ def gradient_descent(
         events[name] = float(ts[held[0]]) if held.size else None
     result = FlowResult(
         ts=ts[:n_ok], observables={k: v[:n_ok] for k, v in obs.items()}, events=events,
-        stats=dict(steps=nfev, nfev=nfev), params_init=params,
-        params_final=params_final, t_reached=float(ts[n_ok - 1]),
+        stats=dict(steps=nfev, nfev=nfev), params_init=jax.tree.map(np.asarray, params),
+        params_final=jax.tree.map(np.asarray, params_final), t_reached=float(ts[n_ok - 1]),
         status="complete" if n_ok == len(ts) else "failed",
         message="" if n_ok == len(ts) else "non-finite iterates", grid=ts, chunks_done=1,
         state=y, settings=settings,

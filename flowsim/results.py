@@ -55,7 +55,7 @@ class Run:
         return self.meta["status"]
 
 
-def _atomic_write(path: Path, write: Callable) -> None:
+def atomic_write(path: Path, write: Callable) -> None:
     """Write through a temporary file in the same directory, then rename it over ``path``, so
     a reader (or a resume after a crash) sees the old file or the new one, never a mix."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -69,7 +69,7 @@ def _atomic_write(path: Path, write: Callable) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def _write_npz(f, arrays: dict[str, np.ndarray]) -> None:
+def write_npz(f, arrays: dict[str, np.ndarray]) -> None:
     # np.savez stamps each member with the current time; a fixed stamp makes the same arrays
     # give the same bytes.
     with zipfile.ZipFile(f, "w", zipfile.ZIP_STORED) as zf:
@@ -79,8 +79,8 @@ def _write_npz(f, arrays: dict[str, np.ndarray]) -> None:
                 np.lib.format.write_array(member, np.asarray(array), allow_pickle=False)
 
 
-def _write_json(path: Path, meta: dict) -> None:
-    _atomic_write(path, lambda f: f.write((json.dumps(meta, indent=2) + "\n").encode()))
+def write_json(path: Path, meta: dict) -> None:
+    atomic_write(path, lambda f: f.write((json.dumps(meta, indent=2) + "\n").encode()))
 
 
 def _read_npz(path: Path) -> dict[str, np.ndarray]:
@@ -109,18 +109,20 @@ def save(path, config: RunConfig, dataset: Dataset, params_init: Params, result:
     path = Path(path)
     status = "running" if result is None else result.status
     if status == "running" and result is not None:
-        _atomic_write(path / CHECKPOINT,
+        atomic_write(path / CHECKPOINT,
                       lambda f: eqx.tree_serialise_leaves(f, (np.asarray(result.chunks_done), result.state)))
     if result is not None:
-        _atomic_write(path / TRAJECTORY, lambda f: _write_npz(f, {"t": result.ts, **result.observables}))
+        atomic_write(path / TRAJECTORY, lambda f: write_npz(f, {"t": result.ts, **result.observables}))
     final = params_init if result is None else result.params_final
+    if final is None:  # the Gram engine carries no matrices: the final ones are unknown
+        final = jax.tree.map(lambda x: np.full(np.shape(x), np.nan), params_init)
     state = dict(tokens=dataset.tokens, labels=dataset.labels, groups=dataset.groups,
                  embedding=dataset.embedding, a=params_init.a)
     state |= {f"{k}_init": getattr(params_init, k) for k in MATRICES}
     state |= {f"{k}_final": getattr(final, k) for k in MATRICES}
-    _atomic_write(path / STATE, lambda f: _write_npz(f, state))
+    atomic_write(path / STATE, lambda f: write_npz(f, state))
     n_chunks = math.ceil((config.saves - 1) / config.chunk)
-    _write_json(path / RUN_JSON, {
+    write_json(path / RUN_JSON, {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "status": status,
@@ -149,7 +151,7 @@ def mark_interrupted(path, wall_time: float) -> str:
     meta["message"] = (f"interrupted at t={meta['t_reached']:.6g} after {meta['chunks_done']} of "
                        f"{meta['n_chunks']} chunks; resume with: flowsim integrate --resume {path}")
     meta["wall_time_s"] = wall_time
-    _write_json(path / RUN_JSON, meta)
+    write_json(path / RUN_JSON, meta)
     return meta["message"]
 
 
@@ -180,8 +182,10 @@ def _load(path: Path, meta: dict) -> Run:
     with jax.enable_x64(config.precision == 64):
         dataset = Dataset(**{k: jnp.asarray(state[k]) for k in ("tokens", "labels", "groups", "embedding")},
                           basis=config.embedding)
-        params_init, params_final = (
-            Params(**{k: state[f"{k}_{when}"] for k in MATRICES}, a=state["a"]) for when in ("init", "final"))
+        params_init = Params(**{k: state[f"{k}_init"] for k in MATRICES}, a=state["a"])
+        # A Gram-engine run has no final matrices (written as NaN).
+        params_final = None if config.engine == "gram" else Params(
+            **{k: state[f"{k}_final"] for k in MATRICES}, a=state["a"])
     result = None
     if meta["saves_done"] > 0:
         rows = _read_npz(path / TRAJECTORY)
@@ -197,15 +201,17 @@ def _load(path: Path, meta: dict) -> Run:
             status=meta["status"], message=meta["message"],
             grid=ts if gd else save_times(config.t_end, config.saves, config.grid),
             chunks_done=meta["chunks_done"],
-            state=_read_checkpoint(path, meta, config, params_init), settings=settings,
+            state=_read_checkpoint(path, meta, config, params_init, dataset), settings=settings,
         )
     return Run(path=path, config=config, meta=meta, dataset=dataset, params_init=params_init, result=result)
 
 
-def _read_checkpoint(path: Path, meta: dict, config: RunConfig, params_init: Params):
+def _read_checkpoint(path: Path, meta: dict, config: RunConfig, params_init: Params, dataset: Dataset):
     if not (path / CHECKPOINT).exists():
         return None
-    like = jax.tree.map(np.asarray, make_engine(config.engine).init_state(params_init))
+    # The engine resolves from the same start and data as the run did, so its state has the run's shapes.
+    with jax.enable_x64(config.precision == 64):
+        like = jax.tree.map(np.asarray, make_engine(config.engine, params_init, dataset).init_state(params_init, dataset))
     chunks, state = eqx.tree_deserialise_leaves(path / CHECKPOINT, (np.asarray(0), like))
     if int(chunks) != meta["chunks_done"]:
         raise ConfigError(f"{path / CHECKPOINT} is from chunk {int(chunks)} but {RUN_JSON} says "

@@ -114,8 +114,8 @@ def _args(engine, params, data, test):
 
 
 @pytest.mark.parametrize("engine", ["reduced", "gram"])
-def test_resume_is_bit_identical(runs, tiny, engine):
-    data, params, test = tiny
+def test_resume_is_bit_identical(runs, absent, engine):
+    data, params, test = absent
     parts = []
     full = flowsim.integrate(params, data, T_END, engine=engine, test_set=test, callback=parts.append, **OPTS)
     resumed = flowsim.integrate(params, data, T_END, engine=engine, test_set=test, resume=parts[0], **OPTS)

@@ -99,7 +99,7 @@ def test_phase_marker_is_the_first_saved_step_and_tracks_the_flow(tiny, tiny_run
 def test_divergence_raises_with_the_finite_part(tiny):
     params, data = tiny
     with pytest.raises(flowsim.FlowFailure, match="diverged") as info:
-        flowsim.gradient_descent(params, data, lr=1e4, steps=10, save_every=1, n_test=64)
+        flowsim.gradient_descent(params, data, lr=1e4, steps=40, save_every=1, n_test=64)
     res = info.value.result
     assert res.status == "failed" and np.all(np.isfinite(res.observables["loss"]))
 

@@ -15,7 +15,7 @@ from flowsim import config, results
 from flowsim.config import ConfigError, RunConfig
 from flowsim.flow import FlowResult
 
-TINY = dict(n=12, L=4, d=8, m=8, m1=8, t_end=2.0, saves=7, chunk=3, n_test=50)
+TINY = dict(n=12, L=4, d=8, m=8, m1=8, t_end=2.0, saves=7, chunk=3, n_test=50, engine="params")
 
 
 def fake_result(cfg, dataset, params, rows, status="running"):
@@ -102,10 +102,10 @@ def test_damaged_directory_is_refused_cleanly(built, tmp_path):
 def test_npz_bytes_depend_only_on_the_arrays(monkeypatch):
     arrays = {"x": np.arange(6.0).reshape(2, 3), "k": np.array([1, 2], np.int32)}
     first = io.BytesIO()
-    results._write_npz(first, arrays)
+    results.write_npz(first, arrays)
     monkeypatch.setattr("time.time", lambda: 2e9)  # zipfile stamps members with the current time
     second = io.BytesIO()
-    results._write_npz(second, arrays)
+    results.write_npz(second, arrays)
     assert first.getvalue() == second.getvalue()
     first.seek(0)
     with np.load(first, allow_pickle=False) as z:
@@ -123,7 +123,7 @@ def test_atomic_write_keeps_old_file_when_writing_fails(tmp_path):
         raise RuntimeError("disk full")
 
     with pytest.raises(RuntimeError):
-        results._atomic_write(target, fail)
+        results.atomic_write(target, fail)
     assert target.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["run.json"]
 
@@ -153,7 +153,7 @@ def test_name_lists_match_the_library():
     assert config.DATA_MODES == data.MODES and config.EMBEDDINGS == data.BASES
     assert config.INITS == init.SCHEMES and config.GRIDS == flow.GRIDS
     assert config.SOLVERS == tuple(flow.SOLVERS) and config.PRECISIONS == flow.PRECISIONS
-    assert config.ENGINES == tuple(engines.ENGINES)
+    assert config.ENGINES == ("auto", *engines.ENGINES)
     from flowsim import cli, plotting
 
     assert cli.PLOT_KINDS == tuple(plotting.KINDS)

@@ -3,7 +3,7 @@
 import pytest
 
 from flowsim.config import ConfigError, RunConfig
-from flowsim.sweep import Sweep, batches
+from flowsim.sweeps import Sweep, batches
 
 
 def write(tmp_path, text):

@@ -20,6 +20,7 @@ from .config import ConfigError, RunConfig
 #: that differ only in these are integrated together as one batch.
 BATCH_FREE = ("seed", "sigma0", "sigma1")
 INDEX_JSON, INDEX_NPZ, POINTS = "sweep.json", "sweep.npz", "points"
+FAILURE = "failure.txt"  # in a point's directory: why its batch raised
 
 
 @dataclasses.dataclass(frozen=True)
@@ -131,64 +132,94 @@ def batches(points: Sequence[Point]) -> list[list[Point]]:
     return list(groups.values())
 
 
-def run_sweep(sweep: Sweep, out, *, devices=None, progress: bool = False, force: bool = False,
+def sweep(plan: Sweep, out, *, devices=None, progress: bool = False, force: bool = False,
               verdicts: bool = True) -> dict:
-    """Integrate every point of ``sweep`` into ``out/points/NAME/`` (the usual result directory)
+    """Integrate every point of ``plan`` into ``out/points/NAME/`` (the usual result directory)
     and write the index ``out/sweep.json`` and ``out/sweep.npz``; returns the index.
 
     Points of one :func:`batches` group are integrated together by :func:`flowsim.integrate_batch`,
-    each with its own data, initialization and test set drawn from its seed, spread over
-    ``devices`` (default: every device of ``jax.devices()``; the batch is padded to a multiple of
-    their number).  Running again on the same ``out`` skips the points already complete; a
-    batch that fails is recorded as failed for its points and the sweep goes on.  ``verdicts``
-    adds each point's claim verdicts (:func:`flowsim.check_claims`) to the index.
+    each with its own data, initialization and test set drawn from its seed, and split over
+    ``devices`` (default: this process's ``jax.local_devices()``; the batch is padded to a
+    multiple of their number).  Under ``jax.distributed`` (several processes, e.g. hosts) the
+    groups are dealt round-robin to the processes, which write their points into the shared
+    ``out``; process 0 writes the index once all are done.  Running again on the same ``out``
+    skips the points already complete; a batch that fails is recorded as failed for its points
+    and the sweep goes on.  ``verdicts`` adds each point's claim verdicts
+    (:func:`flowsim.check_claims`) to the index.
     """
     import jax
 
-    from . import results
-    from .flow import integrate_batch
-
-    points = sweep.points()
+    points = plan.points()
     out = Path(out)
-    definition = {"base": sweep.base.to_dict(), "grid": {k: list(map(_jsonable, v)) for k, v in sweep.grid.items()}}
+    definition = {"base": plan.base.to_dict(), "grid": {k: list(map(_jsonable, v)) for k, v in plan.grid.items()}}
     _check_sweep_out(out, definition, force)
-    devices = list(jax.devices()) if devices is None else list(devices)
+    devices = list(jax.local_devices()) if devices is None else list(devices)
+    rank, ranks = jax.process_index(), jax.process_count()
     (out / POINTS).mkdir(parents=True, exist_ok=True)
-    index = {p.name: _entry(p, out) for p in points}
-    _write_index(out, definition, points, index)
-    bar = _bar(len(points), sum(e["status"] == "complete" for e in index.values())) if progress else None
+    index = {p.name: _entry(out, p, verdicts) for p in points}
+    mine = [g for i, g in enumerate(batches(points)) if i % ranks == rank]
+    if rank == 0:
+        _write_index(out, definition, points, index)
+    bar = _bar(sum(map(len, mine)), sum(index[p.name]["status"] == "complete" for g in mine for p in g)) \
+        if progress else None
     try:
-        for group in batches(points):
+        for group in mine:
             todo = [p for p in group if index[p.name]["status"] != "complete"]
-            if not todo:
-                continue
-            started = time.perf_counter()
-            config = todo[0].config.resolved()
-            built = [p.config.build() for p in todo]
-            padded = built + [built[-1]] * (-len(built) % len(devices))
-            with jax.enable_x64(config.precision == 64):
-                from .data import sample_test_set
-
-                tests = [sample_test_set(k, config.n_test, ds) for ds, _, k in padded]
-                params = jax.tree.map(lambda *xs: np.stack(xs), *[p for _, p, _ in padded])
-            kwargs = config.integrate_kwargs()
-            kwargs.pop("n_test")
-            try:
-                runs = integrate_batch(params, [ds for ds, _, _ in padded], test_sets=tests,
-                                       devices=devices if len(devices) > 1 else None, **kwargs)
-                message = ""
-            except Exception as e:  # one failing batch must not stop the sweep
-                runs, message = [None] * len(padded), f"{type(e).__name__}: {e}"
-            wall = (time.perf_counter() - started) / len(todo)
-            for point, (ds, p0, _), result in zip(todo, built, runs):
-                index[point.name] = _record(out, point, ds, p0, result, wall, message, verdicts)
-            _write_index(out, definition, points, index)
+            if todo:
+                for point in _integrate_group(out, todo, devices):
+                    index[point.name] = _entry(out, point, verdicts)
+                if rank == 0:
+                    _write_index(out, definition, points, index)
             if bar is not None:
                 bar.update(len(todo))
     finally:
         if bar is not None:
             bar.close()
+    if ranks > 1:
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices("flowsim sweep done")
+        index = {p.name: _entry(out, p, verdicts) for p in points}
+        if rank == 0:
+            _write_index(out, definition, points, index)
     return {"definition": definition, "points": [index[p.name] for p in points]}
+
+
+def _integrate_group(out: Path, todo: Sequence[Point], devices) -> Sequence[Point]:
+    """One batched solve for points that share shapes; each point's directory written (failed,
+    with the reason, if the solve raised)."""
+    import jax
+
+    from . import results
+    from .data import sample_test_set
+    from .flow import integrate_batch
+
+    started = time.perf_counter()
+    config = todo[0].config.resolved()
+    built = [p.config.build() for p in todo]
+    padded = built + [built[-1]] * (-len(built) % len(devices))
+    with jax.enable_x64(config.precision == 64):
+        tests = [sample_test_set(k, config.n_test, ds) for ds, _, k in padded]
+    params = jax.tree.map(lambda *xs: np.stack(xs), *[p for _, p, _ in padded])
+    kwargs = config.integrate_kwargs()
+    kwargs.pop("n_test")
+    try:
+        runs = integrate_batch(params, [ds for ds, _, _ in padded], test_sets=tests,
+                               devices=devices if len(devices) > 1 else None, **kwargs)
+    except Exception as e:  # one failing batch must not stop the sweep
+        runs = [None] * len(padded)
+        reason = f"{type(e).__name__}: {' '.join(str(e).split())}"
+    wall = (time.perf_counter() - started) / len(todo)
+    for point, (dataset, params0, _), result in zip(todo, built, runs):
+        path = out / POINTS / point.name
+        path.mkdir(parents=True, exist_ok=True)
+        if result is None:
+            results.save(path, point.config.resolved(), dataset, params0, None, wall)
+            (path / FAILURE).write_text(reason + "\n")
+        else:
+            (path / FAILURE).unlink(missing_ok=True)
+            results.save(path, point.config.resolved(), dataset, params0, result, wall)
+    return todo
 
 
 def _jsonable(v):
@@ -208,66 +239,53 @@ def _check_sweep_out(out: Path, definition: dict, force: bool) -> None:
         raise ConfigError(f"sweep directory {str(out)!r} holds a different sweep; choose another or use --force")
 
 
-def _entry(point: Point, out: Path) -> dict:
-    """The index entry of a point from its directory (complete ones are not run again)."""
+def _entry(out: Path, point: Point, verdicts: bool) -> dict:
+    """A point's index entry, read from its result directory (the single source of truth, so a
+    re-run, or process 0 of a multi-process sweep, sees what every run wrote)."""
+    from .results import load
+
     path = out / POINTS / point.name
     entry = {"name": point.name, "values": {k: _jsonable(v) for k, v in point.values.items()},
              "path": f"{POINTS}/{point.name}", "status": "pending"}
-    try:
-        meta = json.loads((path / "run.json").read_text())
-        previous = json.loads((out / INDEX_JSON).read_text())
-        old = next(e for e in previous["points"] if e["name"] == point.name)
-    except (OSError, ValueError, KeyError, StopIteration):
+    if not (path / "run.json").exists():
         return entry
-    return old if meta.get("status") == "complete" and old.get("status") == "complete" else entry
+    run = load(path)
+    entry |= {"status": run.status if not (path / FAILURE).exists() else "failed",
+              "message": run.meta["message"] or _read(path / FAILURE), "config": run.meta["config"],
+              "events": run.meta["events"], "t_reached": run.meta["t_reached"],
+              "steps": (run.meta["stats"] or {}).get("steps"), "wall_time_s": run.meta["wall_time_s"]}
+    if run.result is not None:
+        o = run.result.observables
+        entry |= {"final_loss": float(o["loss"][-1]), "final_test_loss": float(o["test_loss"][-1])}
+        if verdicts and run.status == "complete":
+            from .reporting import check_claims
 
-
-def _record(out: Path, point: Point, dataset, params, result, wall: float, message: str, verdicts: bool) -> dict:
-    from . import results
-    from .flow import FlowResult
-
-    path = out / POINTS / point.name
-    path.mkdir(parents=True, exist_ok=True)
-    config = point.config.resolved()
-    entry = {"name": point.name, "values": {k: _jsonable(v) for k, v in point.values.items()},
-             "path": f"{POINTS}/{point.name}", "config": config.to_dict()}
-    if result is None:
-        return entry | {"status": "failed", "message": message}
-    results.save(path, config, dataset, params, result, wall)
-    o = result.observables
-    entry |= {
-        "status": result.status, "message": result.message, "events": result.events,
-        "t_reached": result.t_reached, "final_loss": float(o["loss"][-1]),
-        "final_test_loss": float(o["test_loss"][-1]), "steps": result.stats["steps"],
-        "wall_time_s": wall,
-    }
-    if verdicts and isinstance(result, FlowResult) and result.status == "complete":
-        from .reporting import check_claims
-
-        entry["verdicts"] = {r.claim: r.verdict for r in check_claims(result)}
+            entry["verdicts"] = {r.claim: r.verdict for r in check_claims(run.result)}
     return entry
+
+
+def _read(path: Path) -> str:
+    return path.read_text().strip() if path.exists() else ""
 
 
 def _write_index(out: Path, definition: dict, points: Sequence[Point], index: dict) -> None:
     """``sweep.json`` (every point's entry) and ``sweep.npz`` (a flat table, one row per point)."""
-    from .results import _atomic_write, _write_json, _write_npz
+    from .events import EVENT_NAMES
+    from .results import atomic_write, write_json, write_npz
 
     entries = [index[p.name] for p in points]
-    _write_json(out / INDEX_JSON, {"format": "flowsim-sweep", "definition": definition, "points": entries})
-    table = {"name": np.array([e["name"] for e in entries]),
-             "status": np.array([e["status"] for e in entries])}
+    write_json(out / INDEX_JSON, {"format": "flowsim-sweep", "definition": definition, "points": entries})
+    table = {"name": np.array([e["name"] for e in entries]), "status": np.array([e["status"] for e in entries])}
     for key in points[0].values:
         column = [p.values[key] for p in points]
         table[key] = np.array([_fmt(v) for v in column]) if isinstance(column[0], (str, tuple)) else np.array(column)
     nan = float("nan")
     for key in ("final_loss", "final_test_loss", "t_reached"):
         table[key] = np.array([e.get(key, nan) for e in entries], dtype=float)
-    from .events import EVENT_NAMES
-
     for name in EVENT_NAMES:
         table[name] = np.array([nan if (e.get("events") or {}).get(name) is None else e["events"][name]
                                 for e in entries], dtype=float)
-    _atomic_write(out / INDEX_NPZ, lambda f: _write_npz(f, table))
+    atomic_write(out / INDEX_NPZ, lambda f: write_npz(f, table))
 
 
 def _bar(total: int, initial: int):

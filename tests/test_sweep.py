@@ -1,0 +1,99 @@
+"""``flowsim sweep``: batched grid points against separate runs, resume, failures, device sharding."""
+
+import contextlib
+import io
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+import flowsim
+from flowsim import cli
+from flowsim.sweeps import Sweep, sweep
+
+BASE = 'n = 12\nL = 4\nd = 8\nm1 = 6\nt_end = 2.0\nsaves = 11\nn_test = 32\nengine = "params"\n'
+
+
+def sweep_file(tmp_path, grid="m = [4, 6]\nseed = [0, 1]\n"):
+    path = tmp_path / "sweep.toml"
+    path.write_text(BASE + "[grid]\n" + grid)
+    return path
+
+
+@pytest.fixture(scope="module")
+def swept(tmp_path_factory):
+    root = tmp_path_factory.mktemp("sweep")
+    plan = Sweep.from_toml(sweep_file(root))
+    return plan, root / "out", sweep(plan, root / "out")
+
+
+def test_points_equal_separate_runs(swept):
+    plan, out, index = swept
+    assert [p["status"] for p in index["points"]] == ["complete"] * 4
+    for point, entry in zip(plan.points(), index["points"]):
+        data, params, test_key = point.config.build()
+        alone = flowsim.integrate(params, data, test_key=test_key, **point.config.integrate_kwargs())
+        # The batch shares one step-size sequence: agreement is to the integration tolerance.
+        np.testing.assert_allclose(entry["final_loss"], alone.observables["loss"][-1], rtol=1e-6)
+        np.testing.assert_allclose(entry["final_test_loss"], alone.observables["test_loss"][-1], rtol=1e-6)
+        saved = np.load(out / entry["path"] / "trajectory.npz")
+        np.testing.assert_allclose(saved["G"][-1], alone.observables["G"][-1], rtol=1e-5, atol=1e-7)
+        if alone.events["phase1_end"] is not None:
+            assert entry["events"]["phase1_end"] == pytest.approx(alone.events["phase1_end"], rel=1e-5)
+        assert set(entry["verdicts"].values()) <= {"holds", "does not hold", "not applicable"}
+
+
+def test_index_files_and_rerun_skips_finished_points(swept):
+    plan, out, index = swept
+    table = np.load(out / "sweep.npz")
+    assert list(table["m"]) == [4, 4, 6, 6] and list(table["seed"]) == [0, 1, 0, 1]
+    np.testing.assert_array_equal(table["final_loss"], [p["final_loss"] for p in index["points"]])
+    stamps = [os.stat(out / p["path"] / "run.json").st_mtime_ns for p in index["points"]]
+    again = sweep(plan, out)
+    assert [os.stat(out / p["path"] / "run.json").st_mtime_ns for p in again["points"]] == stamps
+    assert json.loads((out / "sweep.json").read_text())["points"] == again["points"]
+
+
+def test_a_failing_batch_is_recorded_and_the_rest_runs(tmp_path):
+    plan = Sweep.from_toml(sweep_file(tmp_path, "max_steps = [2, 100000]\n"))
+    index = sweep(plan, tmp_path / "out", verdicts=False)
+    first, second = index["points"]
+    assert first["status"] == "failed" and "step limit" in first["message"]
+    assert second["status"] == "complete"
+
+
+def test_cli_sweep_and_bad_input(tmp_path):
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        rc = cli.main(["sweep", "--config", str(sweep_file(tmp_path, "seed = [0, 0]\n")), "--out", str(tmp_path / "o")])
+    assert rc == 2 and "values must be distinct" in err.getvalue() and not (tmp_path / "o").exists()
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()):
+        rc = cli.main(["sweep", "--config", str(sweep_file(tmp_path, "seed = [3]\n")), "--out", str(tmp_path / "s"),
+                       "--quiet"])
+    assert rc == 0 and json.loads((tmp_path / "s" / "sweep.json").read_text())["points"][0]["status"] == "complete"
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        rc = cli.main(["sweep", "--config", str(sweep_file(tmp_path, "seed = [4]\n")), "--out", str(tmp_path / "s")])
+    assert rc == 2 and "holds a different sweep" in err.getvalue()
+
+
+def test_two_forced_host_devices_give_the_same_points(swept, tmp_path):
+    """The batch split over 2 XLA host devices (jax.sharding) against the one-device sweep."""
+    plan, out, index = swept
+    script = textwrap.dedent(f"""
+        import jax, json
+        from flowsim.sweeps import Sweep, sweep
+        assert len(jax.devices()) == 2
+        index = sweep(Sweep.from_toml({str(sweep_file(tmp_path))!r}), {str(tmp_path / 'sharded')!r}, verdicts=False)
+        print(json.dumps([p["final_loss"] for p in index["points"]]))
+    """)
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2")
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    sharded = json.loads(done.stdout.strip().splitlines()[-1])
+    np.testing.assert_allclose(sharded, [p["final_loss"] for p in index["points"]], rtol=1e-9)
