@@ -85,6 +85,17 @@ def _counts(value):
 _counts.allowed = "4 comma-separated group sizes I1,I2,I3,I4"
 
 
+def read_toml(path, what: str) -> dict:
+    """A TOML file as a dict, or a one-line :class:`ConfigError` naming ``what`` could not be read."""
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except OSError as e:
+        raise ConfigError(f"cannot read {what} {str(path)!r}: {e.strerror}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{what} {str(path)!r} is not valid TOML: {e}") from None
+
+
 def _field(default, parse, help: str, optional: bool = False):
     return dataclasses.field(default=default, metadata=dict(parse=parse, help=help, optional=optional))
 
@@ -141,13 +152,7 @@ class RunConfig:
     def from_toml(cls, path, preset: str | None = None) -> RunConfig:
         """The preset (``preset``, else the file's ``preset`` key, else ``paper``) updated by the
         file's other keys, which are the field names of :class:`RunConfig`."""
-        try:
-            with open(path, "rb") as f:
-                table = tomllib.load(f)
-        except OSError as e:
-            raise ConfigError(f"cannot read config file {str(path)!r}: {e.strerror}") from None
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-            raise ConfigError(f"config file {str(path)!r} is not valid TOML: {e}") from None
+        table = read_toml(path, "config file")
         named = table.pop("preset", None)
         if named is not None and not isinstance(named, str):
             raise ConfigError(f"{path}: preset must be one of {', '.join(PRESETS)}, got {named!r}")

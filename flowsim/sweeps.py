@@ -7,14 +7,13 @@ import itertools
 import json
 import math
 import time
-import tomllib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .config import ConfigError, RunConfig
+from .config import ConfigError, RunConfig, read_toml
 
 #: Fields that change only the values of the arrays, not their shapes or the compiled solve: points
 #: that differ only in these are integrated together as one batch.
@@ -51,13 +50,7 @@ class Sweep:
             m = [16, 32, 64]
             seed = [0, 1, 2, 3]
         """
-        try:
-            with open(path, "rb") as f:
-                table = tomllib.load(f)
-        except OSError as e:
-            raise ConfigError(f"cannot read sweep file {str(path)!r}: {e.strerror}") from None
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-            raise ConfigError(f"sweep file {str(path)!r} is not valid TOML: {e}") from None
+        table = read_toml(path, "sweep file")
         grid = table.pop("grid", None)
         base_table = table.pop("base", {})
         named = table.pop("preset", None)
@@ -132,8 +125,8 @@ def batches(points: Sequence[Point]) -> list[list[Point]]:
     return list(groups.values())
 
 
-def sweep(plan: Sweep, out, *, devices=None, progress: bool = False, force: bool = False,
-              verdicts: bool = True) -> dict:
+def sweep(plan: Sweep, out, *, devices=None, batch: int | None = None, progress: bool = False,
+          force: bool = False, verdicts: bool = True) -> dict:
     """Integrate every point of ``plan`` into ``out/points/NAME/`` (the usual result directory)
     and write the index ``out/sweep.json`` and ``out/sweep.npz``; returns the index.
 
@@ -146,6 +139,11 @@ def sweep(plan: Sweep, out, *, devices=None, progress: bool = False, force: bool
     skips the points already complete; a batch that fails is recorded as failed for its points
     and the sweep goes on.  ``verdicts`` adds each point's claim verdicts
     (:func:`flowsim.check_claims`) to the index.
+
+    ``batch`` caps the points per solve.  Its default is 1 on a CPU backend, where a batched
+    solve measured slower than the same points one after the other (docs/sweeps.md: every
+    member's events restart the shared solve, and vmapped gathers run slowly on XLA's CPU
+    backend), and the whole group on accelerators.
     """
     import jax
 
@@ -157,7 +155,12 @@ def sweep(plan: Sweep, out, *, devices=None, progress: bool = False, force: bool
     rank, ranks = jax.process_index(), jax.process_count()
     (out / POINTS).mkdir(parents=True, exist_ok=True)
     index = {p.name: _entry(out, p, verdicts) for p in points}
-    mine = [g for i, g in enumerate(batches(points)) if i % ranks == rank]
+    if batch is None:
+        batch = 1 if jax.default_backend() == "cpu" else len(points)
+    if int(batch) != batch or batch < 1:
+        raise ConfigError(f"batch must be an integer >= 1, got {batch!r}")
+    solves = [g[i:i + batch] for g in batches(points) for i in range(0, len(g), batch)]
+    mine = [g for i, g in enumerate(solves) if i % ranks == rank]
     if rank == 0:
         _write_index(out, definition, points, index)
     bar = _bar(sum(map(len, mine)), sum(index[p.name]["status"] == "complete" for g in mine for p in g)) \
@@ -192,11 +195,24 @@ def _integrate_group(out: Path, todo: Sequence[Point], devices) -> Sequence[Poin
 
     from . import results
     from .data import sample_test_set
-    from .flow import integrate_batch
+    from .flow import FlowFailure, integrate, integrate_batch
 
     started = time.perf_counter()
     config = todo[0].config.resolved()
     built = [p.config.build() for p in todo]
+    if len(todo) == 1:
+        # A lone point is a plain run: the same compiled solve as flowsim integrate.
+        dataset, params0, test_key = built[0]
+        try:
+            result = integrate(params0, dataset, test_key=test_key, **config.integrate_kwargs())
+        except FlowFailure as e:
+            result = e.result
+        wall = time.perf_counter() - started
+        path = out / POINTS / todo[0].name
+        path.mkdir(parents=True, exist_ok=True)
+        (path / FAILURE).unlink(missing_ok=True)
+        results.save(path, config, dataset, params0, result, wall)
+        return todo
     padded = built + [built[-1]] * (-len(built) % len(devices))
     with jax.enable_x64(config.precision == 64):
         tests = [sample_test_set(k, config.n_test, ds) for ds, _, k in padded]

@@ -28,7 +28,8 @@ def sweep_file(tmp_path, grid="m = [4, 6]\nseed = [0, 1]\n"):
 def swept(tmp_path_factory):
     root = tmp_path_factory.mktemp("sweep")
     plan = Sweep.from_toml(sweep_file(root))
-    return plan, root / "out", sweep(plan, root / "out")
+    # batch=2: each width's two seeds in one batched solve (the CPU default is one solve per point).
+    return plan, root / "out", sweep(plan, root / "out", batch=2)
 
 
 def test_points_equal_separate_runs(swept):
@@ -53,13 +54,20 @@ def test_index_files_and_rerun_skips_finished_points(swept):
     assert list(table["m"]) == [4, 4, 6, 6] and list(table["seed"]) == [0, 1, 0, 1]
     np.testing.assert_array_equal(table["final_loss"], [p["final_loss"] for p in index["points"]])
     stamps = [os.stat(out / p["path"] / "run.json").st_mtime_ns for p in index["points"]]
-    again = sweep(plan, out)
+    again = sweep(plan, out, batch=2)
     assert [os.stat(out / p["path"] / "run.json").st_mtime_ns for p in again["points"]] == stamps
     assert json.loads((out / "sweep.json").read_text())["points"] == again["points"]
 
 
+def test_one_solve_per_point_equals_the_batched_sweep(swept, tmp_path):
+    plan, _, index = swept
+    single = sweep(plan, tmp_path / "single", verdicts=False)
+    np.testing.assert_allclose([p["final_loss"] for p in single["points"]],
+                               [p["final_loss"] for p in index["points"]], rtol=1e-6)
+
+
 def test_a_failing_batch_is_recorded_and_the_rest_runs(tmp_path):
-    plan = Sweep.from_toml(sweep_file(tmp_path, "max_steps = [2, 100000]\n"))
+    plan = Sweep.from_toml(sweep_file(tmp_path, "m = [4]\nmax_steps = [2, 100000]\n"))
     index = sweep(plan, tmp_path / "out", verdicts=False)
     first, second = index["points"]
     assert first["status"] == "failed" and "step limit" in first["message"]
@@ -89,7 +97,8 @@ def test_two_forced_host_devices_give_the_same_points(swept, tmp_path):
         import jax, json
         from flowsim.sweeps import Sweep, sweep
         assert len(jax.devices()) == 2
-        index = sweep(Sweep.from_toml({str(sweep_file(tmp_path))!r}), {str(tmp_path / 'sharded')!r}, verdicts=False)
+        index = sweep(Sweep.from_toml({str(sweep_file(tmp_path))!r}), {str(tmp_path / 'sharded')!r}, batch=2,
+                      verdicts=False)
         print(json.dumps([p["final_loss"] for p in index["points"]]))
     """)
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2")
