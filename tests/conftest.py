@@ -1,9 +1,20 @@
 """Shared tiny configurations: every distinct shape costs a JAX compilation, so tests reuse these."""
 
+import atexit
+import os
+import shutil
+import tempfile
+
 import jax
 import pytest
 
 import flowsim
+
+# The suite keeps its compiled programs in a cache of its own (shared with the subprocesses it
+# starts), so it never writes into the user's ~/.cache and runs as on a fresh machine.
+if "FLOWSIM_CACHE_DIR" not in os.environ:
+    os.environ["FLOWSIM_CACHE_DIR"] = tempfile.mkdtemp(prefix="flowsim-test-cache-")
+    atexit.register(shutil.rmtree, os.environ["FLOWSIM_CACHE_DIR"], ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
