@@ -84,7 +84,7 @@ def test_gram_vector_field_is_the_pushforward(absent):
         data = flowsim.Dataset(tokens=data.tokens, labels=data.labels, groups=data.groups,
                                embedding=flowsim.make_embedding(16, "random", jax.random.key(5)), basis="random")
         ref_engine, gram = ParamEngine.build(params, data), make_engine("gram", params, data)
-        args = _args(ref_engine, params, data, test)
+        args = _args(params, data, test)
         theta = ref_engine.init_state(params, data)
         to_gram = lambda th: gram.init_state(ref_engine.to_params(th, args), data)
         _, expected = jax.jvp(to_gram, (theta,), (ref_engine.vector_field(0.0, theta, args),))
@@ -98,7 +98,7 @@ def test_reduced_vector_field_matches_four_matrix_one(absent):
     data, params, test = absent
     with jax.enable_x64(True):
         ref_engine, red = ParamEngine.build(params, data), make_engine("reduced", params, data)
-        args = _args(ref_engine, params, data, test)
+        args = _args(params, data, test)
         dW, dV, dK, dQ = ref_engine.vector_field(0.0, ref_engine.init_state(params, data), args)
         du, dV_a, dK_a, dQ_a = red.vector_field(0.0, red.init_state(params, data), args)
         close(dW.T @ params.a, du, rtol=1e-12)
@@ -106,11 +106,9 @@ def test_reduced_vector_field_matches_four_matrix_one(absent):
         close(full[:, red.active], part, rtol=1e-12)
 
 
-def _args(engine, params, data, test):
-    from flowsim.engines import FlowArgs, reference
-    return FlowArgs(dataset=data, test_set=test, a=params.a,
-                    ref=reference(engine, engine.init_state(params, data), params, data.embedding),
-                    band=jnp.asarray(0.05), active=jnp.ones(3, bool))
+def _args(params, data, test):
+    from flowsim.flow import prepare
+    return prepare(params, data, dtype=jnp.float64, engine="params", test_set=test)[2]
 
 
 @pytest.mark.parametrize("engine", ["reduced", "gram"])
