@@ -10,7 +10,6 @@ import sys
 import time
 
 import diffrax
-import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
-import math
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -193,7 +192,6 @@ def _integrate_group(out: Path, todo: Sequence[Point], devices) -> Sequence[Poin
     with the reason, if the solve raised)."""
     import jax
 
-    from . import results
     from .data import sample_test_set
     from .flow import FlowFailure, integrate, integrate_batch
 
@@ -207,11 +205,7 @@ def _integrate_group(out: Path, todo: Sequence[Point], devices) -> Sequence[Poin
             result = integrate(params0, dataset, test_key=test_key, **config.integrate_kwargs())
         except FlowFailure as e:
             result = e.result
-        wall = time.perf_counter() - started
-        path = out / POINTS / todo[0].name
-        path.mkdir(parents=True, exist_ok=True)
-        (path / FAILURE).unlink(missing_ok=True)
-        results.save(path, config, dataset, params0, result, wall)
+        _save_point(out, todo[0], dataset, params0, result, time.perf_counter() - started)
         return todo
     padded = built + [built[-1]] * (-len(built) % len(devices))
     with jax.enable_x64(config.precision == 64):
@@ -227,15 +221,22 @@ def _integrate_group(out: Path, todo: Sequence[Point], devices) -> Sequence[Poin
         reason = f"{type(e).__name__}: {' '.join(str(e).split())}"
     wall = (time.perf_counter() - started) / len(todo)
     for point, (dataset, params0, _), result in zip(todo, built, runs):
-        path = out / POINTS / point.name
-        path.mkdir(parents=True, exist_ok=True)
-        if result is None:
-            results.save(path, point.config.resolved(), dataset, params0, None, wall)
-            (path / FAILURE).write_text(reason + "\n")
-        else:
-            (path / FAILURE).unlink(missing_ok=True)
-            results.save(path, point.config.resolved(), dataset, params0, result, wall)
+        _save_point(out, point, dataset, params0, result, wall, reason="" if result else reason)
     return todo
+
+
+def _save_point(out: Path, point: Point, dataset, params0, result, wall: float, reason: str = "") -> None:
+    """A point's result directory; ``result=None`` (its batch raised) leaves the run unstarted
+    with ``reason`` in :data:`FAILURE`, which a later success removes."""
+    from . import results
+
+    path = out / POINTS / point.name
+    path.mkdir(parents=True, exist_ok=True)
+    results.save(path, point.config.resolved(), dataset, params0, result, wall)
+    if result is None:
+        (path / FAILURE).write_text(reason + "\n")
+    else:
+        (path / FAILURE).unlink(missing_ok=True)
 
 
 def _jsonable(v):

@@ -1,7 +1,6 @@
 """Batched integration against separate runs; the reduced forward pass against the dense Eq. (1)."""
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 import flowsim

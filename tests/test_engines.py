@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 
 import flowsim
-from flowsim import model
 from flowsim.engines import ParamEngine, make_engine
 
 T_END = 30.0
