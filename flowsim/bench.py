@@ -28,7 +28,7 @@ PRESETS = {
     "theory": dict(n=120, L=8, d=963, m=1024, m1=1024, mode="theory", counts=None,
                    scheme="theory", t_end=1e4),
 }
-METHODS = ("flowsim", "plain", "gd", "scipy", "torch", "batch")
+METHODS = ("flowsim", "saves", "plain", "gd", "scipy", "torch", "batch")
 
 
 def _timed(fn):
@@ -59,9 +59,14 @@ def _four_matrix_loss(data):
 
 def bench(preset: str = "paper", *, t_end: float | None = None, rtol: float = 1e-6, atol: float = 1e-8,
           engine: str = "gram", lr: float = 0.01, seed: int = 0, repeats: int = 3, batch: int = 16,
-          methods=("flowsim", "plain", "gd", "scipy", "torch"), printer=print, **sizes) -> dict:
+          methods=("flowsim", "saves", "plain", "gd", "scipy", "torch"), printer=print, **sizes) -> dict:
     """Time flowsim (first call with compilation, then the best of ``repeats``) and the
     baselines on one configuration, in this process, float64 unless said:
+
+    - ``flowsim``: :func:`flowsim.integrate` to ``t_end`` with the events located and every
+      observable at the start and the end (``saves=2``): the same product as the baselines,
+      an end point and its loss;
+    - ``saves``: the same with ``integrate``'s default 201 saved times of every observable;
 
     - ``plain``: a straightforward diffrax Tsit5 solve of the four-matrix flow (no observables);
     - ``gd``: jitted gradient descent (``jax.lax.scan``) at learning rate ``lr`` to flow time ``t_end``;
@@ -85,15 +90,16 @@ def bench(preset: str = "paper", *, t_end: float | None = None, rtol: float = 1e
     loss = _four_matrix_loss(data)
     records: dict[str, dict] = {}
 
-    def run_flowsim():
-        return integrate(params, data, t_end, rtol=rtol, atol=atol, engine=engine)
+    def run_flowsim(saves):
+        return lambda: integrate(params, data, t_end, rtol=rtol, atol=atol, engine=engine, saves=saves)
 
-    if "flowsim" in methods or "batch" in methods:
-        cold, res = _timed(run_flowsim)
-        warm = min(_timed(run_flowsim)[0] for _ in range(repeats))
-        records["flowsim"] = dict(time_s=warm, cold_s=cold, nfev=res.stats["nfev"], steps=res.stats["steps"],
-                                  loss=float(res.observables["loss"][-1]), engine=res.settings["engine"],
-                                  peak_rss_mb=_peak_rss_mb())
+    for name, saves in (("flowsim", 2), ("saves", 201)):
+        if name in methods or name == "flowsim" and "batch" in methods:
+            cold, res = _timed(run_flowsim(saves))
+            warm = min(_timed(run_flowsim(saves))[0] for _ in range(repeats))
+            records[name] = dict(time_s=warm, cold_s=cold, nfev=res.stats["nfev"], steps=res.stats["steps"],
+                                 loss=float(res.observables["loss"][-1]), engine=res.settings["engine"],
+                                 saves=saves, peak_rss_mb=_peak_rss_mb())
     with jax.enable_x64(True):
         if "plain" in methods:
             records["plain"] = _plain(loss, theta0, a, t_end, rtol, atol)
@@ -203,7 +209,7 @@ def _batch(cfg, data, seed, size, t_end, rtol, atol, engine, repeats, single):
         keys = jax.random.split(jax.random.key(seed + 1), size)
         params = jax.vmap(lambda k: init_params(k, cfg["d"], cfg["m"], cfg["m1"], scheme=cfg["scheme"],
                                                 L=cfg["L"]))(keys)
-    run = lambda: integrate_batch(params, data, t_end, rtol=rtol, atol=atol, engine=engine)
+    run = lambda: integrate_batch(params, data, t_end, rtol=rtol, atol=atol, engine=engine, saves=2)
     cold, res = _timed(run)
     warm = min(_timed(run)[0] for _ in range(repeats))
     return dict(time_s=warm, cold_s=cold, members=size, per_single=warm / single["time_s"],
@@ -220,7 +226,7 @@ def _print(out, printer):
         if "cold_s" in rec:
             notes.append(f"first call {rec['cold_s']:.3g} s")
         if "engine" in rec:
-            notes.append(f"engine {rec['engine']}")
+            notes.append(f"engine {rec['engine']}, {rec['saves']} saves")
         if name == "batch":
             notes.append(f"{rec['members']} members = {rec['per_single']:.2f} x one")
         if "peak_rss_mb" in rec:
@@ -247,7 +253,7 @@ def main(argv=None) -> int:
     p.add_argument("--only", default=None, help=f"comma-separated subset of {','.join(METHODS)}")
     p.add_argument("--json", metavar="PATH", help="also write the records as JSON ('-' for stdout)")
     ns = p.parse_args(argv)
-    default = ("flowsim", "plain", "gd", "scipy", "torch") if ns.preset == "paper" else ("flowsim", "plain")
+    default = ("flowsim", "saves", "plain", "gd", "scipy", "torch") if ns.preset == "paper" else ("flowsim", "plain")
     methods = tuple(ns.only.split(",")) if ns.only else default
     unknown = set(methods) - set(METHODS)
     if unknown:

@@ -61,10 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_plot(commands)
     _add_report(commands)
     _add_sweep(commands)
-    bench = commands.add_parser("bench", add_help=False, help="time flowsim against gradient descent, SciPy and PyTorch",
-                                description="flowsim bench [options]: see flowsim bench --help")
-    bench.add_argument("args", nargs=argparse.REMAINDER)
-    bench.set_defaults(handler=lambda args: __import__("flowsim.bench", fromlist=["main"]).main(args.args))
+    # Listed here for --help; main() hands its arguments to flowsim.bench's own parser.
+    commands.add_parser("bench", add_help=False, help="time flowsim against gradient descent, SciPy and PyTorch")
     return parser
 
 
@@ -219,6 +217,11 @@ def report(args) -> int:
 
 
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["bench"]:  # its own parser, so that its options (and --help) reach it
+        from .bench import main as bench
+
+        return bench(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:

@@ -100,11 +100,14 @@ def _param_quantities(p: Params, args: FlowArgs, data: Dataset, test: Dataset, g
     """``neuron_delta2`` is ``||W W^T - W(0) W(0)^T||_F^2``, which each engine forms its own way."""
     E = data.embedding
     drift_KQ, drift_WV = _drifts(now, args.ref)
+    G, M = model.G(p, E), model.attention_scores(p, E, tuple(range(p.d)))
+    # F from (G, M), which the observables need anyway: no per-sample gathers of m-vectors.
+    margins = lambda d: d.labels * model.outputs_reduced(G, M, d.tokens, p.m)
     return Quantities(
-        margins=model.margins(p, data),
-        test_margins=model.margins(p, test),
-        G=model.G(p, E),
-        M=model.attention_scores(p, E, tuple(range(p.d))),
+        margins=margins(data),
+        test_margins=margins(test),
+        G=G,
+        M=M,
         value_corr=model.gram3(p.W_V, E),
         key_corr=model.gram3(p.W_K, E),
         query_corr=model.gram3(p.W_Q, E),
@@ -150,8 +153,8 @@ class ParamEngine(eqx.Module):
     def margins(self, y, args: FlowArgs) -> Float[Array, " n"]:
         return model.margins(self.to_params(y, args), args.dataset)
 
-    def G(self, y, args: FlowArgs) -> Float[Array, " d"]:
-        return model.G(self.to_params(y, args), args.dataset.embedding)
+    def G(self, y, args: FlowArgs, words=slice(None)) -> Float[Array, " d"]:
+        return model.G(self.to_params(y, args), args.dataset.embedding[:, words])
 
     def scores3(self, y, args: FlowArgs) -> Float[Array, "3 3"]:
         return model.attention_scores(self.to_params(y, args), args.dataset.embedding)
@@ -240,8 +243,8 @@ class ReducedEngine(eqx.Module):
     def margins(self, y, args: FlowArgs) -> Float[Array, " n"]:
         return model.margins(self._u_form(*y), self._training_set(y, args))
 
-    def G(self, y, args: FlowArgs) -> Float[Array, " d"]:
-        return self._columns(y[1], self.V0).T @ y[0]
+    def G(self, y, args: FlowArgs, words=slice(None)) -> Float[Array, " d"]:
+        return self._columns(y[1], self.V0, words).T @ y[0]
 
     def scores3(self, y, args: FlowArgs) -> Float[Array, "3 3"]:
         # Evaluated at every step by the event: only the three columns it needs.
@@ -313,8 +316,8 @@ class GramEngine(eqx.Module):
     def margins(self, y, args: FlowArgs) -> Float[Array, " n"]:
         return self._margins(y[0], y[3], args.dataset)
 
-    def G(self, y, args: FlowArgs) -> Float[Array, " d"]:
-        return y[0]
+    def G(self, y, args: FlowArgs, words=slice(None)) -> Float[Array, " d"]:
+        return y[0][words]
 
     def scores3(self, y, args: FlowArgs) -> Float[Array, "3 3"]:
         return y[3][:3, :3]

@@ -33,7 +33,8 @@ def _min_margin(engine, y, args):
 
 
 def _minus_G3(engine, y, args):
-    return -engine.G(y, args)[2]
+    # Evaluated at every step: G of mu_3 alone, not of the whole vocabulary.
+    return -engine.G(y, args, words=slice(2, 3))[0]
 
 
 def _score_excursion(engine, y, args):

@@ -27,7 +27,7 @@ from .flow import FlowResult, save_times
 from .model import Params
 
 FORMAT = "flowsim-run"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the checkpoint carries the proposed next step
 RUN_JSON, TRAJECTORY, STATE, CHECKPOINT = "run.json", "trajectory.npz", "state.npz", "checkpoint.eqx"
 FILES = (RUN_JSON, TRAJECTORY, STATE, CHECKPOINT)
 MATRICES = ("W", "W_V", "W_K", "W_Q")
@@ -110,7 +110,8 @@ def save(path, config: RunConfig, dataset: Dataset, params_init: Params, result:
     status = "running" if result is None else result.status
     if status == "running" and result is not None:
         atomic_write(path / CHECKPOINT,
-                      lambda f: eqx.tree_serialise_leaves(f, (np.asarray(result.chunks_done), result.state)))
+                      lambda f: eqx.tree_serialise_leaves(
+                         f, (np.asarray(result.chunks_done), np.asarray(result.dt_next, float), result.state)))
     if result is not None:
         atomic_write(path / TRAJECTORY, lambda f: write_npz(f, {"t": result.ts, **result.observables}))
     final = params_init if result is None else result.params_final
@@ -201,19 +202,19 @@ def _load(path: Path, meta: dict) -> Run:
             status=meta["status"], message=meta["message"],
             grid=ts if gd else save_times(config.t_end, config.saves, config.grid),
             chunks_done=meta["chunks_done"],
-            state=_read_checkpoint(path, meta, config, params_init, dataset), settings=settings,
+            settings=settings, **_read_checkpoint(path, meta, config, params_init, dataset),
         )
     return Run(path=path, config=config, meta=meta, dataset=dataset, params_init=params_init, result=result)
 
 
 def _read_checkpoint(path: Path, meta: dict, config: RunConfig, params_init: Params, dataset: Dataset):
     if not (path / CHECKPOINT).exists():
-        return None
+        return dict(state=None)
     # The engine resolves from the same start and data as the run did, so its state has the run's shapes.
     with jax.enable_x64(config.precision == 64):
         like = jax.tree.map(np.asarray, make_engine(config.engine, params_init, dataset).init_state(params_init, dataset))
-    chunks, state = eqx.tree_deserialise_leaves(path / CHECKPOINT, (np.asarray(0), like))
+    chunks, dt, state = eqx.tree_deserialise_leaves(path / CHECKPOINT, (np.asarray(0), np.asarray(0.0), like))
     if int(chunks) != meta["chunks_done"]:
         raise ConfigError(f"{path / CHECKPOINT} is from chunk {int(chunks)} but {RUN_JSON} says "
                           f"{meta['chunks_done']} (the run was killed while writing); it cannot be resumed")
-    return state
+    return dict(state=state, dt_next=float(dt))

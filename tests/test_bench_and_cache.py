@@ -34,3 +34,14 @@ def test_compilation_cache_opt_out(tmp_path):
     env.pop("FLOWSIM_NO_CACHE", None)
     assert _cache_dir(env) == str(tmp_path / "cache") and (tmp_path / "cache").is_dir()
     assert _cache_dir(dict(env, FLOWSIM_NO_CACHE="1")) == "None"
+
+
+def test_bench_help_through_the_cli(capsys):
+    from flowsim.cli import main
+
+    try:
+        main(["bench", "--help"])
+    except SystemExit as e:
+        assert e.code == 0
+    out = capsys.readouterr().out
+    assert "usage: flowsim bench" in out and "--only" in out and "--preset" in out
