@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 from typing import Literal
 
 import equinox as eqx
@@ -153,23 +155,17 @@ def make_dataset(
     other random positions.  The same key gives the same data.
     """
     check_sizes(n, L, d, mode)
-    k_group, k_pos, k_irr, k_emb = jax.random.split(key, 4)
     if mode == "iid":
         if counts is not None:
             raise ValueError("counts cannot be given in iid mode")
-        groups = 1 + jax.random.choice(k_group, 4, (n,), p=jnp.asarray(GROUP_PROBS))
     else:
         counts = balanced_counts(n) if counts is None else tuple(int(c) for c in counts)
         if len(counts) != 4 or min(counts) < 0 or sum(counts) != n:
             raise ValueError(f"counts must be 4 non-negative group sizes summing to n={n}, got {counts}")
         if mode == "theory" and counts != balanced_counts(n):
             raise ValueError(f"theory mode needs the balanced counts {balanced_counts(n)}, got {counts}")
-        groups = jnp.repeat(jnp.arange(1, 5), jnp.asarray(counts), total_repeat_length=n)
-        groups = jax.random.permutation(k_group, groups)
-    groups = np.asarray(groups, dtype=np.int32)
-
-    # A random permutation of positions per sample: slot 0 gets mu_3, slots 1 and 2 the targets.
-    pos = np.asarray(jnp.argsort(jax.random.uniform(k_pos, (n, L)), axis=1))
+    k_irr, k_emb, groups, pos = _draw_layout(key, n=n, L=L, counts=counts)
+    groups, pos = np.asarray(groups, dtype=np.int32), np.asarray(pos)
     rows = np.arange(n)
     tokens = np.full((n, L), -1, dtype=np.int32)
     tokens[rows, pos[:, 0]] = MU3
@@ -181,11 +177,7 @@ def make_dataset(
 
     free = tokens < 0
     n_free = int(free.sum())
-    if mode == "theory":
-        words = N_SPECIAL + jax.random.permutation(k_irr, d - N_SPECIAL)[:n_free]
-    else:
-        words = jax.random.randint(k_irr, (n_free,), N_SPECIAL, d)
-    tokens[free] = np.asarray(words, dtype=np.int32)
+    tokens[free] = np.asarray(_draw_words(k_irr, n_free=n_free, d=d, distinct=mode == "theory"), dtype=np.int32)
 
     labels = np.where(groups == 1, 1.0, -1.0)
     return Dataset(
@@ -195,6 +187,29 @@ def make_dataset(
         embedding=make_embedding(d, embedding, k_emb),
         basis=embedding,
     )
+
+
+# The draws run as two compiled programs rather than one per eager random call: a new process
+# then fetches two programs from the compilation cache instead of a dozen.
+@functools.partial(jax.jit, static_argnames=("n", "L", "counts"))
+def _draw_layout(key, *, n, L, counts):
+    """Groups (i.i.d. if ``counts`` is None, else a permutation of fixed counts) and, per sample,
+    a random permutation of positions: slot 0 gets mu_3, slots 1 and 2 the targets."""
+    k_group, k_pos, k_irr, k_emb = jax.random.split(key, 4)
+    if counts is None:
+        groups = 1 + jax.random.choice(k_group, 4, (n,), p=jnp.asarray(GROUP_PROBS))
+    else:
+        groups = jnp.repeat(jnp.arange(1, 5), jnp.asarray(counts), total_repeat_length=n)
+        groups = jax.random.permutation(k_group, groups)
+    return k_irr, k_emb, groups, jnp.argsort(jax.random.uniform(k_pos, (n, L)), axis=1)
+
+
+@functools.partial(jax.jit, static_argnames=("n_free", "d", "distinct"))
+def _draw_words(key, *, n_free, d, distinct):
+    """Irrelevant words for the ``n_free`` open slots: distinct ones (theory mode) or uniform."""
+    if distinct:
+        return N_SPECIAL + jax.random.permutation(key, d - N_SPECIAL)[:n_free]
+    return jax.random.randint(key, (n_free,), N_SPECIAL, d)
 
 
 def sample_test_set(key: PRNGKeyArray, n: int, like: Dataset) -> Dataset:

@@ -305,10 +305,13 @@ class GramEngine(eqx.Module):
         z, s, C_V, M, A, B = y
         h, Gm = self._gradients(y, args)
         hz = jnp.outer(h, z)
-        GmMT = Gm @ M.T
-        MTGm = M.T @ Gm
+        d = z.shape[0]
+        # The four d x d products as two of twice the size, which BLAS runs closer to its peak.
+        left = jnp.concatenate([A, M.T]) @ Gm  # [A Gm; M^T Gm]
+        right = Gm @ jnp.concatenate([B, M.T], axis=1)  # [Gm B, Gm M^T]
+        MTGm, GmMT = left[d:], right[:, d:]
         return (-(s * h + self.m1 * (C_V @ h)), -2 * self.m1 * (z @ h), -(hz + hz.T),
-                -(A @ Gm + Gm @ B), -(GmMT + GmMT.T), -(MTGm + MTGm.T))
+                -(left[:d] + right[:, :d]), -(GmMT + GmMT.T), -(MTGm + MTGm.T))
 
     def conserved(self, y: PyTree) -> None:
         return None

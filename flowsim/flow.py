@@ -17,6 +17,7 @@ import optimistix as optx
 from jax.flatten_util import ravel_pytree
 from jaxtyping import PyTree
 
+from . import aot
 from .cache import enable_compilation_cache
 from .data import Dataset, sample_test_set
 from .engines import FlowArgs, make_engine, reference, resolve_engine
@@ -116,9 +117,13 @@ class CarriedStep(diffrax.AbstractAdaptiveStepSizeController):
     the proposed step of one solve to the next as ``dt0`` continues the integration as if it
     had not stopped, where diffrax's initial-step heuristic would guess anew (two extra
     evaluations and a few short steps per restart).  ``dt0 <= 0`` asks for that guess.
+
+    The first step lives here rather than in ``diffeqsolve(dt0=...)``, whose check of its sign
+    is a host callback, and programs with host callbacks stay out of JAX's persistent cache.
     """
 
     pid: diffrax.PIDController
+    dt0: jax.Array = eqx.field(default_factory=lambda: jnp.zeros(()))
 
     @property
     def rtol(self):
@@ -133,12 +138,13 @@ class CarriedStep(diffrax.AbstractAdaptiveStepSizeController):
         return self.pid.norm
 
     def wrap(self, direction):
-        return CarriedStep(self.pid.wrap(direction))
+        return CarriedStep(self.pid.wrap(direction), self.dt0)
 
     def init(self, terms, t0, t1, y0, dt0, args, func, error_order):
         def guess():
             return self.pid.init(terms, t0, t1, y0, None, args, func, error_order)[0]
 
+        dt0 = jnp.asarray(self.dt0, jnp.result_type(t0))
         t_next = jax.lax.cond(dt0 > 0, lambda: t0 + dt0, guess)
         _, pid_state = self.pid.init(terms, t0, t1, y0, dt0, args, func, error_order)
         return t_next, (pid_state, t_next - t0)
@@ -239,6 +245,7 @@ def _solve(engine, solver, controller, y0, t0, t1, dt0, ts, args, max_steps, pre
     ``args``) is one ODE with a shared step size.  What the host loop needs comes back in one
     transfer, apart from the state."""
     vector_field, observe, values = _member_fns(engine, batched)
+    controller = eqx.tree_at(lambda c: c.dt0, controller, dt0)
     if batched:
         controller = eqx.tree_at(lambda c: c.pid.norm, controller, _batch_norm)
     ravel, unravel = _flattening(y0, batched)
@@ -247,7 +254,7 @@ def _solve(engine, solver, controller, y0, t0, t1, dt0, ts, args, max_steps, pre
     saveat = diffrax.SaveAt(subs=[diffrax.SubSaveAt(ts=ts, fn=lambda t, y, a: observe(t, unravel(y), a)),
                                   diffrax.SubSaveAt(t1=True)], controller_state=True)
     sol = diffrax.diffeqsolve(
-        diffrax.ODETerm(flat_field), solver, t0, t1, dt0=dt0, y0=ravel(y0), args=args, saveat=saveat,
+        diffrax.ODETerm(flat_field), solver, t0, t1, dt0=None, y0=ravel(y0), args=args, saveat=saveat,
         stepsize_controller=controller, event=make_event(flat_values, precision), max_steps=max_steps,
         throw=False)
     y1 = unravel(sol.ys[1][0])
@@ -268,7 +275,12 @@ def _to_params(engine, y, args):
 
 
 def _as_dtype(tree, dtype):
-    return jax.tree.map(lambda x: jnp.asarray(x, dtype) if jnp.issubdtype(jnp.asarray(x).dtype, jnp.floating) else x, tree)
+    """Floating leaves cast to ``dtype`` on the host: an eager cast on the device would be one
+    more program to compile (or fetch from the cache) per leaf shape in a new process."""
+    def cast(x):
+        kind = x.dtype if hasattr(x, "dtype") else np.asarray(x).dtype
+        return np.asarray(x, dtype) if jnp.issubdtype(kind, jnp.floating) else x
+    return jax.tree.map(cast, tree)
 
 
 def integrate(
@@ -469,7 +481,7 @@ class _Run:
         if resume is None:
             inits = [e.init_state(p, a.dataset) for e, p, a in zip(self.engines, self.starts, self.args_list)]
             y = self.place(jax.tree.map(lambda *xs: jnp.stack(xs), *inits)) if self.batched else inits[0]
-            obs0, values0 = jax.device_get(_observe(self.engine, y, self.args, self.batched))
+            obs0, values0 = jax.device_get(aot.call("observe", _observe, self.engine, y, self.args, self.batched))
             saved = [[{k: v[b][None] for k, v in obs0.items()}] for b in range(B)]
             events = [{k: (0.0 if v >= 0 else None) for k, v in zip(EVENT_NAMES, values0[b])} for b in range(B)]
             stats = dict(steps=0, accepted_steps=0, rejected_steps=0,
@@ -492,11 +504,10 @@ class _Run:
                 filled = np.zeros(len(ts_chunk), bool)
                 rows = [None] * len(ts_chunk)
                 while True:
-                    out = _solve(self.engine, self.solver, self.controller, y, jnp.asarray(t_a, self.dtype),
-                                 jnp.asarray(t_b, self.dtype), jnp.asarray(dt, self.dtype),
-                                 jnp.asarray(np.maximum(ts_chunk, t_a), self.dtype),
-                                 self._with_active(events), self.settings["max_steps"], self.precision,
-                                 self.batched)
+                    times = (jnp.asarray(t, self.dtype) for t in (t_a, t_b, dt, np.maximum(ts_chunk, t_a)))
+                    out = aot.call("solve", _solve, self.engine, self.solver, self.controller, y, *times,
+                                   self._with_active(events), self.settings["max_steps"], self.precision,
+                                   self.batched)
                     y_new = out[3]
                     sol_ts, obs, t_now, _, finite, code, which, st, dt_new = jax.device_get(
                         out[:3] + (None,) + out[4:])

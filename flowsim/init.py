@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Mapping
 
@@ -72,19 +73,17 @@ def init_params(
             )
         return params
     s0, s1 = init_scales(scheme, d=d, m=m, m1=m1, L=L, sigma0=sigma0, sigma1=sigma1)
-    k_a, k_w, k_v, k_k, k_q = jax.random.split(key, 5)
     with jax.enable_x64(True):
-        def host(x):
-            # Concrete draws leave JAX as float64 numpy; under jax.vmap/jit they stay traced.
-            return x if isinstance(x, jax.core.Tracer) else np.asarray(x)
+        drawn = _draw(key, s0, s1, d=d, m=m, m1=m1)
+    # Concrete draws leave JAX as float64 numpy; under jax.vmap/jit they stay traced.
+    return Params(*(x if isinstance(x, jax.core.Tracer) else np.asarray(x) for x in drawn))
 
-        def normal(k, shape, scale):
-            return host(scale * jax.random.normal(k, shape, jnp.float64))
 
-        return Params(
-            W=normal(k_w, (m1, m), s1),
-            W_V=normal(k_v, (m, d), s0),
-            W_K=normal(k_k, (m, d), s0),
-            W_Q=normal(k_q, (m, d), s0),
-            a=host(jnp.where(jax.random.bernoulli(k_a, 0.5, (m1,)), 1.0, -1.0)),
-        )
+@functools.partial(jax.jit, static_argnames=("d", "m", "m1"))
+def _draw(key, s0, s1, *, d, m, m1):
+    """One compiled program for every draw, rather than one per eager random call: a new
+    process fetches one program from the compilation cache instead of a dozen."""
+    k_a, k_w, k_v, k_k, k_q = jax.random.split(key, 5)
+    normal = lambda k, shape, scale: scale * jax.random.normal(k, shape, jnp.float64)
+    return (normal(k_w, (m1, m), s1), normal(k_v, (m, d), s0), normal(k_k, (m, d), s0),
+            normal(k_q, (m, d), s0), jnp.where(jax.random.bernoulli(k_a, 0.5, (m1,)), 1.0, -1.0))

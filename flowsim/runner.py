@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 from . import results
+from .cache import enable_compilation_cache
 from .config import ConfigError, RunConfig
 from .flow import FlowFailure, integrate
 from .gd import gradient_descent
@@ -56,6 +57,7 @@ def run(config: RunConfig, out=None, *, force: bool = False, progress: bool = Fa
     :class:`~flowsim.FlowFailure`.
     """
     out = check_out(default_out() if out is None else out, force)
+    enable_compilation_cache()  # before the draws, so that their programs are cached too
     dataset, params, test_key = config.build()
     config = config.resolved()
     try:

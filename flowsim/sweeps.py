@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from .cache import enable_compilation_cache
 from .config import ConfigError, RunConfig, read_toml
 
 #: Fields that change only the values of the arrays, not their shapes or the compiled solve: points
@@ -197,6 +198,7 @@ def _integrate_group(out: Path, todo: Sequence[Point], devices) -> Sequence[Poin
 
     started = time.perf_counter()
     config = todo[0].config.resolved()
+    enable_compilation_cache()  # before the draws, so that their programs are cached too
     built = [p.config.build() for p in todo]
     if len(todo) == 1:
         # A lone point is a plain run: the same compiled solve as flowsim integrate.

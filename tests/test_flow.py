@@ -228,3 +228,16 @@ def test_score_band_and_G3_events_match_saved_observables(tiny_run):
         assert G3[0] <= 0
     else:
         assert np.all(G3[ts < t_g3] > 0) and G3[np.searchsorted(ts, t_g3)] < 0
+
+
+def test_restarts_continue_with_the_carried_step(tiny, tiny_run):
+    """Every chunk boundary and event restarts the solve; it continues with the step the
+    controller proposed, so splitting a run costs about one (boundary-clipped) step per extra
+    solve.  Guessing the first step anew at each restart costs several."""
+    params, data = tiny
+    whole = flowsim.integrate(params, data, t_end=20.0, saves=41, n_test=64, chunk=40)
+    split = flowsim.integrate(params, data, t_end=20.0, saves=41, n_test=64, chunk=2)
+    extra_solves = split.stats["solves"] - whole.stats["solves"]
+    assert extra_solves >= 15
+    assert split.stats["steps"] - whole.stats["steps"] <= extra_solves
+    np.testing.assert_allclose(split.observables["loss"], whole.observables["loss"], rtol=1e-6)
