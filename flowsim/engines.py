@@ -170,9 +170,10 @@ class ParamEngine(eqx.Module):
 
 class ReducedEngine(eqx.Module):
     """The four-matrix flow with its exact reductions (spec 7.1-7.2): the state is
-    ``(u, V_a, K_a, Q_a)`` with ``u = W^T a`` (``du/dt = -m1 grad_u Lhat``) and ``V_a, K_a, Q_a``
-    the columns ``W_V mu_k, W_K mu_k, W_Q mu_k`` of the words k present in the training set;
-    the other columns keep their initial values.  The full matrices are rebuilt exactly:
+    ``(u, V_a, K_a, Q_a)`` with ``u = W^T a`` (``du/dt = -m1 grad_u Lhat``) and the rows of
+    ``V_a, K_a, Q_a`` the vectors ``W_V mu_k, W_K mu_k, W_Q mu_k`` of the words k present in the
+    training set (rows, so that gathering a sample's words reads contiguous memory); the other
+    words keep their initial vectors.  The full matrices are rebuilt exactly:
     ``W = W(0) + a (u - u(0))^T / m1`` and the absent columns from t = 0."""
 
     name: ClassVar[str] = "reduced"
@@ -195,23 +196,20 @@ class ReducedEngine(eqx.Module):
                    Q0=model.word_columns(params.W_Q, dataset))
 
     def init_state(self, params: Params, dataset: Dataset) -> PyTree:
-        return (params.W.T @ params.a, self.V0[:, self.active], self.K0[:, self.active],
-                self.Q0[:, self.active])
+        return (params.W.T @ params.a, self.V0[:, self.active].T, self.K0[:, self.active].T,
+                self.Q0[:, self.active].T)
 
-    @staticmethod
-    def _u_form(u, V, K, Q) -> Params:
-        # A one-neuron MLP with a = (1) and W = u^T computes exactly F: the loss sees W only through u.
-        return Params(W=u[None, :], W_V=V, W_K=K, W_Q=Q, a=jnp.ones(1, u.dtype))
-
-    def _columns(self, X_a: Float[Array, "m k"], X0: Float[Array, "m d"], words=slice(None)) -> Array:
+    def _columns(self, X_a: Float[Array, "k m"], X0: Float[Array, "m d"], words=slice(None)) -> Array:
         """Columns ``words`` (default all d) in the embedding basis: those of present words from the
         state, the rest from t = 0."""
         k = self.local[words]
-        return jnp.where(k >= 0, X_a[:, jnp.maximum(k, 0)], X0[:, words])
+        return jnp.where(k >= 0, X_a[jnp.maximum(k, 0)].T, X0[:, words])
 
     def _full_basis(self, y) -> Params:
         u, V_a, K_a, Q_a = y
-        return self._u_form(u, self._columns(V_a, self.V0), self._columns(K_a, self.K0), self._columns(Q_a, self.Q0))
+        # A one-neuron MLP with a = (1) and W = u^T computes exactly F: the loss sees W only through u.
+        return Params(W=u[None, :], W_V=self._columns(V_a, self.V0), W_K=self._columns(K_a, self.K0),
+                      W_Q=self._columns(Q_a, self.Q0), a=jnp.ones(1, u.dtype))
 
     def to_params(self, y: PyTree, args: FlowArgs) -> Params:
         p = self._full_basis(y)
@@ -220,14 +218,12 @@ class ReducedEngine(eqx.Module):
         W = self.W0 + jnp.outer(args.a, y[0] - self.u0) / args.a.shape[0]
         return Params(W=W, W_V=back(p.W_V), W_K=back(p.W_K), W_Q=back(p.W_Q), a=args.a)
 
-    def _training_set(self, y, args: FlowArgs) -> Dataset:
-        """The training set over the active words only, in the embedding basis."""
-        d = args.dataset
-        return Dataset(tokens=self.local[d.tokens], labels=d.labels, groups=d.groups,
-                       embedding=jnp.eye(y[1].shape[1], dtype=d.labels.dtype), basis="standard")
+    def _outputs(self, y, data: Dataset) -> Float[Array, " n"]:
+        u, V_a, K_a, Q_a = y
+        return model.outputs_words(V_a @ u, K_a, Q_a, self.local[data.tokens])
 
     def loss(self, y: PyTree, args: FlowArgs) -> Float[Array, ""]:
-        return model.loss(self._u_form(*y), self._training_set(y, args))
+        return jnp.mean(model.logistic_loss(self.margins(y, args)))
 
     def vector_field(self, t, y: PyTree, args: FlowArgs) -> PyTree:
         g_u, g_V, g_K, g_Q = jax.grad(self.loss)(y, args)
@@ -238,10 +234,10 @@ class ReducedEngine(eqx.Module):
         ``W_K W_K^T - W_Q W_Q^T`` and ``W^T W - W_V W_V^T = (u u^T - u0 u0^T) / m1 + const - W_V W_V^T``."""
         u, V_a, K_a, Q_a = y
         m1 = self.W0.shape[0]
-        return K_a @ K_a.T - Q_a @ Q_a.T, jnp.outer(u, u) / m1 - V_a @ V_a.T
+        return K_a.T @ K_a - Q_a.T @ Q_a, jnp.outer(u, u) / m1 - V_a.T @ V_a
 
     def margins(self, y, args: FlowArgs) -> Float[Array, " n"]:
-        return model.margins(self._u_form(*y), self._training_set(y, args))
+        return args.dataset.labels * self._outputs(y, args.dataset)
 
     def G(self, y, args: FlowArgs, words=slice(None)) -> Float[Array, " d"]:
         return self._columns(y[1], self.V0, words).T @ y[0]

@@ -109,13 +109,21 @@ def outputs(params: Params, dataset: Dataset) -> Float[Array, " n"]:
     """
     u = params.W.T @ params.a
     z = word_columns(params.W_V, dataset).T @ u
-    keys = word_columns(params.W_K, dataset)
-    queries = word_columns(params.W_Q, dataset)
-    if dataset.d**2 <= dataset.n * dataset.L**2:
-        return outputs_reduced(z, keys.T @ queries, dataset.tokens, params.m)
-    k, q = keys.T[dataset.tokens], queries.T[dataset.tokens]
-    logits = jnp.einsum("nkm,nlm->nkl", k, q) / jnp.sqrt(params.m)
-    return output_from_logits(z[dataset.tokens], logits)
+    return outputs_words(z, word_columns(params.W_K, dataset).T, word_columns(params.W_Q, dataset).T,
+                         dataset.tokens)
+
+
+def outputs_words(
+    z: Float[Array, " d"], keys: Float[Array, "d m"], queries: Float[Array, "d m"], tokens: Int[Array, "n L"]
+) -> Float[Array, " n"]:
+    """F(X_i) from the words' values ``z_k = G(mu_k)``, keys ``W_K mu_k`` and queries ``W_Q mu_k``
+    (one row per word, so that gathering a sample's words reads contiguous rows)."""
+    d, m = keys.shape
+    n, L = tokens.shape
+    if d**2 <= n * L**2:
+        return outputs_reduced(z, keys @ queries.T, tokens, m)
+    logits = jnp.einsum("nkm,nlm->nkl", keys[tokens], queries[tokens]) / jnp.sqrt(m)
+    return output_from_logits(z[tokens], logits)
 
 
 def outputs_reduced(
