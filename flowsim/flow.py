@@ -20,7 +20,7 @@ from jaxtyping import PyTree
 from . import aot
 from .cache import enable_compilation_cache
 from .data import Dataset, sample_test_set
-from .engines import FlowArgs, make_engine, reference, resolve_engine
+from .engines import FlowArgs, Reference, make_engine, reference, resolve_engine
 from .events import EVENT_NAMES, event_values, fired, make_event
 from .model import Params
 from .observables import observables
@@ -269,9 +269,20 @@ def _observe(engine, y, args, batched):
     return observe(None, y, args), values(y, args).reshape(-1, len(EVENT_NAMES))
 
 
+# Programs that flowsim.aot exports return plain tuples: jax.export serializes no custom pytree.
 @eqx.filter_jit
 def _to_params(engine, y, args):
-    return engine.to_params(y, args)
+    params = engine.to_params(y, args)
+    return None if params is None else tuple(jax.tree.leaves(params))
+
+
+@eqx.filter_jit
+def _start(engine, params, dataset):
+    """The initial state and the reference quantities, as one program rather than a dozen eager
+    operations, each of which a new process would fetch from the compilation cache."""
+    y0 = engine.init_state(params, dataset)
+    ref = reference(engine, y0, params, dataset.embedding)
+    return y0, tuple(getattr(ref, f.name) for f in dataclasses.fields(ref))
 
 
 def _as_dtype(tree, dtype):
@@ -437,8 +448,8 @@ def prepare(params: Params, dataset: Dataset, *, dtype, engine: str = "params", 
     eng = make_engine(engine, params, dataset)
     args = FlowArgs(
         dataset=dataset, test_set=_test_set(dataset, dtype, test_set, n_test, test_key), a=params.a,
-        ref=reference(eng, eng.init_state(params, dataset), params, dataset.embedding),
-        band=jnp.asarray(band, dtype), active=jnp.ones(len(EVENT_NAMES), bool))
+        ref=Reference(*aot.call("start", _start, eng, params, dataset)[1]),
+        band=np.asarray(band, dtype), active=np.ones(len(EVENT_NAMES), bool))
     return eng, params, args
 
 
@@ -471,7 +482,7 @@ class _Run:
             self.engine, self.args = engines[0], args[0]
 
     def _with_active(self, events):
-        active = jnp.asarray([[ev[k] is None for k in EVENT_NAMES] for ev in events])
+        active = np.asarray([[ev[k] is None for k in EVENT_NAMES] for ev in events])
         return eqx.tree_at(lambda a: a.active, self.args, active if self.batched else active[0])
 
     def __call__(self, progress, callback, resume) -> list[FlowResult]:
@@ -479,7 +490,8 @@ class _Run:
         chunk = min(self.settings["chunk"], len(grid) - 1)  # no padding past the last saved time
         n_chunks = math.ceil((len(grid) - 1) / chunk)
         if resume is None:
-            inits = [e.init_state(p, a.dataset) for e, p, a in zip(self.engines, self.starts, self.args_list)]
+            inits = [aot.call("start", _start, e, p, a.dataset)[0]
+                     for e, p, a in zip(self.engines, self.starts, self.args_list)]
             y = self.place(jax.tree.map(lambda *xs: jnp.stack(xs), *inits)) if self.batched else inits[0]
             obs0, values0 = jax.device_get(aot.call("observe", _observe, self.engine, y, self.args, self.batched))
             saved = [[{k: v[b][None] for k, v in obs0.items()}] for b in range(B)]
@@ -553,6 +565,10 @@ class _Run:
                     for b in range(B)]
         return [self._result(b, y, saved, events, stats, "complete", "", grid[-1], n_chunks) for b in range(B)]
 
+    def _final_params(self, b, state) -> Params | None:
+        leaves = aot.call("to_params", _to_params, self.engines[b], state, self.args_list[b])
+        return None if leaves is None else Params(*leaves)
+
     def _result(self, b, y, saved, events, stats, status, why, t_reached, chunks_done, message=None, dt=0.0):
         obs = {k: np.concatenate([s[k] for s in saved[b]]) for k in saved[b][0]}
         n = len(next(iter(obs.values())))
@@ -560,7 +576,7 @@ class _Run:
         return FlowResult(
             ts=self.grid[:n].copy(), observables=obs, events=dict(events[b]), stats=dict(stats),
             params_init=_host(self.starts[b]),
-            params_final=_host(_to_params(self.engines[b], state, self.args_list[b])),
+            params_final=_host(self._final_params(b, state)),
             t_reached=float(t_reached), status=status, message=why if message is None else message,
             grid=self.grid, chunks_done=chunks_done, state=state, settings=self.settings, dt_next=dt,
         )

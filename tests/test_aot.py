@@ -31,7 +31,7 @@ def test_exported_solve_is_read_back_and_gives_the_traced_result(tiny_run, tmp_p
     env.pop("FLOWSIM_NO_CACHE", None)
     first = _run(env)  # traces, exports
     programs = sorted((tmp_path / "cache" / "exported").iterdir())
-    assert [p.name.split("-")[0] for p in programs] == ["observe", "solve"]
+    assert [p.name.split("-")[0] for p in programs] == ["observe", "solve", "start", "to_params"]
     stamps = [p.stat().st_mtime_ns for p in programs]
     second = _run(env)  # reads them back
     assert [p.stat().st_mtime_ns for p in programs] == stamps
