@@ -56,9 +56,11 @@ def call(name: str, fn: Callable, *args):
     its inputs, everything else is static), exported on the first call of this structure and
     shape and read back from the cache directory in later processes."""
     cache = enable_compilation_cache() if _enabled() else None
+    if cache is None:
+        return fn(*args)
     dynamic, static = eqx.partition(args, eqx.is_array)
     leaves, treedef = jax.tree.flatten(dynamic)
-    if cache is None or any(len(x.sharding.device_set) > 1 for x in leaves if isinstance(x, jax.Array)):
+    if any(len(x.sharding.device_set) > 1 for x in leaves if isinstance(x, jax.Array)):
         return fn(*args)
     key = _key(name, static, leaves, treedef)
     if key not in _LOADED:

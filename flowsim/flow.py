@@ -516,7 +516,7 @@ class _Run:
                 filled = np.zeros(len(ts_chunk), bool)
                 rows = [None] * len(ts_chunk)
                 while True:
-                    times = (jnp.asarray(t, self.dtype) for t in (t_a, t_b, dt, np.maximum(ts_chunk, t_a)))
+                    times = (np.asarray(t, self.dtype) for t in (t_a, t_b, dt, np.maximum(ts_chunk, t_a)))
                     out = aot.call("solve", _solve, self.engine, self.solver, self.controller, y, *times,
                                    self._with_active(events), self.settings["max_steps"], self.precision,
                                    self.batched)
