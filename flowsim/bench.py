@@ -75,6 +75,9 @@ def bench(preset: str = "paper", *, t_end: float | None = None, rtol: float = 1e
     - ``torch``: PyTorch float32 gradient descent like ``gd``, if torch is installed;
     - ``batch``: ``integrate_batch`` over ``batch`` seeds against one seed.
 
+    ``engine=None`` takes the cheapest engine for the sizes by :func:`flowsim.engines.engine_costs`,
+    the Gram system included (``gram`` for the paper preset, ``reduced`` for the theory one).
+
     Returns a dict of records (time, ratio to flowsim after compilation, evaluations, final
     loss and its relative difference from flowsim's); prints a table through ``printer``.
     Timings only: nothing here fails because a machine is slow.
