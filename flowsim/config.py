@@ -28,12 +28,7 @@ def _integer(low: int, high: int | None = None):
     allowed = f"an integer >= {low}" if high is None else f"an integer in [{low}, {high}]"
 
     def parse(value):
-        v = value
-        if isinstance(v, str):
-            try:
-                v = int(v.strip())
-            except ValueError:
-                pass
+        v = _from_text(value, int)
         if isinstance(v, bool) or not isinstance(v, int) or v < low or (high is not None and v > high):
             raise ValueError(f"must be {allowed}, got {value!r}")
         return v
@@ -42,13 +37,19 @@ def _integer(low: int, high: int | None = None):
     return parse
 
 
-def _positive(value):
-    v = value
-    if isinstance(v, str):
+def _from_text(value, cast):
+    """``cast(value)`` for text (a command-line value); anything else, or text that does not
+    parse, as it is, for the caller's check to refuse with its own message."""
+    if isinstance(value, str):
         try:
-            v = float(v.strip())
+            return cast(value.strip())
         except ValueError:
             pass
+    return value
+
+
+def _positive(value):
+    v = _from_text(value, float)
     if isinstance(v, bool) or not isinstance(v, (int, float)) or not (math.isfinite(v) and v > 0):
         raise ValueError(f"must be a positive finite number, got {value!r}")
     return float(v)
