@@ -206,10 +206,9 @@ class RunConfig:
 
     def build(self):
         """Draw ``(dataset, params, test_key)`` from ``seed``: ``jax.random.key(seed)`` is split
-        into the data, init and test-set keys.  Arrays are drawn in the run's precision.
-        Raises :class:`ConfigError` for any combination the library refuses."""
-        import jax
-
+        into the data, init and test-set keys.  The draws depend on the seed alone, not on the
+        precision (float64 numpy arrays; the flow casts).  Raises :class:`ConfigError` for any
+        combination the library refuses."""
         from .data import make_dataset
         from .flow import save_times
         from .init import init_params
@@ -217,11 +216,10 @@ class RunConfig:
         try:
             save_times(self.t_end, self.saves, self.grid)
             k_data, k_init, k_test = self.keys()
-            with jax.enable_x64(self.precision == 64):
-                dataset = make_dataset(k_data, self.n, self.L, self.d, mode=self.data_mode,
-                                       counts=self.counts, embedding=self.embedding)
-                params = init_params(k_init, self.d, self.m, self.m1, scheme=self.init, L=self.L,
-                                     sigma0=self.sigma0, sigma1=self.sigma1)
+            dataset = make_dataset(k_data, self.n, self.L, self.d, mode=self.data_mode,
+                                   counts=self.counts, embedding=self.embedding)
+            params = init_params(k_init, self.d, self.m, self.m1, scheme=self.init, L=self.L,
+                                 sigma0=self.sigma0, sigma1=self.sigma1)
         except ValueError as e:
             raise ConfigError(str(e)) from None
         return dataset, params, k_test
@@ -230,8 +228,7 @@ class RunConfig:
         """``jax.random.key(seed)`` split into the data, init and test-set keys."""
         import jax
 
-        with jax.enable_x64(self.precision == 64):
-            return tuple(jax.random.split(jax.random.key(self.seed), 3))
+        return tuple(jax.random.split(jax.random.key(self.seed), 3))
 
     def descent_kwargs(self) -> dict[str, Any]:
         """The keyword arguments of :func:`flowsim.gradient_descent` for a resolved ``method="gd"`` run."""

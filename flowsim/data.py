@@ -12,6 +12,8 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
+from .draws import draw
+
 Mode = Literal["theory", "sampled", "iid"]
 Basis = Literal["standard", "random"]
 
@@ -103,8 +105,7 @@ def make_embedding(d: int, basis: str = "standard", key: PRNGKeyArray | None = N
     if basis == "random":
         if key is None:
             raise ValueError("a random embedding needs a PRNG key")
-        with jax.enable_x64(True):
-            gauss = np.asarray(jax.random.normal(key, (d, d), jnp.float64))
+        gauss = draw(jax.random.normal, key, (d, d), jnp.float64)
         q, r = np.linalg.qr(gauss)
         return q * np.sign(np.diagonal(r))[None, :]
     raise ValueError(f"embedding must be one of {', '.join(BASES)}, got {basis!r}")
@@ -152,7 +153,8 @@ def make_dataset(
     - ``mode="iid"``: groups drawn i.i.d. with probabilities 1/2, 1/6, 1/6, 1/6, as for a test set.
 
     In every sample mu_3 sits at a uniformly random position and the targets at distinct
-    other random positions.  The same key gives the same data.
+    other random positions.  The same key gives the same data, inside or outside
+    ``jax.enable_x64`` (:func:`flowsim.draws.draw`).
     """
     check_sizes(n, L, d, mode)
     if mode == "iid":
@@ -164,8 +166,8 @@ def make_dataset(
             raise ValueError(f"counts must be 4 non-negative group sizes summing to n={n}, got {counts}")
         if mode == "theory" and counts != balanced_counts(n):
             raise ValueError(f"theory mode needs the balanced counts {balanced_counts(n)}, got {counts}")
-    k_irr, k_emb, groups, pos = _draw_layout(key, n=n, L=L, counts=counts)
-    groups, pos = np.asarray(groups, dtype=np.int32), np.asarray(pos)
+    k_irr, k_emb, groups, pos = draw(_draw_layout, key, n=n, L=L, counts=counts)
+    groups = groups.astype(np.int32)
     rows = np.arange(n)
     tokens = np.full((n, L), -1, dtype=np.int32)
     tokens[rows, pos[:, 0]] = MU3
@@ -177,7 +179,7 @@ def make_dataset(
 
     free = tokens < 0
     n_free = int(free.sum())
-    tokens[free] = np.asarray(_draw_words(k_irr, n_free=n_free, d=d, distinct=mode == "theory"), dtype=np.int32)
+    tokens[free] = draw(_draw_words, k_irr, n_free=n_free, d=d, distinct=mode == "theory").astype(np.int32)
 
     labels = np.where(groups == 1, 1.0, -1.0)
     return Dataset(

@@ -7,10 +7,10 @@ import math
 from collections.abc import Callable, Mapping
 
 import jax
-import numpy as np
 import jax.numpy as jnp
 from jaxtyping import PRNGKeyArray
 
+from .draws import draw
 from .model import Params
 
 SCHEMES = ("kaiming", "theory")
@@ -73,10 +73,7 @@ def init_params(
             )
         return params
     s0, s1 = init_scales(scheme, d=d, m=m, m1=m1, L=L, sigma0=sigma0, sigma1=sigma1)
-    with jax.enable_x64(True):
-        drawn = _draw(key, s0, s1, d=d, m=m, m1=m1)
-    # Concrete draws leave JAX as float64 numpy; under jax.vmap/jit they stay traced.
-    return Params(*(x if isinstance(x, jax.core.Tracer) else np.asarray(x) for x in drawn))
+    return Params(*draw(_draw, key, s0, s1, d=d, m=m, m1=m1))
 
 
 @functools.partial(jax.jit, static_argnames=("d", "m", "m1"))

@@ -85,3 +85,31 @@ def test_test_set_is_iid_with_same_embedding():
     _check_structure(test)
     freq = np.bincount(np.asarray(test.groups), minlength=5)[1:] / 3000
     np.testing.assert_allclose(freq, [1 / 2, 1 / 6, 1 / 6, 1 / 6], atol=0.03)
+
+
+@pytest.mark.parametrize("mode, basis", [("sampled", "standard"), ("theory", "random"), ("iid", "standard")])
+def test_same_key_same_draws_whatever_the_x64_flag(mode, basis):
+    """A key fixes the data, the start and the test set, inside and outside jax.enable_x64
+    (float32 and float64 runs of one seed are the same problem)."""
+    def draws():
+        data = flowsim.make_dataset(jax.random.key(5), n=12, L=5, d=40, mode=mode, embedding=basis)
+        params = flowsim.init_params(jax.random.key(6), d=40, m=7, m1=9, scheme="theory", L=5)
+        test = flowsim.sample_test_set(jax.random.key(7), 50, data)
+        return [np.asarray(x) for x in (*jax.tree.leaves(data), *jax.tree.leaves(params), test.tokens, test.groups)]
+
+    plain = draws()
+    with jax.enable_x64(True):
+        wide = draws()
+    for x, y in zip(plain, wide):
+        assert x.dtype == y.dtype
+        np.testing.assert_array_equal(x, y)
+
+
+def test_a_seed_is_one_problem_at_both_precisions():
+    """The CLI's --seed draws the same data and start for --precision 64 and 32."""
+    from flowsim.config import RunConfig
+
+    (d64, p64, k64), (d32, p32, k32) = (RunConfig.preset("theory").merge({"precision": b}).build() for b in (64, 32))
+    for x, y in zip(jax.tree.leaves((d64, p64)), jax.tree.leaves((d32, p32))):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+    np.testing.assert_array_equal(jax.random.key_data(k64), jax.random.key_data(k32))
