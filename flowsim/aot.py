@@ -31,10 +31,16 @@ from .cache import enable_compilation_cache
 _LOADED: dict[str, Callable] = {}
 
 
+def source_files() -> list[Path]:
+    """Every Python file of flowsim, subpackages included: an edit to any of them must retire
+    the programs exported before it."""
+    return sorted(Path(__file__).parent.rglob("*.py"))
+
+
 @functools.cache
 def _source_digest() -> str:
     h = hashlib.sha256(jax.__version__.encode())
-    for path in sorted(Path(__file__).parent.glob("*.py")):
+    for path in source_files():
         h.update(path.read_bytes())
     return h.hexdigest()
 

@@ -18,7 +18,7 @@ from jax.flatten_util import ravel_pytree
 from . import model
 from .cache import enable_compilation_cache
 from .data import make_dataset
-from .engines import engine_costs
+from .engines import Sizes, engine_costs
 from .flow import integrate, integrate_batch
 from .init import init_params
 
@@ -90,7 +90,7 @@ def bench(preset: str = "paper", *, t_end: float | None = None, rtol: float = 1e
     cache = enable_compilation_cache()
     data, params = _problem(cfg, seed)
     if engine is None:  # the cheapest, the Gram system included (a benchmark needs no final matrices)
-        costs = engine_costs(params, data)
+        costs = engine_costs(Sizes.of(params, data, 2))
         engine = min(costs, key=costs.get)
     a = params.a
     theta0 = (params.W, params.W_V, params.W_K, params.W_Q)

@@ -8,14 +8,13 @@ import tomllib
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from .options import GRIDS, PRECISIONS, SOLVERS, DescentOptions, FlowOptions, SaveOptions, SolverOptions
+
 # The names the library accepts, kept here (a test holds them equal to the library's) so that
 # building the command line does not import JAX.
 DATA_MODES = ("theory", "sampled", "iid")  # flowsim.data.MODES
 EMBEDDINGS = ("standard", "random")  # flowsim.data.BASES
 INITS = ("kaiming", "theory")  # flowsim.init.SCHEMES
-SOLVERS = ("tsit5", "dopri5", "dopri8", "bosh3", "kvaerno5")  # flowsim.flow.SOLVERS
-GRIDS = ("log", "linear")  # flowsim.flow.GRIDS
-PRECISIONS = (64, 32)  # flowsim.flow.PRECISIONS
 ENGINES = ("auto", "params", "reduced", "gram")  # "auto" and flowsim.engines.ENGINES
 METHODS = ("flow", "gd")
 
@@ -124,22 +123,24 @@ class RunConfig:
     init: str = _field("kaiming", _choice(INITS), "initialization scheme (spec 4)")
     sigma0: float | None = _field(None, _positive, "std of the entries of W_V, W_K, W_Q", optional=True)
     sigma1: float | None = _field(None, _positive, "std of the entries of W", optional=True)
-    t_end: float = _field(300.0, _positive, "flow time to integrate to (= GD steps x learning rate)")
-    solver: str = _field("tsit5", _choice(SOLVERS), "diffrax solver")
-    rtol: float = _field(1e-8, _positive, "relative tolerance of the step-size controller")
-    atol: float = _field(1e-10, _positive, "absolute tolerance of the step-size controller")
-    saves: int = _field(201, _integer(2), "number of saved times, t = 0 included")
-    grid: str = _field("log", _choice(GRIDS), "spacing of the saved times")
-    precision: int = _field(64, _choice(PRECISIONS), "floating-point bits")
-    max_steps: int = _field(100_000, _integer(1), "limit on the total number of solver steps")
-    chunk: int = _field(25, _integer(1), "saved times per chunk (a checkpoint is written after each)")
-    n_test: int = _field(2000, _integer(1), "size of the i.i.d. test set")
-    band: float = _field(0.1, _positive, "relative half-width of the scores_leave_band event")
-    engine: str = _field("auto", _choice(ENGINES), "state representation of the flow: auto (the cheaper of "
+    t_end: float = _field(FlowOptions.t_end, _positive, "flow time to integrate to (= GD steps x learning rate)")
+    solver: str = _field(SolverOptions.solver, _choice(SOLVERS), "diffrax solver")
+    rtol: float | None = _field(SolverOptions.rtol, _positive, "relative tolerance of the step-size controller "
+                                "(default 1e-8 in float64, 1e-5 in float32)", optional=True)
+    atol: float | None = _field(SolverOptions.atol, _positive, "absolute tolerance of the step-size controller "
+                                "(default 1e-10 in float64, 1e-7 in float32)", optional=True)
+    saves: int = _field(SaveOptions.saves, _integer(2), "number of saved times, t = 0 included")
+    grid: str = _field(SaveOptions.grid, _choice(GRIDS), "spacing of the saved times")
+    precision: int = _field(FlowOptions.precision, _choice(PRECISIONS), "floating-point bits")
+    max_steps: int = _field(SolverOptions.max_steps, _integer(1), "limit on the total number of solver steps")
+    chunk: int = _field(SaveOptions.chunk, _integer(1), "saved times per chunk (a checkpoint is written after each)")
+    n_test: int = _field(FlowOptions.n_test, _integer(1), "size of the i.i.d. test set")
+    band: float = _field(FlowOptions.band, _positive, "relative half-width of the scores_leave_band event")
+    engine: str = _field(FlowOptions.engine, _choice(ENGINES), "state representation of the flow: auto (the cheaper of "
                          "params and reduced), params (four matrices), reduced (spec 7.1-7.2), gram (spec 7.5: "
                          "no final matrices, no conservation drifts)")
     method: str = _field("flow", _choice(METHODS), "integrate the gradient flow, or run the paper's gradient descent")
-    lr: float = _field(0.01, _positive, "gradient-descent learning rate (method gd)")
+    lr: float = _field(DescentOptions.lr, _positive, "gradient-descent learning rate (method gd)")
     steps: int | None = _field(None, _integer(1), "gradient-descent steps (method gd; default round(t_end / lr))",
                                optional=True)
 
@@ -188,7 +189,7 @@ class RunConfig:
 
     def resolved(self) -> RunConfig:
         """The same run with the defaults that depend on other fields written out (group
-        counts, init scales), as recorded in ``run.json``."""
+        counts, init scales, tolerances), as recorded in ``run.json``."""
         from .data import balanced_counts
         from .init import init_scales
 
@@ -197,7 +198,9 @@ class RunConfig:
             counts = balanced_counts(self.n)
         s0, s1 = init_scales(self.init, d=self.d, m=self.m, m1=self.m1, L=self.L,
                              sigma0=self.sigma0, sigma1=self.sigma1)
-        resolved = dataclasses.replace(self, counts=counts, sigma0=s0, sigma1=s1)
+        tolerances = SolverOptions(rtol=self.rtol, atol=self.atol).for_precision(self.precision)
+        resolved = dataclasses.replace(self, counts=counts, sigma0=s0, sigma1=s1, rtol=tolerances.rtol,
+                                       atol=tolerances.atol)
         if self.method == "gd":
             # Gradient descent's flow time is steps x lr; record the horizon it really reaches.
             steps = self.steps or max(1, round(self.t_end / self.lr))
@@ -210,11 +213,10 @@ class RunConfig:
         precision (float64 numpy arrays; the flow casts).  Raises :class:`ConfigError` for any
         combination the library refuses."""
         from .data import make_dataset
-        from .flow import save_times
         from .init import init_params
 
         try:
-            save_times(self.t_end, self.saves, self.grid)
+            self.resolved().options()
             k_data, k_init, k_test = self.keys()
             dataset = make_dataset(k_data, self.n, self.L, self.d, mode=self.data_mode,
                                    counts=self.counts, embedding=self.embedding)
@@ -230,16 +232,20 @@ class RunConfig:
 
         return tuple(jax.random.split(jax.random.key(self.seed), 3))
 
-    def descent_kwargs(self) -> dict[str, Any]:
-        """The keyword arguments of :func:`flowsim.gradient_descent` for a resolved ``method="gd"`` run."""
-        names = ("lr", "steps", "saves", "grid", "precision", "band", "n_test")
-        return {k: getattr(self, k) for k in names}
+    def flow_options(self) -> FlowOptions:
+        """The :class:`~flowsim.FlowOptions` of this run."""
+        return FlowOptions.make({k: getattr(self, k) for k in FlowOptions.keywords() if k in _FIELDS})
 
-    def integrate_kwargs(self) -> dict[str, Any]:
-        """The keyword arguments of :func:`flowsim.integrate` for this run (test set by key)."""
-        names = ("t_end", "solver", "rtol", "atol", "saves", "grid", "max_steps", "precision",
-                 "engine", "band", "n_test", "chunk")
-        return {k: getattr(self, k) for k in names}
+    def descent_options(self) -> DescentOptions:
+        """The :class:`~flowsim.DescentOptions` of a resolved ``method="gd"`` run."""
+        return DescentOptions.make({k: getattr(self, k) for k in DescentOptions.keywords() if k in _FIELDS})
+
+    def options(self) -> FlowOptions | DescentOptions:
+        """The options of this run's method."""
+        return self.descent_options() if self.method == "gd" else self.flow_options()
+
+
+_FIELDS = {f.name for f in dataclasses.fields(RunConfig)}
 
 
 #: Named starting points; ``paper`` is the defaults (spec 5: n = 60 as 30/10/10/10, L = 5,

@@ -52,17 +52,17 @@ def event_values(engine, y, args):
 
 
 class _FirstCrossing(eqx.Module):
-    values: Callable  # (y, args) -> condition values, shaped like args.active
+    values: Callable  # (y, args) -> condition values, shaped like args.watching
 
     def __call__(self, t, y, args, **kwargs):
-        return jnp.max(jnp.where(args.active, self.values(y, args), -jnp.inf))
+        return jnp.max(jnp.where(args.watching, self.values(y, args), -jnp.inf))
 
 
 def make_event(values: Callable, precision: int) -> diffrax.Event:
-    """A diffrax ``Event`` for the first upward zero crossing among the still-active conditions
+    """A diffrax ``Event`` for the first upward zero crossing among the still-watched conditions
     ``values(y, args)`` (:func:`event_values` stacked, per member for a batch).
 
-    The condition is the maximum of the active ``c`` (it crosses zero exactly when the first of
+    The condition is the maximum of the watched ``c`` (it crosses zero exactly when the first of
     them does), so one compiled solve serves every segment and the crossing can be refined by
     bisection on the solver's dense interpolant; which event fired is read off afterwards with
     :func:`fired`.
@@ -73,6 +73,6 @@ def make_event(values: Callable, precision: int) -> diffrax.Event:
     return diffrax.Event(cond_fn=_FirstCrossing(values), root_finder=root_finder, direction=True)
 
 
-def fired(values, active):
-    """Flat index of the active condition that is largest (the one that just crossed zero)."""
-    return jnp.argmax(jnp.where(active, values, -jnp.inf).reshape(-1))
+def fired(values, watching):
+    """Flat index of the watched condition that is largest (the one that just crossed zero)."""
+    return jnp.argmax(jnp.where(watching, values, -jnp.inf).reshape(-1))

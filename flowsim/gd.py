@@ -9,17 +9,18 @@ import numpy as np
 
 from .data import Dataset
 from .events import EVENT_NAMES, event_values
-from .flow import PRECISIONS, FlowFailure, FlowResult, check_positive, prepare, save_times
+from .flow import prepare
 from .model import Params
 from .observables import observables
+from .options import DescentOptions, SaveOptions, check_count, save_times
+from .trajectory import FlowFailure, FlowResult
 
 
-def save_steps(steps: int, saves: int = 201, grid: str = "log") -> np.ndarray:
+def save_steps(steps: int, saves: int = SaveOptions.saves, grid: str = SaveOptions.grid) -> np.ndarray:
     """The step numbers at which gradient descent saves: ``0``, then up to ``saves - 1`` distinct
     steps up to ``steps``, log-spaced from step 1 (so Phase 1 is resolved step by step) or evenly
     spaced."""
-    if int(steps) != steps or steps < 1:
-        raise ValueError(f"steps must be a positive integer, got {steps}")
+    check_count("steps", steps)
     if steps == 1:
         return np.array([0, 1])
     t = save_times(float(steps), saves, grid, t_first=1.0 if grid == "log" else None)
@@ -52,58 +53,53 @@ def _descend(engine, y0, args, counts, lr):
 def gradient_descent(
     params: Params,
     dataset: Dataset,
-    lr: float = 0.01,
-    steps: int = 30_000,
+    lr: float | None = None,
+    steps: int | None = None,
     *,
-    save_every: int | None = None,
-    saves: int = 201,
-    grid: str = "log",
-    precision: int = 64,
-    band: float = 0.1,
+    options: DescentOptions | None = None,
     test_set: Dataset | None = None,
-    n_test: int = 2000,
     test_key=None,
+    **keywords,
 ) -> FlowResult:
-    """Run ``steps`` steps of gradient descent ``theta <- theta - lr grad Lhat(theta)`` (Eq. 2) from
-    ``params`` and record the same observables and phase markers as :func:`flowsim.integrate`.
+    """Run ``steps`` steps (default 30000) of gradient descent ``theta <- theta - lr grad Lhat(theta)``
+    (Eq. 2, default ``lr`` 0.01) from ``params`` and record the same observables and phase markers
+    as :func:`flowsim.integrate`.
 
-    Step ``k`` is saved at time ``t = k lr``, the flow time it approximates (spec 3).  Saves are
-    every ``save_every`` steps (plus the last step), or else at :func:`save_steps` (``saves``
-    points on a ``grid``, default log-spaced from step 1).  Each event of
-    :mod:`flowsim.events` is reported at the first saved step at which its condition holds
-    (``0.0`` if at the start, ``None`` if never), so its resolution is the save grid's.
+    The options are :class:`~flowsim.DescentOptions`, as an object (``options=``) or keywords
+    that override it: ``lr``, ``steps``, ``save_every``, ``saves``, ``grid``, ``precision``,
+    ``band``, ``n_test``.  Step ``k`` is saved at time ``t = k lr``, the flow time it
+    approximates (spec 3).  Saves are every ``save_every`` steps (plus the last step), or else at
+    :func:`save_steps` (``saves`` points on a ``grid``, default log-spaced from step 1).  Each
+    event of :mod:`flowsim.events` is reported at the first saved step at which its condition
+    holds (``0.0`` if at the start, ``None`` if never), so its resolution is the save grid's.
     ``stats`` counts ``steps`` taken and ``nfev`` (gradient evaluations, one per step).
 
     Raises :class:`flowsim.FlowFailure`, holding the saves up to the last finite one, if the
     iterates become non-finite (a learning rate too large for the loss landscape).
     """
-    lr = check_positive("lr", lr)
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be 64 or 32, got {precision!r}")
-    check_positive("band", band)
+    given = {} if options is None else {k: v for k, v in options.flat().items() if k != "method"}
+    keywords |= {k: v for k, v in (("lr", lr), ("steps", steps)) if v is not None}
+    options = DescentOptions.make(given, **keywords)
+    if not isinstance(params, Params):
+        raise ValueError("gradient descent needs the four matrices (Params), not a width-free start")
     if params.d != dataset.d:
         raise ValueError(f"params have d={params.d} but the dataset has d={dataset.d}")
-    if save_every is None:
-        at = save_steps(steps, saves, grid)
+    if options.save_every is None:
+        at = save_steps(options.steps, options.save.saves, options.save.grid)
     else:
-        if int(save_every) != save_every or save_every < 1:
-            raise ValueError(f"save_every must be a positive integer, got {save_every}")
-        at = np.unique(np.append(np.arange(0, steps + 1, int(save_every)), steps))
-    settings = dict(method="gd", lr=lr, steps=int(steps), precision=precision, engine="params",
-                    band=band, saved_steps=at.tolist())
+        at = np.unique(np.append(np.arange(0, options.steps + 1, options.save_every), options.steps))
 
-    with jax.enable_x64(precision == 64):
-        dtype = jnp.float64 if precision == 64 else jnp.float32
-        engine, params, args = prepare(params, dataset, dtype=dtype, band=band, test_set=test_set,
-                               n_test=n_test, test_key=test_key)
-        y0 = engine.init_state(params, dataset)
+    with jax.enable_x64(options.precision == 64):
+        dtype = jnp.float64 if options.precision == 64 else jnp.float32
+        ready = prepare(params, dataset, dtype=dtype, band=options.band, test_set=test_set,
+                        n_test=options.n_test, test_key=test_key)
         # A first "save after 0 steps" records the start inside the same compiled loop.
-        (y, _), (obs, values, ok) = _descend(engine, y0, args, jnp.asarray(np.diff(at, prepend=0)),
-                                             jnp.asarray(lr, dtype))
+        (y, _), (obs, values, ok) = _descend(ready.engine, ready.y0, ready.args, jnp.asarray(np.diff(at, prepend=0)),
+                                             jnp.asarray(options.lr, dtype))
         obs, values, ok = jax.tree.map(np.asarray, (obs, values, ok))
-        params_final = engine.to_params(y, args)
+        params_final = ready.engine.to_params(y, ready.args)
 
-    ts = at * lr
+    ts = at * options.lr
     n_ok = len(ts) if ok.all() else int(np.argmin(ok))
     # Gradients evaluated: up to the last step, or up to the save at which the iterates blew up.
     nfev = int(at[min(n_ok, len(at) - 1)])
@@ -113,13 +109,13 @@ def gradient_descent(
         events[name] = float(ts[held[0]]) if held.size else None
     result = FlowResult(
         ts=ts[:n_ok], observables={k: v[:n_ok] for k, v in obs.items()}, events=events,
-        stats=dict(steps=nfev, nfev=nfev), params_init=jax.tree.map(np.asarray, params),
+        stats=dict(steps=nfev, nfev=nfev), params_init=jax.tree.map(np.asarray, ready.start),
         params_final=jax.tree.map(np.asarray, params_final), t_reached=float(ts[n_ok - 1]),
         status="complete" if n_ok == len(ts) else "failed",
         message="" if n_ok == len(ts) else "non-finite iterates", grid=ts, chunks_done=1,
-        state=y, settings=settings,
+        state=y, options=options,
     )
     if n_ok < len(ts):
         raise FlowFailure(f"gradient descent diverged between steps {at[n_ok - 1]} and {at[n_ok]} "
-                          f"(lr={lr}): non-finite iterates", result)
+                          f"(lr={options.lr}): non-finite iterates", result)
     return result

@@ -56,6 +56,11 @@ class Params(eqx.Module):
         if not np.all(np.abs(np.asarray(self.a)) == 1):
             raise ValueError("Params.a must have every entry equal to +1 or -1")
 
+    def columns(self, dataset: Dataset):
+        """``(u, V, K, Q)``: ``u = W^T a`` (the MLP as the loss sees it, spec 7.1) and the word
+        vectors ``W_V mu_k``, ``W_K mu_k``, ``W_Q mu_k`` as the columns of ``m x d`` matrices."""
+        return (self.W.T @ self.a, *(word_columns(X, dataset) for X in (self.W_V, self.W_K, self.W_Q)))
+
     @property
     def m(self) -> int:
         return self.W_V.shape[0]
@@ -114,11 +119,15 @@ def outputs(params: Params, dataset: Dataset) -> Float[Array, " n"]:
 
 
 def outputs_words(
-    z: Float[Array, " d"], keys: Float[Array, "d m"], queries: Float[Array, "d m"], tokens: Int[Array, "n L"]
+    z: Float[Array, " d"], keys: Float[Array, "d r"], queries: Float[Array, "d r"], tokens: Int[Array, "n L"],
+    m=None,
 ) -> Float[Array, " n"]:
     """F(X_i) from the words' values ``z_k = G(mu_k)``, keys ``W_K mu_k`` and queries ``W_Q mu_k``
-    (one row per word, so that gathering a sample's words reads contiguous rows)."""
-    d, m = keys.shape
+    (one row per word, so that gathering a sample's words reads contiguous rows).  The rows may be
+    coordinates in any orthonormal basis (spec 7.6); ``m`` is the attention width of the scores'
+    ``1/sqrt(m)`` (default: the length of a row)."""
+    d, r = keys.shape
+    m = r if m is None else m
     n, L = tokens.shape
     if d**2 <= n * L**2:
         return outputs_reduced(z, keys @ queries.T, tokens, m)

@@ -23,7 +23,7 @@ from .config import ConfigError, RunConfig
 from .data import Dataset
 from .engines import make_engine
 from .events import EVENT_NAMES
-from .flow import FlowResult, save_times
+from .trajectory import FlowResult
 from .model import Params
 
 FORMAT = "flowsim-run"
@@ -131,6 +131,7 @@ def save(path, config: RunConfig, dataset: Dataset, params_init: Params, result:
         "config": config.to_dict(),
         "events": dict.fromkeys(EVENT_NAMES) if result is None else result.events,
         "stats": None if result is None else result.stats,
+        "engine": None if result is None else result.options.engine,
         "t_end": config.t_end,
         "t_reached": 0.0 if result is None else result.t_reached,
         "saves_done": 0 if result is None else len(result.ts),
@@ -184,8 +185,8 @@ def _load(path: Path, meta: dict) -> Run:
         dataset = Dataset(**{k: jnp.asarray(state[k]) for k in ("tokens", "labels", "groups", "embedding")},
                           basis=config.embedding)
         params_init = Params(**{k: state[f"{k}_init"] for k in MATRICES}, a=state["a"])
-        # A Gram-engine run has no final matrices (written as NaN).
-        params_final = None if config.engine == "gram" else Params(
+        # A run whose engine gives no final matrices wrote them as NaN.
+        params_final = None if np.isnan(state["W_final"]).all() else Params(
             **{k: state[f"{k}_final"] for k in MATRICES}, a=state["a"])
     result = None
     if meta["saves_done"] > 0:
@@ -193,16 +194,15 @@ def _load(path: Path, meta: dict) -> Run:
         rows = {k: v[: meta["saves_done"]] for k, v in rows.items()}
         ts = rows.pop("t")
         gd = config.method == "gd"
-        names = ("method", "lr", "steps", "precision", "engine", "band") if gd else (
-            "method", "solver", "rtol", "atol", "precision", "engine", "band", "max_steps", "chunk")
-        settings = {k: getattr(config, k) for k in names}
+        options = config.options()
+        if not gd and meta.get("engine"):
+            options = dataclasses.replace(options, engine=meta["engine"])
         result = FlowResult(
             ts=ts, observables=rows, events=meta["events"], stats=meta["stats"],
             params_init=params_init, params_final=params_final, t_reached=meta["t_reached"],
             status=meta["status"], message=meta["message"],
-            grid=ts if gd else save_times(config.t_end, config.saves, config.grid),
-            chunks_done=meta["chunks_done"],
-            settings=settings, **_read_checkpoint(path, meta, config, params_init, dataset),
+            grid=ts if gd else options.times(), chunks_done=meta["chunks_done"],
+            options=options, **_read_checkpoint(path, meta, config, params_init, dataset),
         )
     return Run(path=path, config=config, meta=meta, dataset=dataset, params_init=params_init, result=result)
 
@@ -212,7 +212,8 @@ def _read_checkpoint(path: Path, meta: dict, config: RunConfig, params_init: Par
         return dict(state=None)
     # The engine resolves from the same start and data as the run did, so its state has the run's shapes.
     with jax.enable_x64(config.precision == 64):
-        like = jax.tree.map(np.asarray, make_engine(config.engine, params_init, dataset).init_state(params_init, dataset))
+        engine = make_engine(meta.get("engine") or config.engine, params_init, dataset)
+        like = jax.tree.map(np.asarray, engine.init_state(params_init, dataset))
     chunks, dt, state = eqx.tree_deserialise_leaves(path / CHECKPOINT, (np.asarray(0), np.asarray(0.0), like))
     if int(chunks) != meta["chunks_done"]:
         raise ConfigError(f"{path / CHECKPOINT} is from chunk {int(chunks)} but {RUN_JSON} says "

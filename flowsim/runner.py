@@ -96,10 +96,10 @@ def _execute(out, config, dataset, params, test_key, checkpoint, wall_before, pr
             save(None)
         if config.method == "gd":
             # One compiled scan: nothing to checkpoint before it ends (a resume starts it again).
-            result = gradient_descent(params, dataset, test_key=test_key, **config.descent_kwargs())
+            result = gradient_descent(params, dataset, test_key=test_key, options=config.descent_options())
         else:
             result = integrate(params, dataset, test_key=test_key, progress=progress, callback=save,
-                               resume=checkpoint, **config.integrate_kwargs())
+                               resume=checkpoint, options=config.flow_options())
     except KeyboardInterrupt:
         with _signals_held():
             message = results.mark_interrupted(out, wall_before + time.perf_counter() - started)

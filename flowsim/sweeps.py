@@ -103,14 +103,13 @@ def _fmt(value) -> str:
 
 def _check(config: RunConfig, name: str) -> None:
     from .data import check_sizes
-    from .flow import save_times
     from .init import init_scales
 
     try:
         check_sizes(config.n, config.L, config.d, config.data_mode)
         init_scales(config.init, d=config.d, m=config.m, m1=config.m1, L=config.L,
                     sigma0=config.sigma0, sigma1=config.sigma1)
-        save_times(config.t_end, config.saves, config.grid)
+        config.resolved().options()
     except ValueError as e:
         raise ConfigError(f"grid point {name}: {e}") from None
 
@@ -204,7 +203,7 @@ def _integrate_group(out: Path, todo: Sequence[Point], devices) -> Sequence[Poin
         # A lone point is a plain run: the same compiled solve as flowsim integrate.
         dataset, params0, test_key = built[0]
         try:
-            result = integrate(params0, dataset, test_key=test_key, **config.integrate_kwargs())
+            result = integrate(params0, dataset, test_key=test_key, options=config.flow_options())
         except FlowFailure as e:
             result = e.result
         _save_point(out, todo[0], dataset, params0, result, time.perf_counter() - started)
@@ -213,11 +212,9 @@ def _integrate_group(out: Path, todo: Sequence[Point], devices) -> Sequence[Poin
     with jax.enable_x64(config.precision == 64):
         tests = [sample_test_set(k, config.n_test, ds) for ds, _, k in padded]
     params = jax.tree.map(lambda *xs: np.stack(xs), *[p for _, p, _ in padded])
-    kwargs = config.integrate_kwargs()
-    kwargs.pop("n_test")
     try:
         runs = integrate_batch(params, [ds for ds, _, _ in padded], test_sets=tests,
-                               devices=devices if len(devices) > 1 else None, **kwargs)
+                               devices=devices if len(devices) > 1 else None, options=config.flow_options())
     except Exception as e:  # one failing batch must not stop the sweep
         runs = [None] * len(padded)
         reason = f"{type(e).__name__}: {' '.join(str(e).split())}"

@@ -39,3 +39,17 @@ def test_exported_solve_is_read_back_and_gives_the_traced_result(tiny_run, tmp_p
         assert run["events"] == tiny_run.events and run["stats"] == tiny_run.stats
         np.testing.assert_allclose(run["loss"], tiny_run.observables["loss"], rtol=1e-13, atol=0)
         np.testing.assert_allclose(run["G"], tiny_run.observables["G"], rtol=1e-12, atol=1e-14)
+
+
+def test_the_key_covers_every_source_file():
+    """An exported program is keyed by flowsim's source: every module, subpackages included
+    (a stale program from before an edit to flowsim/engines/ once gave different bits)."""
+    from pathlib import Path
+
+    import flowsim
+    from flowsim import aot
+
+    package = Path(flowsim.__file__).parent
+    listed = set(aot.source_files())
+    assert {p for p in package.rglob("*.py") if "__pycache__" not in p.parts} <= listed
+    assert any(p.parent.name == "engines" for p in listed)

@@ -10,7 +10,8 @@ from scipy.integrate import solve_ivp
 from scipy.optimize import brentq
 
 import flowsim
-from flowsim.flow import FlowFailure, evaluations_per_step
+from flowsim.controller import evaluations_per_step
+from flowsim.flow import FlowFailure
 
 
 def _eq1_loss(flat, shapes, a, X, y):
@@ -204,7 +205,7 @@ def test_function_evaluation_count_is_exact(tiny):
     (dict(t_end=float("nan")), "t_end must be a positive finite number"),
     (dict(rtol=0.0), "rtol must be a positive"),
     (dict(solver="euler"), "solver must be one of"),
-    (dict(precision=16), "precision must be 64 or 32"),
+    (dict(precision=16), "precision must be one of 64, 32"),
     (dict(saves=1), "saves must be an integer >= 2"),
     (dict(engine="nope"), "engine must be one of"),
 ])

@@ -106,9 +106,9 @@ def test_divergence_raises_with_the_finite_part(tiny):
 
 @pytest.mark.parametrize("kwargs, match", [
     (dict(lr=0.0), "lr must be a positive"),
-    (dict(steps=0), "steps must be a positive integer"),
-    (dict(save_every=0), "save_every must be a positive integer"),
-    (dict(precision=16), "precision must be 64 or 32"),
+    (dict(steps=0), "steps must be an integer >= 1"),
+    (dict(save_every=0), "save_every must be an integer >= 1"),
+    (dict(precision=16), "precision must be one of 64, 32"),
 ])
 def test_bad_arguments(tiny, kwargs, match):
     params, data = tiny

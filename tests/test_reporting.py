@@ -52,7 +52,7 @@ def synthetic(change=None, T1_event=T1):
                        W_Q=rng.normal(size=(8, 5)), a=np.ones(4))
     return flowsim.FlowResult(ts=ts, observables=obs, events=dict(phase1_end=T1_event), stats={},
                               params_init=p, params_final=p, t_reached=ts[-1], status="complete", message="",
-                              grid=ts, chunks_done=1, state=None, settings={})
+                              grid=ts, chunks_done=1, state=None, options=flowsim.FlowOptions())
 
 
 def failing(rows):

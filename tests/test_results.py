@@ -32,7 +32,7 @@ def fake_result(cfg, dataset, params, rows, status="running"):
         stats=dict(steps=10, accepted_steps=9, rejected_steps=1, nfev=61, solves=2),
         params_init=params, params_final=moved, t_reached=0.5, status=status, message="",
         grid=flowsim.save_times(cfg.t_end, cfg.saves), chunks_done=1,
-        state=(moved.W, moved.W_V, moved.W_K, moved.W_Q), settings={},
+        state=(moved.W, moved.W_V, moved.W_K, moved.W_Q), options=cfg.flow_options(),
     )
 
 
@@ -148,11 +148,10 @@ def test_resolved_config_draws_the_same_arrays():
 
 
 def test_name_lists_match_the_library():
-    from flowsim import data, engines, flow, init
+    from flowsim import controller, data, engines, init
 
     assert config.DATA_MODES == data.MODES and config.EMBEDDINGS == data.BASES
-    assert config.INITS == init.SCHEMES and config.GRIDS == flow.GRIDS
-    assert config.SOLVERS == tuple(flow.SOLVERS) and config.PRECISIONS == flow.PRECISIONS
+    assert config.INITS == init.SCHEMES and config.SOLVERS == tuple(controller.SOLVER_CLASSES)
     assert config.ENGINES == ("auto", *engines.ENGINES)
     from flowsim import cli, plotting
 

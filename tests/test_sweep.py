@@ -37,7 +37,7 @@ def test_points_equal_separate_runs(swept):
     assert [p["status"] for p in index["points"]] == ["complete"] * 4
     for point, entry in zip(plan.points(), index["points"]):
         data, params, test_key = point.config.build()
-        alone = flowsim.integrate(params, data, test_key=test_key, **point.config.integrate_kwargs())
+        alone = flowsim.integrate(params, data, test_key=test_key, options=point.config.flow_options())
         # The batch shares one step-size sequence: agreement is to the integration tolerance.
         np.testing.assert_allclose(entry["final_loss"], alone.observables["loss"][-1], rtol=1e-6)
         np.testing.assert_allclose(entry["final_test_loss"], alone.observables["test_loss"][-1], rtol=1e-6)

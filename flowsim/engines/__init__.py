@@ -1,0 +1,82 @@
+"""State representations of the gradient flow (spec 3 and 7): the engine contract, the engines, and how one is chosen.
+
+Each engine is one module; :class:`AbstractEngine` is the contract they implement and
+:data:`ENGINES` the registry they join by being defined.
+"""
+
+from __future__ import annotations
+
+from ..data import Dataset
+from ..resources import check_fits, format_bytes
+from .base import ENGINES, AbstractEngine, FlowArgs, Quantities, Reference, Sizes
+
+# Defining an engine registers it: the import order is the order of ENGINES (and of --help).
+from .params import ParamEngine  # noqa: E402  isort: skip
+from .reduced import AbstractWordRows, ReducedEngine  # noqa: E402  isort: skip
+from .gram import GramEngine  # noqa: E402  isort: skip
+
+__all__ = ["ENGINES", "AbstractEngine", "AbstractWordRows", "FlowArgs", "GramEngine", "ParamEngine",
+           "Quantities", "ReducedEngine", "Reference", "Sizes", "engine_costs", "make_engine", "resolve_engine"]
+
+#: Copies of the state that an adaptive Runge-Kutta solve keeps (stages, error estimate, dense
+#: output, the controller's proposal), for the memory estimate.
+STATE_COPIES = 12
+
+
+def engine_costs(sizes: Sizes, candidates=None) -> dict[str, float]:
+    """Each candidate engine's :meth:`~AbstractEngine.step_cost` for these sizes."""
+    return {name: ENGINES[name].step_cost(sizes) for name in (candidates or ENGINES)}
+
+
+def memory_estimate(name: str, sizes: Sizes, itemsize: int = 8) -> float:
+    """Bytes an integration with engine ``name`` holds at its peak: :data:`STATE_COPIES` copies of
+    the state and what the engine and one observation hold (:meth:`~AbstractEngine.footprint`)."""
+    state, held = ENGINES[name].footprint(sizes)
+    return itemsize * (STATE_COPIES * state + held)
+
+
+def resolve_engine(name: str, sizes: Sizes, *, matrices: bool = True, shared_words: bool = True) -> str:
+    """``name`` itself, or for ``"auto"`` the cheapest by :func:`engine_costs` of the engines
+    that can run here: a start given as matrices (``matrices``) goes to an engine that gives
+    the final matrices back (the Gram system runs only when asked for by name); a width-free
+    start to one that needs no matrices.
+
+    ``shared_words=False`` (a batch whose members have different training sets, so different
+    present words) leaves out the engines whose state is shaped by those words."""
+    if name == "auto":
+        candidates = [n for n, cls in ENGINES.items()
+                      if _can_run(cls, matrices, shared_words) and (cls.gives_matrices or not matrices)]
+        costs = engine_costs(sizes, candidates)
+        return min(costs, key=costs.get)
+    if name not in ENGINES:
+        raise ValueError(f"engine must be one of auto, {', '.join(ENGINES)}, got {name!r}")
+    cls = ENGINES[name]
+    if cls.needs_matrices and not matrices:
+        raise ValueError(f"engine {name!r} needs the four matrices, but this start is width-free "
+                         f"(drawn as subspace coordinates); use one of "
+                         f"{', '.join(n for n, c in ENGINES.items() if not c.needs_matrices)}")
+    if not _can_run(cls, matrices, shared_words):
+        raise ValueError(f"engine {name!r} needs every member to share one training set")
+    return name
+
+
+def _can_run(cls, matrices: bool, shared_words: bool) -> bool:
+    return (matrices or not cls.needs_matrices) and (shared_words or not cls.shaped_by_words)
+
+
+def check_memory(name: str, sizes: Sizes, itemsize: int = 8) -> None:
+    """Refuse (one line, :class:`~flowsim.resources.ResourceError`) an integration whose
+    :func:`memory_estimate` does not fit, naming the engines that would."""
+    need = memory_estimate(name, sizes, itemsize)
+    fits = [n for n in ENGINES if n != name and memory_estimate(n, sizes, itemsize) < need]
+    hint = f"engine {' or '.join(fits)} would need {format_bytes(min(memory_estimate(n, sizes, itemsize) for n in fits))}" \
+        if fits else "choose a smaller m or m1"
+    check_fits(need, f"engine {name!r} at m={sizes.m}, m1={sizes.m1}, d={sizes.d}", hint)
+
+
+def make_engine(name: str, start, dataset: Dataset, n_test: int = 0) -> AbstractEngine:
+    """The engine ``name`` (or ``"auto"``) for this start and training set."""
+    from ..model import Params
+
+    sizes = Sizes.of(start, dataset, n_test)
+    return ENGINES[resolve_engine(name, sizes, matrices=isinstance(start, Params))].build(start, dataset)

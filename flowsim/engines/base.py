@@ -1,0 +1,255 @@
+"""The engine contract: a state representation of the gradient flow (Eq. 2), its vector field, and what observables read from it."""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+from typing import ClassVar
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Float, PyTree
+
+from .. import model
+from ..data import Dataset
+from ..model import Params
+
+#: Every concrete engine, by name, in the order they were defined (filled by
+#: :meth:`AbstractEngine.__init_subclass__`: writing the class is registering it).
+ENGINES: dict[str, type[AbstractEngine]] = {}
+
+
+@dataclasses.dataclass(frozen=True)
+class Sizes:
+    """The sizes that decide an engine's cost and memory, known before anything is allocated."""
+
+    n: int  # training samples
+    L: int  # sequence length
+    d: int  # vocabulary
+    present: int  # words that occur in the training set
+    m: int  # attention width
+    m1: int  # MLP width
+    n_test: int  # test samples
+
+    @classmethod
+    def of(cls, start, dataset: Dataset, n_test: int) -> Sizes:
+        present = len(np.unique(np.asarray(dataset.tokens)))
+        return cls(n=dataset.n, L=dataset.L, d=dataset.d, present=present, m=int(start.m), m1=int(start.m1),
+                   n_test=int(n_test))
+
+
+class Reference(eqx.Module):
+    """Quantities of the initial point that observables and events compare against."""
+
+    M0: Float[Array, "d d"]  # s(mu_k, mu_l) at t = 0, embedding basis
+    conserved0: tuple[Array, Array] | None  # the engine's ``conserved`` at t = 0
+    scale_KQ: Float[Array, ""]  # ||W_K W_K^T||_F + ||W_Q W_Q^T||_F at t = 0
+    scale_WV: Float[Array, ""]  # ||W^T W||_F + ||W_V W_V^T||_F at t = 0
+    scale_neurons: Float[Array, ""]  # ||W W^T||_F at t = 0: the inner products <w_j1, w_j2>
+
+
+class FlowArgs(eqx.Module):
+    """Everything the vector field, the events and the observables read besides the state."""
+
+    dataset: Dataset
+    test_set: Dataset
+    ref: Reference
+    band: Float[Array, ""]  # relative half-width of the attention-score band event
+    watching: jax.Array  # bool (n_events,): the events not yet located, still watched
+
+
+class Quantities(eqx.Module):
+    """What observables need from a state, whatever the engine."""
+
+    margins: Float[Array, " n"]
+    test_margins: Float[Array, " n_test"]
+    G: Float[Array, " d"]  # G(mu_k) for every word
+    M: Float[Array, "d d"]  # s(mu_k, mu_l) for every pair of words
+    value_corr: Float[Array, "3 3"]  # mu_i^T W_V^T W_V mu_j, i, j <= 3
+    key_corr: Float[Array, "3 3"]  # mu_i^T W_K^T W_K mu_j, i, j <= 3
+    query_corr: Float[Array, "3 3"]  # mu_i^T W_Q^T W_Q mu_j, i, j <= 3
+    neuron_gram_change: Float[Array, ""]  # ||W W^T - W(0) W(0)^T||_F / ||W(0) W(0)^T||_F (NaN: not available)
+    grad_norm2: Float[Array, ""]  # ||grad Lhat||^2 = -dLhat/dt (spec 7.4)
+    drift_KQ: Float[Array, ""]  # NaN where the engine cannot form the conserved matrices
+    drift_WV: Float[Array, ""]
+
+
+class AbstractEngine(eqx.Module):
+    """A state ``y`` whose flow ``dy/dt = vector_field(t, y, args)`` is the gradient flow
+    ``d theta/dt = -grad_theta Lhat(theta)`` of Eq. (2), or an exact reduction of it (spec 7).
+
+    An engine is built once per run from the start and the training set (:meth:`build`); it
+    holds what stays constant (initial values, word indices) and the state holds what moves.
+    ``args`` is a :class:`FlowArgs`.  To add an engine, subclass this with a ``name`` and
+    implement every abstract method: the class is registered in :data:`ENGINES` by being
+    defined, and ``engine="<name>"`` (and ``"auto"``, by :meth:`step_cost`) selects it.
+    """
+
+    #: The name ``integrate(engine=...)`` and run configurations use.
+    name: eqx.AbstractClassVar[str]
+    #: Whether the engine needs the four matrices as arrays (:class:`~flowsim.Params`); the
+    #: others also take a width-free start (:class:`~flowsim.SubspaceStart`).
+    needs_matrices: ClassVar[bool] = True
+    #: Whether :meth:`to_params` can give the four matrices (from a start given as matrices).
+    gives_matrices: ClassVar[bool] = True
+    #: Whether the state's shape depends on which words the training set holds (then a batch
+    #: of members with different training sets cannot stack their states).
+    shaped_by_words: ClassVar[bool] = False
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "name" in cls.__dict__:
+            ENGINES[cls.name] = cls
+
+    # -- construction and cost ------------------------------------------------------------------
+
+    @classmethod
+    @abc.abstractmethod
+    def build(cls, start, dataset: Dataset) -> AbstractEngine:
+        """The engine for ``start`` (``Params``, or a ``SubspaceStart`` unless
+        :attr:`needs_matrices`) and the training set."""
+
+    @classmethod
+    @abc.abstractmethod
+    def step_cost(cls, sizes: Sizes) -> float:
+        """Rough cost of one solver step: the stages' vector-field evaluations plus the solver's
+        arithmetic over the state, in flop-like units comparable across engines."""
+
+    @classmethod
+    @abc.abstractmethod
+    def footprint(cls, sizes: Sizes) -> tuple[float, float]:
+        """``(state, held)``: numbers in the state (the solver keeps about a dozen copies) and
+        numbers the engine and one evaluation of its observables hold besides."""
+
+    @abc.abstractmethod
+    def init_state(self, start, dataset: Dataset) -> PyTree:
+        """The state at t = 0."""
+
+    @abc.abstractmethod
+    def reference(self, y0: PyTree, start, dataset: Dataset) -> Reference:
+        """The :class:`Reference` quantities of the start."""
+
+    # -- the flow ------------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def loss(self, y: PyTree, args: FlowArgs) -> Float[Array, ""]:
+        """The training loss Lhat (Eq. 2) at state ``y``."""
+
+    @abc.abstractmethod
+    def vector_field(self, t, y: PyTree, args: FlowArgs) -> PyTree:
+        """``dy/dt``: the gradient flow of Eq. (2) in this representation."""
+
+    # -- what events and observables read -------------------------------------------------------
+
+    @abc.abstractmethod
+    def margins(self, y: PyTree, args: FlowArgs) -> Float[Array, " n"]:
+        """``y_i F(X_i)`` for every training sample."""
+
+    @abc.abstractmethod
+    def G(self, y: PyTree, args: FlowArgs, words=slice(None)) -> Float[Array, " k"]:
+        """``G(mu_k) = a^T W W_V mu_k`` for the (0-based) ``words``, default all."""
+
+    @abc.abstractmethod
+    def scores3(self, y: PyTree, args: FlowArgs) -> Float[Array, "3 3"]:
+        """``s(mu_i, mu_j) = mu_i^T W_K^T W_Q mu_j`` for i, j in 1..3 (evaluated at every step by an event)."""
+
+    @abc.abstractmethod
+    def quantities(self, y: PyTree, args: FlowArgs) -> Quantities:
+        """Everything :func:`flowsim.observables.observables` needs at ``y``."""
+
+    @abc.abstractmethod
+    def conserved(self, y: PyTree) -> tuple[Array, Array] | None:
+        """The two matrices gradient flow conserves (spec 7.3), ``W_K W_K^T - W_Q W_Q^T`` and
+        ``W^T W - W_V W_V^T``, in any representation that differs from them by a constant and
+        an isometry; ``None`` where the state cannot form them."""
+
+    @abc.abstractmethod
+    def to_params(self, y: PyTree, args: FlowArgs) -> Params | None:
+        """The four matrices at ``y``, or ``None`` where the state cannot give them."""
+
+
+# -- helpers shared by the engines ---------------------------------------------------------------
+
+
+def conserved(params: Params) -> tuple[Array, Array]:
+    """The two m x m matrices that gradient flow conserves exactly (spec 7.3):
+    ``W_K W_K^T - W_Q W_Q^T`` and ``W^T W - W_V W_V^T``."""
+    KK, QQ = params.W_K @ params.W_K.T, params.W_Q @ params.W_Q.T
+    WW, VV = params.W.T @ params.W, params.W_V @ params.W_V.T
+    return KK - QQ, WW - VV
+
+
+def gram_norm(X: Float[Array, "p q"]) -> Float[Array, ""]:
+    """``||X X^T||_F = ||X^T X||_F``, through the smaller of the two Gram matrices."""
+    return jnp.linalg.norm(X.T @ X if X.shape[0] >= X.shape[1] else X @ X.T)
+
+
+def reference_of(engine: AbstractEngine, y0: PyTree, params: Params, embedding: Float[Array, "d d"]) -> Reference:
+    """The :class:`Reference` of an explicit start, from its four matrices."""
+    return Reference(
+        M0=model.attention_scores(params, embedding, tuple(range(params.d))),
+        conserved0=engine.conserved(y0),
+        scale_KQ=gram_norm(params.W_K) + gram_norm(params.W_Q),
+        scale_WV=gram_norm(params.W) + gram_norm(params.W_V),
+        scale_neurons=gram_norm(params.W),
+    )
+
+
+def drifts(now, ref: Reference) -> tuple[Array, Array]:
+    """Relative drift of the conservation laws (spec 7.3), from any representation of
+    the two conserved matrices that differs from the true ones by a constant."""
+    if now is None:
+        return jnp.array(jnp.nan), jnp.array(jnp.nan)
+    fro = jnp.linalg.norm
+    return (fro(now[0] - ref.conserved0[0]) / ref.scale_KQ,
+            fro(now[1] - ref.conserved0[1]) / ref.scale_WV)
+
+
+def in_basis(dataset: Dataset) -> Dataset:
+    """The same samples with one-hot words, for matrices already expressed in the embedding basis."""
+    return Dataset(tokens=dataset.tokens, labels=dataset.labels, groups=dataset.groups,
+                   embedding=jnp.eye(dataset.d, dtype=dataset.embedding.dtype), basis="standard")
+
+
+def neuron_gram_change(delta_norm2, ref: Reference) -> Float[Array, ""]:
+    return jnp.sqrt(jnp.maximum(delta_norm2, 0.0)) / ref.scale_neurons
+
+
+def param_quantities(p: Params, args: FlowArgs, data: Dataset, test: Dataset, grad_norm2, now,
+                     neuron_delta2, m=None) -> Quantities:
+    """:class:`Quantities` from matrices ``p`` whose columns are read through ``data.embedding``;
+    ``neuron_delta2`` is ``||W W^T - W(0) W(0)^T||_F^2``, which each engine forms its own way,
+    and ``m`` the attention width of the scores' ``1/sqrt(m)`` (default: ``p``'s rows)."""
+    E = data.embedding
+    drift_KQ, drift_WV = drifts(now, args.ref)
+    G, M = model.G(p, E), model.attention_scores(p, E, tuple(range(p.d)))
+    m = p.m if m is None else m
+    # F from (G, M), which the observables need anyway: no per-sample gathers of m-vectors.
+    margins = lambda d: d.labels * model.outputs_reduced(G, M, d.tokens, m)
+    return Quantities(
+        margins=margins(data),
+        test_margins=margins(test),
+        G=G,
+        M=M,
+        value_corr=model.gram3(p.W_V, E),
+        key_corr=model.gram3(p.W_K, E),
+        query_corr=model.gram3(p.W_Q, E),
+        neuron_gram_change=neuron_gram_change(neuron_delta2, args.ref),
+        grad_norm2=grad_norm2,
+        drift_KQ=drift_KQ,
+        drift_WV=drift_WV,
+    )
+
+
+def sum_squares(tree) -> Float[Array, ""]:
+    return sum(jnp.sum(g**2) for g in jax.tree.leaves(tree))
+
+
+def present_words(dataset: Dataset) -> tuple[np.ndarray, np.ndarray]:
+    """``(present, local)``: the words that occur in the training set, and each word's index
+    among them (-1 for an absent word)."""
+    present = np.zeros(dataset.d, bool)
+    present[np.asarray(dataset.tokens)] = True
+    return np.flatnonzero(present), np.where(present, np.cumsum(present) - 1, -1)

@@ -1,0 +1,272 @@
+"""The host loop of a flow, as named phases over one state record: begin or resume, advance a chunk (with its events), finish.
+
+A run's saved times are split into chunks; each chunk is one compiled solve (:func:`flowsim.programs.solve`),
+restarted after every event it stops at, and a checkpoint (a ``"running"`` :class:`FlowResult`)
+can be taken between chunks.  The phases follow optimistix's init / step / terminate /
+postprocess: :func:`begin` (or :func:`from_checkpoint`), :func:`advance`, :func:`finished`,
+:func:`results`; :func:`run` strings them together.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import PyTree
+
+from . import aot, programs
+from .events import EVENT_NAMES
+from .model import Params
+from .options import FlowOptions
+from .trajectory import FlowResult
+
+
+@dataclasses.dataclass(frozen=True)
+class Problem:
+    """What stays fixed while the loop runs: the engines, starts and arguments of the members,
+    their stacked form for a batch, the solver and the save grid."""
+
+    engines: list  # one per member
+    starts: list  # the members' starts (host arrays), for the results
+    args: list  # one FlowArgs per member
+    engine: object  # the engine the solve runs: engines[0], or all stacked for a batch
+    flow_args: object  # likewise for the FlowArgs
+    y0: PyTree  # the initial state, stacked for a batch
+    solver: object
+    controller: object
+    grid: np.ndarray
+    options: FlowOptions  # with the engine resolved
+    per_step: tuple[int, int] | None  # vector-field evaluations per step and per solve
+    dtype: object
+    batched: object  # programs.SINGLE, SHARED_DATA or OWN_DATA
+
+    @property
+    def members(self) -> int:
+        return len(self.engines)
+
+    @property
+    def chunk(self) -> int:
+        """Saved times per chunk (no padding past the last saved time)."""
+        return min(self.options.save.chunk, len(self.grid) - 1)
+
+    @property
+    def n_chunks(self) -> int:
+        return math.ceil((len(self.grid) - 1) / self.chunk)
+
+    def chunk_indices(self, c: int) -> np.ndarray:
+        """Indices into :attr:`grid` of the saved times of chunk ``c``."""
+        return np.arange(1 + c * self.chunk, min(1 + (c + 1) * self.chunk, len(self.grid)))
+
+    def watching(self, events: list[dict]):
+        """The arguments with ``watching`` set to the events each member has not located yet."""
+        watching = np.asarray([[ev[k] is None for k in EVENT_NAMES] for ev in events])
+        return eqx.tree_at(lambda a: a.watching, self.flow_args, watching if self.batched else watching[0])
+
+
+@dataclasses.dataclass(frozen=True)
+class Failure:
+    """Why and where a run stopped short: a short reason, the full message, and how far it got."""
+
+    why: str
+    message: str
+    t_reached: float
+    chunks_done: int
+
+
+@dataclasses.dataclass
+class LoopState:
+    """Everything that changes while the loop runs."""
+
+    y: PyTree  # the state at t (stacked for a batch), on the device
+    t: float  # time reached
+    dt: float  # the step the controller proposed next (<= 0: let diffrax guess the first)
+    chunks_done: int
+    saved: list[list[dict]]  # per member, blocks of saved observables
+    events: list[dict]  # per member, event name -> time or None
+    stats: dict
+    failure: Failure | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class SolveOutput:
+    """One solve's outputs on the host (the state stays on the device)."""
+
+    ts: np.ndarray  # the chunk's save slots; NaN where the solve stopped before them
+    observables: dict  # observable -> (slots, members, ...)
+    t: float  # time reached
+    y: PyTree
+    finite: bool
+    code: int  # programs.SUCCESS, EVENT, ...
+    fired: int  # flat (member, event) index of the event that stopped the solve
+    steps: np.ndarray  # attempted, accepted, rejected
+    dt_next: float
+
+    @classmethod
+    def fetch(cls, raw) -> SolveOutput:
+        ts, obs, t, y, finite, code, which, steps, dt = raw
+        ts, obs, t, finite, code, which, steps, dt = jax.device_get((ts, obs, t, finite, code, which, steps, dt))
+        return cls(ts=ts, observables=obs, t=float(t), y=y, finite=bool(finite), code=int(code),
+                   fired=int(which), steps=steps, dt_next=float(dt))
+
+
+# -- phases -------------------------------------------------------------------------------------
+
+
+def begin(problem: Problem) -> LoopState:
+    """The loop at t = 0: the first observation saved, and the events that hold at the start."""
+    obs0, values0 = jax.device_get(aot.call("observe", programs.observe, problem.engine, problem.y0,
+                                            problem.flow_args, problem.batched))
+    B = problem.members
+    return LoopState(
+        y=problem.y0, t=0.0, dt=0.0, chunks_done=0,
+        saved=[[{k: v[b][None] for k, v in obs0.items()}] for b in range(B)],
+        events=[{k: (0.0 if v >= 0 else None) for k, v in zip(EVENT_NAMES, values0[b])} for b in range(B)],
+        stats=dict(steps=0, accepted_steps=0, rejected_steps=0, nfev=0 if problem.per_step else None, solves=0))
+
+
+def from_checkpoint(problem: Problem, result: FlowResult) -> LoopState:
+    """The loop where the running ``result`` (handed to a callback between chunks) stopped."""
+    return LoopState(y=as_dtype(result.state, problem.dtype), t=float(problem.grid[problem.chunk_indices(result.chunks_done - 1)[-1]]),
+                     dt=result.dt_next, chunks_done=result.chunks_done,
+                     saved=[[{k: np.asarray(v) for k, v in result.observables.items()}]],
+                     events=[dict(result.events)], stats=dict(result.stats))
+
+
+def finished(problem: Problem, state: LoopState) -> bool:
+    return state.failure is not None or state.chunks_done == problem.n_chunks
+
+
+def advance(problem: Problem, state: LoopState) -> LoopState:
+    """Integrate the next chunk: solve to its last saved time, restarting after each event the
+    solve stops at; save what it reached; record a failure (solver, non-finite state, step limit)."""
+    c = state.chunks_done
+    idx = problem.chunk_indices(c)
+    t_a, t_b = problem.grid[idx[0] - 1], problem.grid[idx[-1]]
+    # At least two save slots: diffrax evaluates a lone slot's observables on every step.
+    slots = np.full(max(problem.chunk, 2), t_b)
+    slots[: len(idx)] = problem.grid[idx]
+    rows = [None] * len(slots)
+    y, dt = state.y, state.dt
+    while True:
+        out = _solve(problem, y, t_a, t_b, dt, np.maximum(slots, t_a), state.events)
+        _count(state.stats, out.steps, problem.per_step)
+        for i in np.flatnonzero(np.isfinite(out.ts)):
+            if rows[i] is None:
+                rows[i] = {k: v[i] for k, v in out.observables.items()}  # (members, ...)
+        if out.code != programs.EVENT:
+            break
+        b, k = divmod(out.fired, len(EVENT_NAMES))
+        state.events[b][EVENT_NAMES[k]] = out.t
+        y, t_a, dt = out.y, out.t, out.dt_next
+    done = [r for r in rows[: len(idx)] if r is not None]
+    if done:
+        for b in range(problem.members):
+            state.saved[b].append({k: np.stack([r[k][b] for r in done]) for k in done[0]})
+    if out.code != programs.SUCCESS or not out.finite:
+        why = programs.describe(out.code) if out.code != programs.SUCCESS else "non-finite state"
+        if out.finite:
+            y, t_a = out.y, out.t
+        state.y, state.t = y, float(t_a)
+        state.failure = Failure(why, f"solver failed at t={out.t:.6g}: {why}", float(t_a), c)
+        return state
+    state.y, state.t, state.dt, state.chunks_done = out.y, float(t_b), out.dt_next, c + 1
+    limit = problem.options.solver.max_steps
+    if state.stats["steps"] > limit:
+        why = "step limit exceeded"
+        state.failure = Failure(why, f"step limit max_steps={limit} exceeded at t={t_b:.6g}", float(t_b), c + 1)
+    return state
+
+
+def results(problem: Problem, state: LoopState, status: str | None = None) -> list[FlowResult]:
+    """One :class:`FlowResult` per member: ``"failed"`` after a failure, else ``"complete"``,
+    or the given ``status`` (``"running"`` for a checkpoint between chunks)."""
+    if status is None:
+        status = "failed" if state.failure is not None else "complete"
+    failure = state.failure if status == "failed" else None
+    running = status == "running"
+    return [_result(problem, state, b, status, failure, state.dt if running else 0.0)
+            for b in range(1 if running else problem.members)]
+
+
+def run(problem: Problem, state: LoopState, *, progress: bool = False,
+        callback: Callable[[FlowResult], None] | None = None) -> list[FlowResult]:
+    """Advance chunk by chunk until :func:`finished`, handing each intermediate checkpoint
+    (member 0's running result) to ``callback``."""
+    bar = _progress_bar(len(problem.grid) - 1, state.chunks_done * problem.chunk) if progress else None
+    try:
+        while not finished(problem, state):
+            state = advance(problem, state)
+            if state.failure is not None:
+                break
+            if bar is not None:
+                bar.update(len(problem.chunk_indices(state.chunks_done - 1)))
+                bar.set_postfix_str(f"t={state.t:.4g} loss={state.saved[0][-1]['loss'][-1]:.3e}")
+            if callback is not None and not finished(problem, state):
+                callback(results(problem, state, "running")[0])
+    finally:
+        if bar is not None:
+            bar.close()
+    return results(problem, state)
+
+
+# -- pieces -------------------------------------------------------------------------------------
+
+
+def _solve(problem: Problem, y, t_a, t_b, dt, slots, events) -> SolveOutput:
+    times = (np.asarray(t, problem.dtype) for t in (t_a, t_b, dt, slots))
+    return SolveOutput.fetch(aot.call(
+        "solve", programs.solve, problem.engine, problem.solver, problem.controller, y, *times,
+        problem.watching(events), problem.options.solver.max_steps, problem.options.precision,
+        problem.batched))
+
+
+def _count(stats: dict, steps, per_step) -> None:
+    stats["solves"] += 1
+    for key, v in zip(("steps", "accepted_steps", "rejected_steps"), steps):
+        stats[key] += int(v)
+    if per_step is not None:
+        stats["nfev"] += per_step[0] * int(steps[0]) + per_step[1]
+
+
+def _result(problem: Problem, state: LoopState, b: int, status: str, failure: Failure | None,
+            dt: float) -> FlowResult:
+    obs = {k: np.concatenate([s[k] for s in state.saved[b]]) for k in state.saved[b][0]}
+    n = len(next(iter(obs.values())))
+    y = jax.tree.map(lambda x: x[b], state.y) if problem.batched else state.y
+    t_reached = failure.t_reached if failure else (problem.grid[-1] if status == "complete" else state.t)
+    chunks = failure.chunks_done if failure else state.chunks_done
+    return FlowResult(
+        ts=problem.grid[:n].copy(), observables=obs, events=dict(state.events[b]), stats=dict(state.stats),
+        params_init=_host(problem.starts[b]), params_final=_host(_final_params(problem, b, y)),
+        t_reached=float(t_reached), status=status, message=failure.message if failure else "",
+        grid=problem.grid, chunks_done=chunks, state=y, options=problem.options, dt_next=dt)
+
+
+def _final_params(problem: Problem, b: int, y) -> Params | None:
+    leaves = aot.call("to_params", programs.final_params, problem.engines[b], y, problem.args[b])
+    return None if leaves is None else Params(*leaves)
+
+
+def as_dtype(tree, dtype):
+    """Floating leaves cast to ``dtype`` on the host: an eager cast on the device would be one
+    more program to compile (or fetch from the cache) per leaf shape in a new process."""
+    def cast(x):
+        kind = x.dtype if hasattr(x, "dtype") else np.asarray(x).dtype
+        return np.asarray(x, dtype) if jnp.issubdtype(kind, jnp.floating) else x
+    return jax.tree.map(cast, tree)
+
+
+def _host(tree):
+    """Arrays as numpy, so that their float64 values survive outside ``jax.enable_x64``."""
+    return None if tree is None else jax.tree.map(np.asarray, tree)
+
+
+def _progress_bar(total: int, initial: int):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=initial, unit="save", desc="flow", leave=False)

@@ -1,0 +1,233 @@
+"""Options of a flow or a descent as small frozen objects, each default defined once; checked when made (no JAX here)."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+import numpy as np
+
+SOLVERS = ("tsit5", "dopri5", "dopri8", "bosh3", "kvaerno5")  # diffrax's solver of each: flowsim.controller
+GRIDS = ("log", "linear")
+PRECISIONS = (64, 32)
+#: Default (rtol, atol) of the step-size controller for each precision.
+TOLERANCES = {64: (1e-8, 1e-10), 32: (1e-5, 1e-7)}
+#: The smallest rtol a float32 flow can meet: a few units of float32's machine epsilon (1.2e-7).
+FLOAT32_RTOL = 1e-6
+
+
+def check_positive(name: str, value) -> float:
+    """``value`` as a float, or a one-line ``ValueError`` unless it is positive and finite."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a positive finite number, got {value!r}") from None
+    if not (math.isfinite(v) and v > 0):
+        raise ValueError(f"{name} must be a positive finite number, got {value!r}")
+    return v
+
+
+def check_count(name: str, value, low: int = 1) -> int:
+    """``value`` as an int, or a one-line ``ValueError`` unless it is an integer >= ``low``."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer, float)) or int(value) != value \
+            or value < low:
+        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+    return int(value)
+
+
+def check_choice(name: str, value, options: tuple):
+    if value not in options:
+        raise ValueError(f"{name} must be one of {', '.join(map(str, options))}, got {value!r}")
+    return value
+
+
+class _Options:
+    """Nested frozen dataclasses whose leaf fields are the public keywords: ``make(rtol=...)``
+    puts each keyword in the group that owns it, ``flat()`` lists them all again."""
+
+    @classmethod
+    def make(cls, values: Mapping[str, Any] = (), **keywords):
+        """An instance from flat keywords (``rtol=1e-6``, ``saves=11``, ...), the rest defaults."""
+        given = dict(values, **keywords)
+        built = cls._take(given)
+        if given:
+            raise TypeError(f"unknown option {next(iter(given))!r}; allowed: {', '.join(cls.keywords())}")
+        return built
+
+    @classmethod
+    def _take(cls, given: dict):
+        kwargs = {}
+        for f in dataclasses.fields(cls):
+            group = _group(f)
+            if group is not None:
+                kwargs[f.name] = group._take(given)
+            elif f.name in given:
+                kwargs[f.name] = given.pop(f.name)
+        return cls(**kwargs)
+
+    @classmethod
+    def keywords(cls) -> list[str]:
+        return [k for f in dataclasses.fields(cls) for k in (_group(f).keywords() if _group(f) else [f.name])]
+
+    def flat(self) -> dict[str, Any]:
+        out = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            out |= value.flat() if _group(f) else {f.name: value}
+        return out
+
+
+def _group(f: dataclasses.Field):
+    default = f.default_factory if f.default_factory is not dataclasses.MISSING else None
+    return default if isinstance(default, type) and issubclass(default, _Options) else None
+
+
+@dataclasses.dataclass(frozen=True)
+class SolverOptions(_Options):
+    """diffrax's adaptive solve: the Runge-Kutta ``solver``, the PID controller's ``rtol`` and
+    ``atol`` (``None``: the precision's defaults, :data:`TOLERANCES`), and ``max_steps``, a bound
+    on the total number of solver steps."""
+
+    solver: str = "tsit5"
+    rtol: float | None = None
+    atol: float | None = None
+    max_steps: int = 100_000
+
+    def __post_init__(self):
+        check_choice("solver", self.solver, SOLVERS)
+        for name in ("rtol", "atol"):
+            if getattr(self, name) is not None:
+                object.__setattr__(self, name, check_positive(name, getattr(self, name)))
+        object.__setattr__(self, "max_steps", check_count("max_steps", self.max_steps))
+
+    def for_precision(self, precision: int) -> SolverOptions:
+        """The same options with unset tolerances set to ``precision``'s defaults; refuses an
+        rtol that float32 cannot meet."""
+        rtol, atol = TOLERANCES[precision]
+        out = dataclasses.replace(self, rtol=rtol if self.rtol is None else self.rtol,
+                                  atol=atol if self.atol is None else self.atol)
+        if precision == 32 and out.rtol < FLOAT32_RTOL:
+            raise ValueError(f"rtol={out.rtol:g} cannot be met in float32 (machine epsilon 1.2e-7); "
+                             f"use rtol >= {FLOAT32_RTOL:g}, or precision 64")
+        return out
+
+
+@dataclasses.dataclass(frozen=True)
+class SaveOptions(_Options):
+    """Where observables are recorded: ``saves`` times on a ``grid`` (:func:`save_times`) or the
+    explicit times ``ts``; a flow integrates ``chunk`` saved times per solve and checkpoint."""
+
+    saves: int = 201
+    grid: str = "log"
+    ts: tuple[float, ...] | None = None
+    chunk: int = 25
+
+    def __post_init__(self):
+        object.__setattr__(self, "saves", check_count("saves", self.saves, 2))
+        check_choice("grid", self.grid, GRIDS)
+        object.__setattr__(self, "chunk", check_count("chunk", self.chunk))
+        if self.ts is not None:
+            object.__setattr__(self, "ts", tuple(_check_ts(self.ts).tolist()))
+
+    def times(self, t_end: float) -> np.ndarray:
+        """The saved times of a run to ``t_end``; explicit ``ts`` must end at ``t_end``."""
+        if self.ts is None:
+            return save_times(t_end, self.saves, self.grid)
+        ts = np.asarray(self.ts)
+        if ts[-1] != t_end:
+            raise ValueError(f"ts must end at t_end={t_end:g} (the run integrates to its last saved time), "
+                             f"got ts[-1]={ts[-1]:g}")
+        return ts
+
+
+@dataclasses.dataclass(frozen=True)
+class _RunOptions(_Options):
+    """What a flow and a descent share: the save grid, the floating-point ``precision`` (64 or
+    32), the relative half-width ``band`` of the ``scores_leave_band`` event, and ``n_test``,
+    the size of the i.i.d. test set drawn when none is given."""
+
+    method: ClassVar[str]
+    save: SaveOptions = dataclasses.field(default_factory=SaveOptions)
+    precision: int = 64
+    band: float = 0.1
+    n_test: int = 2000
+
+    def __post_init__(self):
+        check_choice("precision", self.precision, PRECISIONS)
+        object.__setattr__(self, "band", check_positive("band", self.band))
+        object.__setattr__(self, "n_test", check_count("n_test", self.n_test))
+
+    def flat(self) -> dict[str, Any]:
+        return {"method": self.method} | super().flat()
+
+
+@dataclasses.dataclass(frozen=True)
+class FlowOptions(_RunOptions):
+    """Everything :func:`flowsim.integrate` takes besides the problem: the horizon ``t_end``, the
+    solver and save options, and the ``engine`` (``auto`` or a name of ``flowsim.engines.ENGINES``)."""
+
+    method: ClassVar[str] = "flow"
+    t_end: float = 300.0
+    solver: SolverOptions = dataclasses.field(default_factory=SolverOptions)
+    engine: str = "auto"
+
+    def __post_init__(self):
+        super().__post_init__()
+        object.__setattr__(self, "t_end", check_positive("t_end", self.t_end))
+        object.__setattr__(self, "solver", self.solver.for_precision(self.precision))
+
+    def times(self) -> np.ndarray:
+        return self.save.times(self.t_end)
+
+
+@dataclasses.dataclass(frozen=True)
+class DescentOptions(_RunOptions):
+    """Everything :func:`flowsim.gradient_descent` takes besides the problem: the learning rate
+    ``lr``, the number of ``steps``, and ``save_every`` (save every so many steps instead of on
+    the save grid)."""
+
+    method: ClassVar[str] = "gd"
+    engine: ClassVar[str] = "params"  # descent steps the four matrices themselves
+    lr: float = 0.01
+    steps: int = 30_000
+    save_every: int | None = None
+
+    def __post_init__(self):
+        super().__post_init__()
+        object.__setattr__(self, "lr", check_positive("lr", self.lr))
+        object.__setattr__(self, "steps", check_count("steps", self.steps))
+        if self.save_every is not None:
+            object.__setattr__(self, "save_every", check_count("save_every", self.save_every))
+
+    @property
+    def t_end(self) -> float:
+        """The flow time the descent approximates: steps x lr (spec 3)."""
+        return self.steps * self.lr
+
+
+def save_times(t_end: float, saves: int = SaveOptions.saves, grid: str = SaveOptions.grid,
+               t_first: float | None = None) -> np.ndarray:
+    """Saved times: ``0``, then ``saves - 1`` points up to ``t_end``, log-spaced from ``t_first``
+    (default ``min(1e-3, t_end / saves)``) or evenly spaced."""
+    check_positive("t_end", t_end)
+    check_count("saves", saves, 2)
+    if grid == "linear":
+        return np.linspace(0.0, t_end, int(saves))
+    check_choice("grid", grid, GRIDS)
+    t_first = min(1e-3, t_end / saves) if t_first is None else float(t_first)
+    if not 0 < t_first < t_end:
+        raise ValueError(f"t_first must be in (0, t_end={t_end}), got {t_first}")
+    if saves == 2:  # geomspace would give t_first alone
+        return np.array([0.0, t_end])
+    return np.concatenate([[0.0], np.geomspace(t_first, t_end, int(saves) - 1)])
+
+
+def _check_ts(ts) -> np.ndarray:
+    ts = np.asarray(ts, dtype=float)
+    if ts.ndim != 1 or ts.size < 2 or not np.all(np.isfinite(ts)):
+        raise ValueError("ts must be a 1-d array of at least 2 finite times")
+    if ts[0] != 0 or np.any(np.diff(ts) <= 0):
+        raise ValueError("ts must start at 0 and increase strictly")
+    return ts

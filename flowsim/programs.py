@@ -1,0 +1,147 @@
+"""The compiled programs of a flow: one diffrax solve with events and saved observables, the start, an observation, the final matrices."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import diffrax
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optimistix as optx
+from jax.flatten_util import ravel_pytree
+
+from .engines import FlowArgs
+from .events import EVENT_NAMES, event_values, fired, make_event
+from .observables import observables
+
+# How the members of a solve are laid out: one run, a batch of starts on shared data, or a batch
+# whose members each have their own training and test sets (e.g. a sweep over data seeds).
+SINGLE, SHARED_DATA, OWN_DATA = None, "shared", "own"
+
+# Outcome codes of one solve.
+SUCCESS, EVENT, MAX_STEPS, DT_MIN, OTHER = range(5)
+
+
+def member_axes(batched) -> FlowArgs:
+    """vmap axes of :class:`FlowArgs` in a batch (0: one per member, stacked; None: shared):
+    the band is shared, the data shared or per member, the rest per member.  The host loop
+    stacks exactly the fields marked 0."""
+    data = 0 if batched == OWN_DATA else None
+    return FlowArgs(dataset=data, test_set=data, ref=0, band=None, watching=0)
+
+
+def _code(result) -> jax.Array:
+    R = diffrax.RESULTS
+    return jnp.select(
+        [result == R.successful, result == R.event_occurred, result == R.max_steps_reached,
+         result == R.dt_min_reached], [SUCCESS, EVENT, MAX_STEPS, DT_MIN], OTHER)
+
+
+def describe(code) -> str:
+    """A solve's outcome code in words."""
+    if code == MAX_STEPS:
+        return "the step limit (max_steps) was reached"
+    if code == DT_MIN:
+        return "the step size fell to its minimum"
+    return "the solver did not converge (non-finite values or an internal failure)"
+
+
+def _finite_tree(tree) -> jax.Array:
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]))
+
+
+def _lead(tree):
+    return jax.tree.map(lambda x: jnp.asarray(x)[None], tree)
+
+
+def _member_fns(engine, batched):
+    """The vector field, the observables (with a leading member axis) and the event conditions
+    (shaped like ``args.watching``) of the state; for a batch, every member's at once by vmap."""
+    if not batched:
+        return (engine.vector_field, lambda t, y, a: _lead(observables(engine, y, a)),
+                lambda y, a: jnp.stack(event_values(engine, y, a)))
+    over = lambda f: lambda y, a: jax.vmap(f, in_axes=(0, 0, member_axes(batched)))(engine, y, a)
+    return (lambda t, y, a: over(lambda e, y, a: e.vector_field(t, y, a))(y, a),
+            lambda t, y, a: over(observables)(y, a),
+            over(lambda e, y, a: jnp.stack(event_values(e, y, a))))
+
+
+def _batch_norm(y) -> jax.Array:
+    """Step-size control of a batch: the worst member's RMS error, so each is held to the tolerances."""
+    return jnp.max(jax.vmap(optx.rms_norm)(y))
+
+
+def _flattening(y0, batched):
+    """``(ravel, unravel)`` between a state and one flat vector (per member, for a batch).
+
+    The solver's stage arithmetic, error norm and interpolation then run as one array
+    operation each instead of one per state matrix: 15-30% of a small solve (docs/performance.md).
+    """
+    one = jax.tree.map(lambda x: x[0], y0) if batched else y0
+    unravel = ravel_pytree(one)[1]
+    ravel = lambda y: ravel_pytree(y)[0]
+    return (jax.vmap(ravel), jax.vmap(unravel)) if batched else (ravel, unravel)
+
+
+@eqx.filter_jit
+def solve(engine, solver, controller, y0, t0, t1, dt0, ts, args, max_steps, precision, batched):
+    """One diffrax solve from ``t0`` to ``t1`` (first step ``dt0``, or diffrax's guess if
+    ``dt0 <= 0``), stopped early by an event, saving the observables at ``ts``.  A batch
+    (members stacked on a leading axis of ``engine``, ``y0`` and the per-member parts of
+    ``args``) is one ODE with a shared step size.  Returns, for :class:`flowsim.loop.SolveOutput`:
+    the saved times and observables, the time reached, the state there, whether it is finite,
+    the outcome code, the flat index of the event that fired, step counts and the next step."""
+    vector_field, observe, values = _member_fns(engine, batched)
+    controller = eqx.tree_at(lambda c: c.dt0, controller, dt0)
+    if batched:
+        controller = eqx.tree_at(lambda c: c.pid.norm, controller, _batch_norm)
+    ravel, unravel = _flattening(y0, batched)
+    flat_field = lambda t, y, a: ravel(vector_field(t, unravel(y), a))
+    flat_values = lambda y, a: values(unravel(y), a)
+    saveat = diffrax.SaveAt(subs=[diffrax.SubSaveAt(ts=ts, fn=lambda t, y, a: observe(t, unravel(y), a)),
+                                  diffrax.SubSaveAt(t1=True)], controller_state=True)
+    sol = diffrax.diffeqsolve(
+        diffrax.ODETerm(flat_field), solver, t0, t1, dt0=None, y0=ravel(y0), args=args, saveat=saveat,
+        stepsize_controller=controller, event=make_event(flat_values, precision), max_steps=max_steps,
+        throw=False)
+    y1 = unravel(sol.ys[1][0])
+    stats = jnp.stack([sol.stats[k] for k in ("num_steps", "num_accepted_steps", "num_rejected_steps")])
+    return (sol.ts[0], sol.ys[0], sol.ts[1][0], y1, _finite_tree(y1), _code(sol.result),
+            fired(values(y1, args), args.watching), stats, sol.controller_state[1])
+
+
+@eqx.filter_jit
+def observe(engine, y, args, batched):
+    """Every observable at ``y`` (with a leading member axis) and the event conditions."""
+    _, observe_fn, values = _member_fns(engine, batched)
+    return observe_fn(None, y, args), values(y, args).reshape(-1, len(EVENT_NAMES))
+
+
+# Programs that flowsim.aot exports return plain tuples: jax.export serializes no custom pytree.
+@eqx.filter_jit
+def final_params(engine, y, args):
+    """The four matrices at ``y`` as a tuple of leaves, or ``None``."""
+    params = engine.to_params(y, args)
+    return None if params is None else tuple(jax.tree.leaves(params))
+
+
+@eqx.filter_jit
+def start(engine, params, dataset):
+    """The initial state and the reference quantities, as one program rather than a dozen eager
+    operations, each of which a new process would fetch from the compilation cache."""
+    y0 = engine.init_state(params, dataset)
+    ref = engine.reference(y0, params, dataset)
+    return y0, tuple(getattr(ref, f.name) for f in dataclasses.fields(ref))
+
+
+def member_sharding(devices):
+    """Placement of stacked member arrays: split along the member axis over ``devices`` (a 1-d
+    mesh), so that XLA partitions the batched solve; the identity for one device or none."""
+    if devices is None or len(devices) < 2:
+        return lambda tree: tree
+    from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+    sharding = NamedSharding(Mesh(np.asarray(devices), ("members",)), PartitionSpec("members"))
+    return lambda tree: jax.tree.map(lambda x: jax.device_put(x, sharding), tree)

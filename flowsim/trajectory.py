@@ -1,0 +1,67 @@
+"""A computed trajectory (FlowResult) and the failure that carries a partial one (FlowFailure)."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import numpy as np
+from jaxtyping import PyTree
+
+from .model import Params
+from .options import DescentOptions, FlowOptions
+
+
+@dataclasses.dataclass
+class FlowResult:
+    """A trajectory: saved times, observables, event times, solver statistics and end points.
+
+    ``observables[k][i]`` is observable ``k`` (see ``flowsim.observables.DESCRIPTIONS``) at
+    ``ts[i]``.  ``events`` maps each name of ``flowsim.events.EVENT_NAMES`` to its time
+    (``0.0`` if it holds at t = 0, ``None`` if not reached).  ``stats`` counts solver steps
+    (attempted, accepted, rejected), diffeqsolve calls (``solves``: one per chunk plus one per
+    event) and vector-field evaluations (``nfev``, from the solver's tableau, see
+    :func:`flowsim.controller.evaluations_per_step`; ``None`` for implicit solvers, whose Newton
+    iterations diffrax does not report).  ``options`` are the options the trajectory was
+    computed with (:class:`~flowsim.FlowOptions`, the engine resolved, or
+    :class:`~flowsim.DescentOptions`).  ``params_init`` is the start: :class:`~flowsim.Params`, or
+    a :class:`~flowsim.SubspaceStart` for a width-free one; ``params_final`` is ``None`` where the
+    engine cannot give the final matrices.
+
+    A result whose ``status`` is not ``"complete"`` can be finished with
+    ``integrate(..., resume=result)``: ``state``, ``chunks_done`` and ``dt_next`` (the step
+    size the controller proposed next) say where it stopped.
+    """
+
+    ts: np.ndarray
+    observables: dict[str, np.ndarray]
+    events: dict[str, float | None]
+    stats: dict[str, int | None]
+    params_init: Any
+    params_final: Params | None
+    t_reached: float
+    status: str
+    message: str
+    grid: np.ndarray
+    chunks_done: int
+    state: PyTree
+    options: FlowOptions | DescentOptions
+    dt_next: float = 0.0
+
+    @property
+    def phase1_end(self) -> float | None:
+        """T1: the first time every training sample is classified correctly (Theorem 3.1)."""
+        return self.events["phase1_end"]
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        """The options as one flat dict (``method`` first: ``"flow"`` or ``"gd"``)."""
+        return self.options.flat()
+
+
+class FlowFailure(RuntimeError):
+    """The solver failed (step limit, non-finite state); ``result`` holds everything computed."""
+
+    def __init__(self, message: str, result: FlowResult):
+        super().__init__(message)
+        self.result = result
