@@ -56,13 +56,14 @@ def synthetic(change=None, T1_event=T1):
 
 
 def failing(rows):
-    return {r.claim for r in rows if r.verdict == rp.FAILS}
+    return {r.id for r in rows if r.verdict == rp.FAILS}
 
 
 def test_every_claim_holds_on_the_ideal_trajectory():
     rows = rp.check_claims(synthetic())
-    assert len(rows) == 31
-    assert [r.claim for r in rows if r.verdict != rp.HOLDS] == []
+    assert [r.id for r in rows] == list(rp.CLAIMS) and len(rows) == 31
+    assert [r.id for r in rows if r.verdict != rp.HOLDS] == []
+    assert all(r.margin > 0 for r in rows)
 
 
 def _set(key, fn):
@@ -95,28 +96,29 @@ def _denominator_changes_sign(ts, x):
     return x
 
 
-@pytest.mark.parametrize("change, expected", [
-    (_set("G_special", _G3_positive_in_phase1),
-     {"at T1: G(mu_1) > 0, G(mu_2) > 0, G(mu_3) < 0, each of constant size",
-      "later in Phase 1 (1+C) max(dG1/dt, dG2/dt) <= -dG3/dt <= (1-C)(dG1/dt + dG2/dt)"}),
-    (_set("loss", lambda ts, x: 0.1 * x), {"the training loss at T1 is still of constant size"}),
-    (_set("loss_groups", _I2_never_rises),
-     {"early in Phase 1 the one-target groups' (I2, I3) loss rises, then falls by T1"}),
+#: Changes to the ideal trajectory, each breaking the claims named with it and no other.
+BROKEN = [
+    (_set("G_special", _G3_positive_in_phase1), {"thm31.G_signs", "lem43.G_rates"}),
+    (_set("loss", lambda ts, x: 0.1 * x), {"thm31.loss_constant"}),
+    (_set("loss_groups", _I2_never_rises), {"lem42.one_target_rise_fall"}),
     (_set("value_corr", lambda ts, x: x + 0.5 * ts[:, None, None] * (ts[:, None, None] < T1)),
-     {"until T1 mu^T W_V^T W_V nu stays near its initial value"}),
-    (_set("scores", _s31_rises),
-     {"in Phase 2 mu_3^T W_K^T W_Q mu_1 decreases",
-      "the target-common score falls at the same rate as the target-target score grows"}),
-    (_rate_constant, {"the target-target score grows at a rate proportional to Lhat"}),
-    (_set("balance_S2_S3", lambda ts, x: x + ts), {"in Phase 2 |S2 - S3| / min(S2, S3) stays small"}),
-    (_set("balance_all_S234_S1", _denominator_changes_sign),
-     {"in Phase 2 sum_i g_i / (S2+S3+S4-S1) and sum_i g_i / (S1-S2) stay O(1)"}),
-    (_set("C_irrelevant_max", lambda ts, x: 100 * x),
-     {"every C_ij involving an irrelevant word is an order smaller than C_12, C_21, C_31, C_32"}),
-    (_set("test_loss", lambda ts, x: 100 * x), {"the generalization loss at the end is <= 1/poly(m)"}),
-])
+     {"thm31.near_init.value_corr"}),
+    (_set("scores", _s31_rises), {"thm32.s31_down", "lem47.tc_same_rate"}),
+    (_rate_constant, {"lem47.tt_rate_prop_loss"}),
+    (_set("balance_S2_S3", lambda ts, x: x + ts), {"lem45.S2_S3_balanced"}),
+    (_set("balance_all_S234_S1", _denominator_changes_sign), {"lem45.ratios_O1"}),
+    (_set("C_irrelevant_max", lambda ts, x: 100 * x), {"thm33.C_irrelevant_small"}),
+    (_set("test_loss", lambda ts, x: 100 * x), {"thm33.test_loss"}),
+]
+
+
+@pytest.mark.parametrize("change, expected", BROKEN)
 def test_a_broken_claim_fails_alone(change, expected):
-    assert failing(rp.check_claims(synthetic(change))) == expected
+    rows = rp.check_claims(synthetic(change))
+    assert failing(rows) == expected
+    # The margin's sign is the verdict: negative for the broken claims, positive for the rest.
+    assert {r.id for r in rows if r.margin < 0} == expected
+    assert all(r.margin > 0 for r in rows if r.id not in expected)
 
 
 def test_without_T1_the_phase_claims_are_not_applicable():
@@ -124,6 +126,7 @@ def test_without_T1_the_phase_claims_are_not_applicable():
     verdicts = [r.verdict for r in rows]
     assert verdicts[:-4] == [rp.NA] * (len(rows) - 4)
     assert verdicts[-4:] == [rp.HOLDS] * 4
+    assert all(np.isnan(r.margin) for r in rows[:-4])
 
 
 def test_report_on_a_real_flow(tiny_run, tmp_path, capsys):
@@ -137,4 +140,5 @@ def test_report_on_a_real_flow(tiny_run, tmp_path, capsys):
     assert saved[0]["measured"]["T1"] == pytest.approx(tiny_run.events["phase1_end"], rel=1e-3)
     o, before = tiny_run.observables, tiny_run.ts <= tiny_run.events["phase1_end"]
     change = np.linalg.norm((o["key_corr"][before] - o["key_corr"][0]).reshape(before.sum(), -1), axis=1)
-    assert saved[4]["measured"]["max_relative_change"] >= np.max(change) / np.linalg.norm(o["key_corr"][0]) * (1 - 1e-3)
+    key_corr = next(r for r in saved if r["id"] == "thm31.near_init.key_corr")
+    assert key_corr["measured"]["max_relative_change"] >= np.max(change) / np.linalg.norm(o["key_corr"][0]) * (1 - 1e-3)
