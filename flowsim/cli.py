@@ -176,14 +176,19 @@ def sweep(args) -> int:
     return 0 if len(done) == len(index["points"]) else EXIT_FAILED
 
 
-def _load_results(dirs) -> list:
+def _load_runs(dirs) -> list:
+    """The result directories ``dirs`` read back, each holding a saved trajectory."""
     from .results import load
 
     runs = [load(d) for d in dirs]
-    empty = [str(r.path) for r in runs if r.result is None]
+    empty = [r for r in runs if r.result is None]
     if empty:
-        raise ConfigError(f"{empty[0]} holds no saved trajectory yet (status {load(empty[0]).status})")
-    return [r.result for r in runs]
+        raise ConfigError(f"{empty[0].path} holds no saved trajectory yet (status {empty[0].status})")
+    return runs
+
+
+def _load_results(dirs) -> list:
+    return [r.result for r in _load_runs(dirs)]
 
 
 def plot(args) -> int:
@@ -208,12 +213,13 @@ def plot(args) -> int:
 def report(args) -> int:
     """``flowsim report DIR``: the claim-by-claim table, printed and written as report.json."""
     try:
-        (result,) = _load_results([args.dir])
+        (run,) = _load_runs([args.dir])
     except ConfigError as e:
         return _usage_error(e, "flowsim report")
+    from .reporting import RunContext
     from .reporting import report as check
 
-    check(result, args.out or args.dir)
+    check(run.result, args.out or args.dir, context=RunContext.from_config(run.config))
     return 0
 
 

@@ -4,7 +4,9 @@ Each claim of Theorems 3.1-3.3 and Lemmas 4.2-4.7 is an :class:`AbstractClaim`: 
 (``thm31.G_signs``), its text and paper reference, the :class:`Window` of the trajectory it
 speaks about, and a ``check`` that returns the measured numbers and a signed :class:`Margin` to
 its threshold (positive: the claim holds).  :data:`CLAIMS` holds them in paper order, and
-:func:`check_claims` turns each into a :class:`Row` of the report.
+:func:`check_claims` turns each into a :class:`Row` of the report, which also says whether the
+run meets the assumptions of the claim's theorem (:data:`ASSUMPTIONS`, read from a
+:class:`RunContext`).
 
 Adding a claim is one definition below: a function decorated with :func:`claim`, or, for a
 family of claims that differ only in parameters, one :class:`AbstractClaim` subclass and an
@@ -43,6 +45,7 @@ BALANCE_O1 = 10.0  # the other balancing ratios count as O(1) below this
 EXPONENT_TOL = 0.2  # "rate proportional to Lhat": log-log slope of rate against Lhat in 1 +- this
 SAME_RATE = 2.0  # "falls at the same rate": rate ratio within a factor of this of -1
 ORDER = 10.0  # "an order smaller"
+LOG_FACTOR_MIN = 2.0  # Condition 1's "up to log factors": init constants within max(ln m, this) of 1
 
 
 # --- Margins: how far a measured quantity is from its threshold ---------------------------------
@@ -114,6 +117,108 @@ class NotApplicable(Exception):
     """A claim this trajectory cannot decide; the message says why."""
 
 
+# --- The run's setup and the theory's assumptions ------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class RunContext:
+    """How a run was set up, which its trajectory does not record: the data mode, the init
+    scheme and scales, and the sizes.  Every field is optional; an assumption that needs a
+    missing one is reported as unknown.  Given ``m`` and ``sigma0`` the checks take them from
+    here rather than from ``result.params_init`` (whose matrices need not be m wide)."""
+
+    data_mode: str | None = None  # "theory" (Assumption 2.3), "sampled" or "iid"
+    init: str | None = None  # "theory" (Condition 1), "kaiming", or another name for a custom one
+    n: int | None = None
+    L: int | None = None
+    m: int | None = None
+    m1: int | None = None
+    sigma0: float | None = None
+    sigma1: float | None = None
+
+    @classmethod
+    def from_config(cls, config) -> RunContext:
+        """The context of a :class:`~flowsim.RunConfig` (as recorded in ``run.json``)."""
+        c = config.resolved()
+        return cls(data_mode=c.data_mode, init=c.init, n=c.n, L=c.L, m=c.m, m1=c.m1, sigma0=c.sigma0, sigma1=c.sigma1)
+
+
+@dataclasses.dataclass(frozen=True)
+class Assumption:
+    """Whether a run meets one assumption of the theory: ``met`` is True, False or None (the
+    context does not say); ``why`` in a few words (shown on rows), ``detail`` with the numbers."""
+
+    name: str
+    met: bool | None
+    why: str
+    detail: str
+
+    @property
+    def answer(self) -> str:
+        return {True: "yes", False: "no", None: "unknown"}[self.met]
+
+    def __str__(self) -> str:
+        return f"{self.name} {self.answer}" + ("" if self.met else f" ({self.why})")
+
+
+def condition1(ctx: RunContext) -> Assumption:
+    """Condition 1 (spec 4): the entries of W_V, W_K, W_Q have std sigma0 = 1/sqrt(L m) and those
+    of W sigma1 = 1/sqrt(m1), up to log factors.  Kaiming's scales, sqrt(2/d) and sqrt(2/m), do
+    not scale so with m and m1, whatever their size at one m: a Kaiming run does not meet it.
+    Any other run meets it when c0 = sigma0 sqrt(L m) and c1 = sigma1 sqrt(m1) lie within a
+    factor max(ln m, LOG_FACTOR_MIN) of 1."""
+    name = "Condition 1"
+    known = None not in (ctx.L, ctx.m, ctx.m1, ctx.sigma0, ctx.sigma1)
+    c = (ctx.sigma0 * math.sqrt(ctx.L * ctx.m), ctx.sigma1 * math.sqrt(ctx.m1)) if known else None
+    numbers = f"sigma0 sqrt(L m) = {c[0]:.3g}, sigma1 sqrt(m1) = {c[1]:.3g}" if known else "scales not given"
+    if ctx.init == "kaiming":
+        return Assumption(name, False, "Kaiming init", "Kaiming init: sigma0 = sqrt(2/d), sigma1 = sqrt(2/m) do not "
+                          f"scale as 1/sqrt(L m), 1/sqrt(m1) ({numbers})")
+    scheme = f"{ctx.init} init" if ctx.init else "init of unnamed scheme"
+    if not known:
+        return Assumption(name, None, "init scales not given", f"{scheme}: {numbers}")
+    slack = max(math.log(ctx.m), LOG_FACTOR_MIN)
+    met = all(1 / slack <= x <= slack for x in c)
+    return Assumption(name, met, scheme if met else f"{scheme} off scale",
+                      f"{scheme}: {numbers}, {'within' if met else 'not both within'} a factor "
+                      f"max(ln m, {LOG_FACTOR_MIN:g}) = {slack:.3g} of 1")
+
+
+#: Assumption 2.3 for each data mode: met, in a few words, in detail.
+DATA_MODES = {
+    "theory": (True, "theory data", "groups n/2, n/6, n/6, n/6 and every irrelevant word used at most once"),
+    "sampled": (False, "sampled data", "sampled data: irrelevant words may repeat across samples"),
+    "iid": (False, "i.i.d. data", "i.i.d. data: random group sizes, irrelevant words may repeat"),
+}
+
+
+def assumption23(ctx: RunContext) -> Assumption:
+    """Assumption 2.3 (spec 1): balanced group sizes and every irrelevant word used at most once,
+    which the theory data mode builds and the others do not."""
+    if ctx.data_mode not in DATA_MODES:
+        return Assumption("Assumption 2.3", None, "data mode not given", f"data mode {ctx.data_mode!r}")
+    return Assumption("Assumption 2.3", *DATA_MODES[ctx.data_mode])
+
+
+def width(ctx: RunContext) -> Assumption:
+    """The theory's regime m >~ max(m1, L^2), n >~ L^2 (spec 4), read without constants:
+    m >= m1, m >= L^2 and n >= L^2, each reported."""
+    L2 = None if ctx.L is None else ctx.L**2
+    parts = [(f"m = {ctx.m}", f"m1 = {ctx.m1}", ctx.m, ctx.m1), (f"m = {ctx.m}", f"L^2 = {L2}", ctx.m, L2),
+             (f"n = {ctx.n}", f"L^2 = {L2}", ctx.n, L2)]
+    results = [None if None in (a, b) else a >= b for *_, a, b in parts]
+    said = [f"{x} {'>=' if ok else '<' if ok is False else '?'} {y}" for (x, y, *_), ok in zip(parts, results)]
+    met = False if False in results else None if None in results else True
+    why = "; ".join(t for t, ok in zip(said, results) if ok is not True)
+    return Assumption("width", met, why, "; ".join(said))
+
+
+#: The theory's assumptions, by name: each a function of the run's context.
+ASSUMPTIONS: dict[str, Callable[[RunContext], Assumption]] = {
+    "Condition 1": condition1, "Assumption 2.3": assumption23, "width": width}
+THEORY = tuple(ASSUMPTIONS)  # what Theorems 3.1-3.3 and Lemmas 4.2-4.7 assume
+
+
 # --- What a check reads -------------------------------------------------------------------------
 
 #: Why an engine may be unable to form an observable (it then records NaN at every save).
@@ -127,9 +232,10 @@ UNAVAILABLE = {
 
 @dataclasses.dataclass(frozen=True)
 class Trajectory:
-    """A check's view of a run: saved times, observables and T1."""
+    """A check's view of a run: saved times, observables and T1, and its context."""
 
     result: FlowResult
+    context: RunContext = RunContext()
 
     @property
     def ts(self) -> np.ndarray:
@@ -142,11 +248,13 @@ class Trajectory:
 
     @property
     def m(self) -> int:
-        return self.result.params_init.m
+        return self.result.params_init.m if self.context.m is None else self.context.m
 
     @property
     def sigma0(self) -> float:
-        """Root mean square of the entries of W_K(0), W_Q(0)."""
+        """The context's sigma0, else the root mean square of the entries of W_K(0), W_Q(0)."""
+        if self.context.sigma0 is not None:
+            return self.context.sigma0
         p0 = self.result.params_init
         return math.sqrt(float(np.mean(np.concatenate([np.ravel(p0.W_K), np.ravel(p0.W_Q)]) ** 2)))
 
@@ -255,8 +363,9 @@ END = AtEnd()
 class Row:
     """One claim checked on one trajectory: its id, what it says and where the paper says it,
     the window it was checked on, the verdict with its margin to the threshold (positive:
-    holds; NaN when not applicable), the measured numbers, and the criterion behind the
-    verdict (for a claim not applicable: why)."""
+    holds; NaN when not applicable), the measured numbers, the criterion behind the verdict
+    (for a claim not applicable: why), and whether the run meets the assumptions the claim
+    rests on."""
 
     id: str
     claim: str
@@ -266,26 +375,32 @@ class Row:
     margin: float
     measured: dict
     criterion: str
+    assumptions: list[Assumption] = dataclasses.field(default_factory=list)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class AbstractClaim(abc.ABC):
     """A claim of the paper: ``id`` (a stable slug, ``<theorem>.<what>``), its ``text``, the
-    paper ``reference`` and the ``window`` it speaks about; :meth:`check` measures it."""
+    paper ``reference``, the ``window`` it speaks about and the names of the
+    :data:`ASSUMPTIONS` it rests on (none for an observation of the paper's experiment);
+    :meth:`check` measures it."""
 
     id: str
     text: str
     reference: str
     window: Window
+    assumes: tuple[str, ...] = THEORY
 
     @abc.abstractmethod
     def check(self, tr: Trajectory, saves: np.ndarray) -> Outcome:
         """Measure the claim on the window's ``saves`` of ``tr``; raise :class:`NotApplicable`
         when this trajectory cannot decide it."""
 
-    def row(self, tr: Trajectory) -> Row:
-        """The claim checked on ``tr``, as a row of the report."""
-        head = dict(id=self.id, claim=self.text, reference=self.reference, window=self.window.name)
+    def row(self, tr: Trajectory, assumptions: dict[str, Assumption]) -> Row:
+        """The claim checked on ``tr``, as a row of the report; ``assumptions`` is the run's
+        :data:`ASSUMPTIONS`, of which the row keeps those the claim rests on."""
+        head = dict(id=self.id, claim=self.text, reference=self.reference, window=self.window.name,
+                    assumptions=[assumptions[name] for name in self.assumes])
         try:
             out = self.check(tr, self.window.saves(tr))
         except NotApplicable as why:
@@ -302,6 +417,8 @@ def register(c: AbstractClaim) -> AbstractClaim:
     """Add ``c`` to :data:`CLAIMS` (after the claims already there)."""
     if c.id in CLAIMS:
         raise ValueError(f"claim id {c.id!r} is already registered")
+    if not set(c.assumes) <= set(ASSUMPTIONS):
+        raise ValueError(f"claim {c.id!r} assumes {c.assumes}; known assumptions: {', '.join(ASSUMPTIONS)}")
     CLAIMS[c.id] = c
     return c
 
@@ -316,11 +433,11 @@ class Claim(AbstractClaim):
         return self.measure(tr, saves)
 
 
-def claim(id: str, text: str, reference: str, window: Window):
+def claim(id: str, text: str, reference: str, window: Window, assumes: tuple[str, ...] = THEORY):
     """Register the decorated function ``(trajectory, saves) -> Outcome`` as the claim ``id``."""
 
     def make(measure):
-        register(Claim(id=id, text=text, reference=reference, window=window, measure=measure))
+        register(Claim(id=id, text=text, reference=reference, window=window, assumes=assumes, measure=measure))
         return measure
 
     return make
@@ -526,7 +643,8 @@ for _id, _statement, _weights, _sign in (
                    weights=_weights, sign=_sign))
 
 
-@claim("fig1b.groups_fall", "in Phase 2 every group's loss (I1..I4) falls", "Fig. 1(b)", PHASE2)
+@claim("fig1b.groups_fall", "in Phase 2 every group's loss (I1..I4) falls", "Fig. 1(b)", PHASE2,
+       assumes=())  # seen in the paper's experiment, which meets none of the assumptions
 def _groups_fall(tr, saves):
     """Each non-empty group's loss falls on at least FRACTION of Phase 2's saved intervals."""
     losses = tr["loss_groups"][saves]
@@ -549,11 +667,12 @@ def _S2_S3_balanced(tr, saves):
 @claim("lem45.ratios_O1", "in Phase 2 sum_i g_i / (S2+S3+S4-S1) and sum_i g_i / (S1-S2) stay O(1)",
        "Lemma 4.5", PHASE2)
 def _ratios_O1(tr, saves):
-    """Both ratios in (0, BALANCE_O1] at every save of Phase 2.  A denominator is at most
-    sum_i g_i in size, so |ratio| >= 1: the lower edge only asks that it keeps its sign."""
+    """Both ratios in (0, BALANCE_O1] at every save of Phase 2; the margin is the distance to
+    the nearer edge in units of BALANCE_O1.  A denominator is at most sum_i g_i in size, so
+    |ratio| >= 1: the lower edge only asks that it keeps its sign."""
     r1, r2 = tr["balance_all_S234_S1"][saves], tr["balance_all_S1_S2"][saves]
-    margin = (positive(r1.min(), np.abs(r1).max(), "min ratio1", "max |ratio1|")
-              & positive(r2.min(), np.abs(r2).max(), "min ratio2", "max |ratio2|")
+    low = np.min([r1.min(), r2.min()])
+    margin = (positive(low, BALANCE_O1, "smallest ratio", f"{BALANCE_O1:g}")
               & at_most(np.max([r1.max(), r2.max()]), BALANCE_O1, "largest ratio"))
     return Outcome(dict(worst_S234_S1=r1[np.argmax(np.abs(r1))], worst_S1_S2=r2[np.argmax(np.abs(r2))]), margin,
                    f"both ratios in (0, {BALANCE_O1}] at every save of {PHASE2.span(tr)} (a non-positive ratio "
@@ -579,7 +698,9 @@ def _tt_rate_prop_loss(tr, saves):
     growing = rate > 0
     slope = (float(np.polyfit(np.log(loss_mid[growing]), np.log(rate[growing]), 1)[0])
              if growing.sum() >= 2 else float("nan"))
-    margin = (positive(rate.min(), np.abs(rate).max(), "min rate", "max |rate|")
+    # Growth is judged on rate / Lhat, which has the sign of the rate and, if the claim holds,
+    # stays of one size while the rate itself falls with Lhat.
+    margin = (positive(r.min(), np.abs(r).max(), "min rate/Lhat", "max |rate/Lhat|")
               & at_most(abs(slope - 1), EXPONENT_TOL, "|slope - 1|"))
     return Outcome(dict(rate_over_loss_median=np.median(r), p10=np.percentile(r, 10), p90=np.percentile(r, 90),
                         loglog_slope=slope, median_over_sigma0sq_sqrt_m=np.median(r) / (tr.sigma0**2 * math.sqrt(tr.m))),
@@ -657,21 +778,28 @@ register(FinalLoss(id="thm33.test_loss", text="the generalization loss at the en
 # --- The report --------------------------------------------------------------------------------
 
 
-def check_claims(result: FlowResult, *, claims: Iterable[AbstractClaim] | None = None) -> list[Row]:
+def check_claims(result: FlowResult, context: RunContext | None = None, *,
+                 claims: Iterable[AbstractClaim] | None = None) -> list[Row]:
     """Every claim of :data:`CLAIMS` (or ``claims``) on ``result`` (a flow or a gradient-descent
     trajectory), in paper order: Theorem 3.1 / Lemmas 4.2-4.3 (Phase 1), Theorem 3.2 / Lemmas
     4.4-4.7 (Phase 2), Theorem 3.3.
+
+    ``context`` (e.g. ``RunContext.from_config(run.config)``) says how the run was set up: each
+    row then says whether the run meets its theorem's assumptions, and m and sigma0 are taken
+    from it.  Without it the assumptions are unknown and m, sigma0 are read from
+    ``result.params_init``.
 
     T1 is ``result.events["phase1_end"]``; Phase 2 is (T1, t_end] (the simulator has no T2).
     Rates are finite differences between saves, so a denser save grid resolves them better.
     """
     if len(result.ts) < 2:
         raise ValueError("a report needs a trajectory with at least 2 saved times")
-    tr = Trajectory(result)
+    tr = Trajectory(result, context or RunContext())
+    assumptions = {name: assess(tr.context) for name, assess in ASSUMPTIONS.items()}
     # A quantity that does not move (e.g. scores from W_K = W_Q = 0) makes rate ratios 0/0: NaN,
     # whose margin is NaN, so such a claim is reported as not holding.
     with np.errstate(invalid="ignore", divide="ignore"):
-        return [c.row(tr) for c in (CLAIMS.values() if claims is None else claims)]
+        return [c.row(tr, assumptions) for c in (CLAIMS.values() if claims is None else claims)]
 
 
 def _plain(x, digits: int | None = None):
@@ -702,14 +830,23 @@ def _margin(r: Row) -> str:
     return "" if math.isnan(r.margin) else f", margin {r.margin:+.3g}"
 
 
+def _assumptions_met(assumptions: list[Assumption]) -> str:
+    return "assumptions met: " + ", ".join(map(str, assumptions))
+
+
 def format_table(rows: list[Row]) -> str:
-    """The rows as a plain-text table: verdict and margin, reference, claim, measured numbers,
-    criterion (or why the claim is not applicable)."""
-    lines = []
+    """The rows as a plain-text table: first whether the run meets the theory's assumptions,
+    then per claim the verdict and margin, reference, claim, measured numbers, criterion (or
+    why the claim is not applicable) and, where it does not hold, the assumptions it rests on."""
+    seen = {a.name: a for r in rows for a in r.assumptions}
+    lines = ["the theory's assumptions, met by this run?"] if seen else []
+    lines += [f"  {a.name}: {a.answer} -- {a.detail}" for a in seen.values()]
     for i, r in enumerate(rows, 1):
         measured = ", ".join(f"{k}={_short(v)}" for k, v in r.measured.items()) or "-"
         lines.append(f"{i:>2}. [{r.verdict.upper()}{_margin(r)}] {r.reference}: {r.claim}  ({r.id})\n"
                      f"    measured: {measured}\n    {'why' if r.verdict == NA else 'criterion'}: {r.criterion}")
+        if r.verdict == FAILS and r.assumptions:
+            lines.append(f"    {_assumptions_met(r.assumptions)}")
     counts = {v: sum(r.verdict == v for r in rows) for v in (HOLDS, FAILS, NA)}
     lines.append(", ".join(f"{n} {v}" for v, n in counts.items()))
     return "\n".join(lines)
@@ -725,11 +862,13 @@ def markdown_table(rows: list[Row]) -> str:
     return "\n".join(out)
 
 
-def report(result: FlowResult, out_dir: str | Path | None = None, *, echo: bool = True) -> list[Row]:
-    """Check every claim (:func:`check_claims`), print the table (``echo``) and, given ``out_dir``,
-    write ``report.json`` there: a list of the rows as dicts (``id``, ``claim``, ``reference``,
-    ``window``, ``verdict``, ``margin``, ``measured``, ``criterion``)."""
-    rows = check_claims(result)
+def report(result: FlowResult, out_dir: str | Path | None = None, *, context: RunContext | None = None,
+           echo: bool = True) -> list[Row]:
+    """Check every claim (:func:`check_claims` with ``context``), print the table (``echo``) and,
+    given ``out_dir``, write ``report.json`` there: a list of the rows as dicts (``id``,
+    ``claim``, ``reference``, ``window``, ``verdict``, ``margin``, ``measured``, ``criterion``,
+    ``assumptions``: a list of ``{name, met, why, detail}``)."""
+    rows = check_claims(result, context)
     if echo:
         print(format_table(rows))
     if out_dir is not None:

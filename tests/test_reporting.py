@@ -1,6 +1,9 @@
 """The claim checks on closed-form trajectories whose verdicts are known, and on a real flow."""
 
+import dataclasses
 import json
+import re
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -42,17 +45,19 @@ def ideal(ts):
     )
 
 
-def synthetic(change=None, T1_event=T1):
+def synthetic(change=None, T1_event=T1, params=True, settings=None):
+    """The :func:`ideal` curves, altered by ``change(ts, observables)``, as a FlowResult
+    (``params=False``: without initial matrices, as a width-free run may have none)."""
     ts = np.concatenate([[0.0], np.geomspace(1e-3, 100.0, 300)])
     obs = ideal(ts)
     if change is not None:
         change(ts, obs)
     rng = np.random.default_rng(0)
     p = flowsim.Params(W=rng.normal(size=(4, 8)), W_V=rng.normal(size=(8, 5)), W_K=rng.normal(size=(8, 5)),
-                       W_Q=rng.normal(size=(8, 5)), a=np.ones(4))
+                       W_Q=rng.normal(size=(8, 5)), a=np.ones(4)) if params else None
     return flowsim.FlowResult(ts=ts, observables=obs, events=dict(phase1_end=T1_event), stats={},
                               params_init=p, params_final=p, t_reached=ts[-1], status="complete", message="",
-                              grid=ts, chunks_done=1, state=None, settings={})
+                              grid=ts, chunks_done=1, state=None, settings=settings or {})
 
 
 def failing(rows):
@@ -142,3 +147,126 @@ def test_report_on_a_real_flow(tiny_run, tmp_path, capsys):
     change = np.linalg.norm((o["key_corr"][before] - o["key_corr"][0]).reshape(before.sum(), -1), axis=1)
     key_corr = next(r for r in saved if r["id"] == "thm31.near_init.key_corr")
     assert key_corr["measured"]["max_relative_change"] >= np.max(change) / np.linalg.norm(o["key_corr"][0]) * (1 - 1e-3)
+
+
+def _key_corr_moves(ts, obs):
+    """key_corr leaves V0 along a unit direction, reaching a relative change 0.15 at T1/2 and staying there."""
+    U = P_VALUES / np.linalg.norm(P_VALUES)
+    obs["key_corr"] = V0 + 0.15 * np.linalg.norm(V0) * np.minimum(ts / (T1 / 2), 1)[:, None, None] * U
+
+
+def _s21_stalls(ts, obs):
+    """s(mu_2, mu_1) stops moving for the last 10 saved intervals (of those after T1)."""
+    obs["scores"][-11:, 1, 0] = obs["scores"][-11, 1, 0]
+
+
+N_PHASE2 = int(np.sum(np.geomspace(1e-3, 100.0, 300) > T1)) - 1  # saved intervals in Phase 2
+
+
+@pytest.mark.parametrize("change, claim, margin", [
+    # loss(T1) = 0.25 scaled to half the threshold: (x - c)/c = -1/2 (up to interpolating between saves).
+    (_set("loss", lambda ts, x: x * (rp.LOSS_CONSTANT / 2) / 0.25), "thm31.loss_constant", -0.5),
+    # largest relative change 0.15 against NEAR_INIT = 0.1: (c - x)/c = -1/2.
+    (_key_corr_moves, "thm31.near_init.key_corr", -0.5),
+    # moves up on N - 10 of N intervals: (fraction - 0.95)/0.95.
+    (_s21_stalls, "thm32.s21_up", ((N_PHASE2 - 10) / N_PHASE2 - rp.FRACTION) / rp.FRACTION),
+    # C_irrelevant 5x the ideal's, C12 = C21 = |C31| = |C32| = 0.025 log1p(t): ratio 25/5 against 10.
+    (_set("C_irrelevant_max", lambda ts, x: 5 * x), "thm33.C_irrelevant_small", -0.5),
+])
+def test_margin_is_the_relative_distance_to_the_threshold(change, claim, margin):
+    row = next(r for r in rp.check_claims(synthetic(change)) if r.id == claim)
+    assert row.verdict == rp.FAILS and row.margin == pytest.approx(margin, rel=1e-3)
+
+
+def test_margins_combine_by_the_nearer_miss():
+    assert rp.at_least(2.0, 2.0, "x").holds and not rp.at_least(2.0, 2.0, "x", strict=True).holds
+    both = rp.at_least(3.0, 2.0, "x") & rp.at_most(3.0, 4.0, "x")  # margins 1/2 and 1/4
+    assert both.value == 0.25 and both.holds
+    assert not (rp.Margin(0.0, "a", strict=True) & rp.Margin(0.0, "b")).holds  # a tie: the strict one decides
+    assert not (rp.Margin(float("nan"), "a") & rp.Margin(1.0, "b")).holds
+    assert rp.at_least(0.0, 0.0, "x").holds and rp.at_least(1e-9, 0.0, "x").value == float("inf")
+
+
+def test_an_observable_the_engine_cannot_form_makes_its_claim_not_applicable():
+    def gram(ts, obs):
+        obs["neuron_gram_change"] = np.full_like(ts, np.nan)
+
+    rows = rp.check_claims(synthetic(gram, settings={"engine": "gram"}))
+    (na,) = [r for r in rows if r.verdict != rp.HOLDS]
+    assert na.id == "thm31.near_init.neuron_gram_change" and na.verdict == rp.NA and np.isnan(na.margin)
+    assert na.criterion.startswith("neuron_gram_change is not available from this engine's state (engine gram: ")
+
+
+def test_an_empty_group_makes_its_claims_not_applicable_not_failing():
+    def no_I2(ts, obs):
+        obs["loss_groups"][:, 1] = np.nan
+
+    rows = {r.id: r for r in rp.check_claims(synthetic(no_I2))}
+    assert rows["lem42.one_target_rise_fall"].verdict == rp.NA
+    assert rows["lem42.one_target_rise_fall"].criterion == "group I2 is empty in this training set"
+    assert rows["fig1b.groups_fall"].verdict == rp.HOLDS  # judged on the non-empty groups
+    assert set(rows["fig1b.groups_fall"].measured["fraction_falling"]) == {"I1", "I3", "I4"}
+
+
+def test_claims_are_registered_once_with_stable_ids_and_families_share_a_class():
+    assert all(re.fullmatch(r"[a-z0-9]+\.[A-Za-z0-9_.]+", i) for i in rp.CLAIMS)
+    kinds = Counter(type(c).__name__ for c in rp.CLAIMS.values())
+    assert kinds == {"Claim": 13, "Monotone": 7, "NearInit": 5, "GSign": 4, "FinalLoss": 2}
+    with pytest.raises(ValueError, match="already registered"):
+        rp.register(rp.CLAIMS["thm31.G_signs"])
+    with pytest.raises(ValueError, match="known assumptions"):
+        rp.register(rp.Claim(id="x.y", text="", reference="", window=rp.END, assumes=("Assumption 9",),
+                             measure=None))
+
+
+def test_a_new_claim_is_one_more_row_and_changes_no_other():
+    """The extension point: a claim defined outside the module, checked with the registered ones."""
+    late_loss = rp.Claim(id="test.final_loss_small", text="the loss at the end is below 0.01", reference="-",
+                         window=rp.END, measure=lambda tr, saves: rp.Outcome(
+                             {"loss": tr["loss"][saves[0]]}, rp.at_most(tr["loss"][saves[0]], 0.01, "loss"), "loss < 0.01"))
+    result = synthetic()
+    before = rp.check_claims(result)
+    after = rp.check_claims(result, claims=[*rp.CLAIMS.values(), late_loss])
+    assert after[:-1] == before
+    # The ideal loss at t = 100 is 0.5/101: margin (0.01 - 0.00495)/0.01.
+    assert after[-1].id == "test.final_loss_small" and after[-1].margin == pytest.approx(1 - 50 / 101)
+
+
+PAPER = rp.RunContext.from_config(flowsim.RunConfig.preset("paper"))
+THEORY = rp.RunContext.from_config(flowsim.RunConfig.preset("theory"))
+
+
+@pytest.mark.parametrize("context, met", [
+    (PAPER, {"Condition 1": False, "Assumption 2.3": False, "width": False}),  # m = 128 < m1 = 256
+    (THEORY, {"Condition 1": True, "Assumption 2.3": True, "width": False}),  # n = 12 < L^2 = 25
+    (dataclasses.replace(THEORY, n=36), {"Condition 1": True, "Assumption 2.3": True, "width": True}),
+    (dataclasses.replace(THEORY, sigma0=1.0), {"Condition 1": False, "Assumption 2.3": True, "width": False}),
+    (rp.RunContext(), {"Condition 1": None, "Assumption 2.3": None, "width": None}),
+    (rp.RunContext(m=8, m1=16), {"Condition 1": None, "Assumption 2.3": None, "width": False}),
+])
+def test_assumptions_from_the_run_configuration(context, met):
+    rows = rp.check_claims(synthetic(), context)
+    for r in rows:
+        assert {a.name: a.met for a in r.assumptions} == ({} if r.id == "fig1b.groups_fall" else met)
+
+
+def test_the_table_states_the_assumptions_once_and_on_each_failing_row():
+    rows = rp.check_claims(synthetic(_set("test_loss", lambda ts, x: 100 * x)), PAPER)
+    table = rp.format_table(rows)
+    assert table.startswith("the theory's assumptions, met by this run?\n  Condition 1: no -- Kaiming init: ")
+    assert "  width: no -- m = 128 < m1 = 256; m = 128 >= L^2 = 25; n = 60 >= L^2 = 25\n" in table
+    line = ("assumptions met: Condition 1 no (Kaiming init), Assumption 2.3 no (sampled data), "
+            "width no (m = 128 < m1 = 256)")
+    assert table.count(line) == 1 and table.index(line) > table.index("(thm33.test_loss)")
+
+
+def test_m_and_sigma0_come_from_the_context_not_from_the_initial_matrices():
+    context = rp.RunContext(m=10**9, sigma0=1e-3)
+    rows = {r.id: r for r in rp.check_claims(synthetic(params=False), context)}
+    assert rows["thm31.all_correct"].measured["m_times_T1"] == pytest.approx(1e9 * T1, rel=1e-3)
+    assert rows["thm33.train_loss"].measured["one_over_m"] == 1e-9
+    lemma47 = rows["lem47.tt_rate_prop_loss"].measured
+    # ds_tt/dt = 0.05 Lhat in the ideal curves; the constant is reported in units of sigma0^2 sqrt(m).
+    assert lemma47["rate_over_loss_median"] == pytest.approx(0.05, rel=1e-2)
+    assert lemma47["median_over_sigma0sq_sqrt_m"] == pytest.approx(
+        lemma47["rate_over_loss_median"] / (1e-6 * np.sqrt(1e9)), rel=1e-3)
