@@ -219,6 +219,11 @@ ASSUMPTIONS: dict[str, Callable[[RunContext], Assumption]] = {
 THEORY = tuple(ASSUMPTIONS)  # what Theorems 3.1-3.3 and Lemmas 4.2-4.7 assume
 
 
+def assess(context: RunContext) -> dict[str, Assumption]:
+    """Every assumption of :data:`ASSUMPTIONS`, judged on ``context``."""
+    return {name: judge(context) for name, judge in ASSUMPTIONS.items()}
+
+
 # --- What a check reads -------------------------------------------------------------------------
 
 #: Why an engine may be unable to form an observable (it then records NaN at every save).
@@ -795,7 +800,7 @@ def check_claims(result: FlowResult, context: RunContext | None = None, *,
     if len(result.ts) < 2:
         raise ValueError("a report needs a trajectory with at least 2 saved times")
     tr = Trajectory(result, context or RunContext())
-    assumptions = {name: assess(tr.context) for name, assess in ASSUMPTIONS.items()}
+    assumptions = assess(tr.context)
     # A quantity that does not move (e.g. scores from W_K = W_Q = 0) makes rate ratios 0/0: NaN,
     # whose margin is NaN, so such a claim is reported as not holding.
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -876,3 +881,140 @@ def report(result: FlowResult, out_dir: str | Path | None = None, *, context: Ru
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps([_plain(dataclasses.asdict(r), 4) for r in rows], indent=1) + "\n")
     return rows
+
+
+# --- Over a sweep --------------------------------------------------------------------------------
+
+SWEEP_REPORT = "sweep_report.json"
+
+
+@dataclasses.dataclass(frozen=True)
+class SweepReport:
+    """How often each claim holds over the points of a sweep, grouped by grid values: tables with
+    one row per claim (paper order) and one column per group.
+
+    ``holds[c, g]`` counts the points of group ``g`` on which claim ``claims[c]`` holds and
+    ``applicable[c, g]`` those on which it holds or does not hold; :attr:`fraction` is their
+    ratio, the heat map to draw.  ``met[a, g]`` counts the points of group ``g`` that meet
+    assumption ``assumptions[a]``.  ``groups[g]`` are the values of the grid keys ``by`` that
+    its points share (the keys ``pooled`` vary inside it), ``points[g]`` how many it has;
+    ``skipped`` lists the points not checked (not complete) with their status."""
+
+    by: tuple[str, ...]
+    pooled: tuple[str, ...]
+    groups: tuple[dict, ...]
+    claims: tuple[str, ...]
+    texts: tuple[str, ...]
+    holds: np.ndarray
+    applicable: np.ndarray
+    points: np.ndarray
+    assumptions: tuple[str, ...]
+    met: np.ndarray
+    skipped: tuple[str, ...]
+
+    @property
+    def fraction(self) -> np.ndarray:
+        """Points holding / points applicable; NaN where the claim applies to none."""
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(self.applicable > 0, self.holds / self.applicable, np.nan)
+
+    @property
+    def labels(self) -> list[str]:
+        """One label per group, e.g. ``m=16``."""
+        return [", ".join(f"{k}={v}" for k, v in g.items()) or "all points" for g in self.groups]
+
+    def to_dict(self) -> dict:
+        """Plain lists and dicts, for JSON (a fraction of no applicable point is ``None``)."""
+        fraction = [[None if math.isnan(x) else x for x in row] for row in _plain(self.fraction, 4)]
+        return {
+            "format": "flowsim-sweep-report", "by": list(self.by), "pooled": list(self.pooled),
+            "groups": [{"label": label, "values": values, "points": int(n),
+                        "assumptions_met": {a: int(k) for a, k in zip(self.assumptions, met)}}
+                       for label, values, n, met in zip(self.labels, self.groups, self.points, self.met.T)],
+            "claims": [{"id": i, "claim": text, "holds": h.tolist(), "applicable": a.tolist(), "fraction": f}
+                       for i, text, h, a, f in zip(self.claims, self.texts, self.holds, self.applicable, fraction)],
+            "skipped": list(self.skipped),
+        }
+
+    def write(self, out_dir: str | Path) -> Path:
+        """Write :meth:`to_dict` to ``out_dir/sweep_report.json``; returns the path."""
+        path = Path(out_dir) / SWEEP_REPORT
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(self.to_dict(), indent=1) + "\n")
+        return path
+
+
+def sweep_report(path: str | Path, by: Iterable[str] | None = None) -> SweepReport:
+    """Every claim checked on every complete point of the sweep directory ``path`` (written by
+    :func:`flowsim.sweep`), counted per group of points that share the values of the grid keys
+    ``by`` (default: every grid key but ``seed``, so that seeds are pooled).
+
+    Verdicts are recomputed from the points' result directories, each with the context of its
+    own configuration: the verdicts in ``sweep.json`` may come from an older flowsim."""
+    from .config import ConfigError
+    from .results import load
+    from .sweeps import FAILURE, INDEX_JSON
+
+    path = Path(path)
+    try:
+        index = json.loads((path / INDEX_JSON).read_text())
+        grid, entries = list(index["definition"]["grid"]), [(e["name"], e["path"]) for e in index["points"]]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ConfigError(f"{path} is not a flowsim sweep directory (cannot read {INDEX_JSON}: {e})") from None
+    by = tuple(k for k in grid if k != "seed") if by is None else tuple(by)
+    unknown = [k for k in by if k not in grid]
+    if unknown:
+        raise ConfigError(f"--by: {unknown[0]!r} is not a grid key of the sweep in {path}; "
+                          f"its grid keys: {', '.join(grid)}")
+    groups: dict[str, tuple[dict, list]] = {}  # by JSON of the grid values: the values, the points' rows
+    skipped = []
+    for name, where in entries:
+        point = path / where
+        status = "pending"
+        if (point / "run.json").exists():
+            try:
+                run = load(point)
+                status = "failed" if (point / FAILURE).exists() else run.status
+            except ConfigError:
+                status = "unreadable"
+        if status != "complete":
+            skipped.append(f"{name} ({status})")
+            continue
+        values = _plain({k: getattr(run.config, k) for k in by})
+        context = RunContext.from_config(run.config)
+        checked = (check_claims(run.result, context), assess(context))
+        groups.setdefault(json.dumps(values), (values, []))[1].append(checked)
+    shape = (len(CLAIMS), len(groups))
+    holds, applicable, met = np.zeros(shape, int), np.zeros(shape, int), np.zeros((len(ASSUMPTIONS), len(groups)), int)
+    for g, (_, points) in enumerate(groups.values()):
+        for rows, assumptions in points:
+            holds[:, g] += [r.verdict == HOLDS for r in rows]
+            applicable[:, g] += [r.verdict != NA for r in rows]
+            met[:, g] += [assumptions[a].met is True for a in ASSUMPTIONS]
+    return SweepReport(by=by, pooled=tuple(k for k in grid if k not in by),
+                       groups=tuple(v for v, _ in groups.values()), claims=tuple(CLAIMS),
+                       texts=tuple(c.text for c in CLAIMS.values()), holds=holds, applicable=applicable,
+                       points=np.array([len(p) for _, p in groups.values()], int), assumptions=tuple(ASSUMPTIONS),
+                       met=met, skipped=tuple(skipped))
+
+
+def format_sweep_table(rep: SweepReport) -> str:
+    """The hold rates as a plain-text table: one row per claim id, one column per group, each
+    cell "fraction (holding/applicable)"; then the points and assumptions met per group, the
+    points skipped and what each claim id says."""
+    cells = [[f"{h / a:.2f} ({h}/{a})" if a else "- (0/0)" for h, a in zip(hs, As)]
+             for hs, As in zip(rep.holds, rep.applicable)]
+    counts = [[f"{k}/{n}" for k, n in zip(met, rep.points)] for met in rep.met]
+    names = [*rep.claims, "points checked", *(f"{a} met" for a in rep.assumptions)]
+    body = [*cells, [str(n) for n in rep.points], *counts]
+    first = max(map(len, names)) + 2
+    widths = [max(len(label), *(len(row[g]) for row in body)) + 2 for g, label in enumerate(rep.labels)]
+    pooled = f"; pooled over {', '.join(rep.pooled)}" if rep.pooled else ""
+    lines = [f"claims holding by {', '.join(rep.by) or 'sweep'}: points where it holds / points where it applies{pooled}",
+             ("claim".ljust(first) + "".join(label.ljust(w) for label, w in zip(rep.labels, widths))).rstrip()]
+    lines += [name.ljust(first) + "".join(c.ljust(w) for c, w in zip(row, widths)).rstrip()
+              for name, row in zip(names, body)]
+    if rep.skipped:
+        lines.append(f"not checked (not complete): {', '.join(rep.skipped)}")
+    lines += ["", "claims:"] + [f"  {i}: {text} ({CLAIMS[i].reference})" for i, text in zip(rep.claims, rep.texts)]
+    return "\n".join(lines)
