@@ -161,6 +161,9 @@ class Assumption:
         return f"{self.name} {self.answer}" + ("" if self.met else f" ({self.why})")
 
 
+_GIVE = " (give check_claims a context, e.g. RunContext.from_config(config))"
+
+
 def condition1(ctx: RunContext) -> Assumption:
     """Condition 1 (spec 4): the entries of W_V, W_K, W_Q have std sigma0 = 1/sqrt(L m) and those
     of W sigma1 = 1/sqrt(m1), up to log factors.  Kaiming's scales, sqrt(2/d) and sqrt(2/m), do
@@ -176,7 +179,7 @@ def condition1(ctx: RunContext) -> Assumption:
                           f"scale as 1/sqrt(L m), 1/sqrt(m1) ({numbers})")
     scheme = f"{ctx.init} init" if ctx.init else "init of unnamed scheme"
     if not known:
-        return Assumption(name, None, "init scales not given", f"{scheme}: {numbers}")
+        return Assumption(name, None, "init not given", f"init scheme or scales not given{_GIVE}")
     slack = max(math.log(ctx.m), LOG_FACTOR_MIN)
     met = all(1 / slack <= x <= slack for x in c)
     return Assumption(name, met, scheme if met else f"{scheme} off scale",
@@ -196,7 +199,8 @@ def assumption23(ctx: RunContext) -> Assumption:
     """Assumption 2.3 (spec 1): balanced group sizes and every irrelevant word used at most once,
     which the theory data mode builds and the others do not."""
     if ctx.data_mode not in DATA_MODES:
-        return Assumption("Assumption 2.3", None, "data mode not given", f"data mode {ctx.data_mode!r}")
+        said = "data mode not given" if ctx.data_mode is None else f"unknown data mode {ctx.data_mode!r}"
+        return Assumption("Assumption 2.3", None, said, said + _GIVE)
     return Assumption("Assumption 2.3", *DATA_MODES[ctx.data_mode])
 
 
@@ -204,13 +208,13 @@ def width(ctx: RunContext) -> Assumption:
     """The theory's regime m >~ max(m1, L^2), n >~ L^2 (spec 4), read without constants:
     m >= m1, m >= L^2 and n >= L^2, each reported."""
     L2 = None if ctx.L is None else ctx.L**2
-    parts = [(f"m = {ctx.m}", f"m1 = {ctx.m1}", ctx.m, ctx.m1), (f"m = {ctx.m}", f"L^2 = {L2}", ctx.m, L2),
-             (f"n = {ctx.n}", f"L^2 = {L2}", ctx.n, L2)]
-    results = [None if None in (a, b) else a >= b for *_, a, b in parts]
-    said = [f"{x} {'>=' if ok else '<' if ok is False else '?'} {y}" for (x, y, *_), ok in zip(parts, results)]
+    parts = [("m", ctx.m, "m1", ctx.m1), ("m", ctx.m, "L^2", L2), ("n", ctx.n, "L^2", L2)]
+    results = [None if None in (a, b) else a >= b for _, a, _, b in parts]
+    said = [f"{x} = {'?' if a is None else a} {'>=' if ok else '<' if ok is False else 'vs'} {y} = {'?' if b is None else b}"
+            for (x, a, y, b), ok in zip(parts, results)]
     met = False if False in results else None if None in results else True
     why = "; ".join(t for t, ok in zip(said, results) if ok is not True)
-    return Assumption("width", met, why, "; ".join(said))
+    return Assumption("width", met, why, "; ".join(said) + ("" if met is not None else _GIVE))
 
 
 #: The theory's assumptions, by name: each a function of the run's context.
@@ -228,8 +232,8 @@ def assess(context: RunContext) -> dict[str, Assumption]:
 
 #: Why an engine may be unable to form an observable (it then records NaN at every save).
 UNAVAILABLE = {
-    "neuron_gram_change": "<w_j1, w_j2> needs the m1 x m matrix W, which the state does not hold "
-                          "(the Gram engine keeps d x d inner products only, spec 7.5)",
+    "neuron_gram_change": "<w_j1, w_j2> needs the m1 x m matrix W, which a width-free state such as "
+                          "the Gram engine's d x d inner products (spec 7.5) does not hold",
     "drift_KQ": "the conserved m x m matrix W_K W_K^T - W_Q W_Q^T cannot be formed from the state",
     "drift_WV": "the conserved m x m matrix W^T W - W_V W_V^T cannot be formed from the state",
 }
