@@ -114,12 +114,19 @@ def _add_plot(commands) -> None:
 
 def _add_report(commands) -> None:
     p = commands.add_parser(
-        "report", allow_abbrev=False, help="check every claim of the paper on a result directory",
+        "report", allow_abbrev=False, help="check every claim of the paper on a result or sweep directory",
         description="Check each claim of the paper (Theorems 3.1-3.3, Lemmas 4.2-4.7) on the trajectory "
-                    "in DIR: print one row per claim with what was measured and a verdict (holds, does "
-                    "not hold, not applicable), and write report.json.")
-    p.add_argument("dir", metavar="DIR", help="a result directory (flowsim integrate --out)")
-    p.add_argument("--out", metavar="DIR", help="where to write report.json (default: DIR)")
+                    "in DIR: print whether the run meets the theory's assumptions, then one row per claim "
+                    "with what was measured, a verdict (holds, does not hold, not applicable) and its margin "
+                    "to the threshold, and write report.json.  On a sweep directory (flowsim sweep --out), "
+                    "check every complete point and print, per claim, the fraction of points where it "
+                    "holds among those where it applies, one column per group of points (--by); write "
+                    "sweep_report.json.")
+    p.add_argument("dir", metavar="DIR", help="a result directory (flowsim integrate --out) or a sweep directory")
+    p.add_argument("--out", metavar="DIR", help="where to write report.json or sweep_report.json (default: DIR)")
+    p.add_argument("--by", nargs="*", metavar="KEY",
+                   help="sweep only: the grid keys whose values make the groups (default: every grid key "
+                        "but seed; none: all points together)")
     p.set_defaults(handler=report)
 
 
@@ -176,14 +183,19 @@ def sweep(args) -> int:
     return 0 if len(done) == len(index["points"]) else EXIT_FAILED
 
 
-def _load_results(dirs) -> list:
+def _load_runs(dirs) -> list:
+    """The result directories ``dirs`` read back, each holding a saved trajectory."""
     from .results import load
 
     runs = [load(d) for d in dirs]
-    empty = [str(r.path) for r in runs if r.result is None]
+    empty = [r for r in runs if r.result is None]
     if empty:
-        raise ConfigError(f"{empty[0]} holds no saved trajectory yet (status {load(empty[0]).status})")
-    return [r.result for r in runs]
+        raise ConfigError(f"{empty[0].path} holds no saved trajectory yet (status {empty[0].status})")
+    return runs
+
+
+def _load_results(dirs) -> list:
+    return [r.result for r in _load_runs(dirs)]
 
 
 def plot(args) -> int:
@@ -206,14 +218,42 @@ def plot(args) -> int:
 
 
 def report(args) -> int:
-    """``flowsim report DIR``: the claim-by-claim table, printed and written as report.json."""
+    """``flowsim report DIR``: the claim-by-claim table, printed and written as report.json; on a
+    sweep directory the hold rates per claim and group, written as sweep_report.json."""
+    from pathlib import Path
+
+    from .sweeps import INDEX_JSON
+
+    if (Path(args.dir) / INDEX_JSON).exists():
+        return _report_sweep(args)
+    if args.by is not None:
+        return _usage_error(ConfigError(f"--by: groups the points of a sweep, and {args.dir} is not a sweep "
+                                        f"directory (no {INDEX_JSON})"), "flowsim report")
     try:
-        (result,) = _load_results([args.dir])
+        (run,) = _load_runs([args.dir])
     except ConfigError as e:
         return _usage_error(e, "flowsim report")
+    from .reporting import RunContext
     from .reporting import report as check
 
-    check(result, args.out or args.dir)
+    check(run.result, args.out or args.dir, context=RunContext.from_config(run.config))
+    return 0
+
+
+def _report_sweep(args) -> int:
+    from .reporting import SWEEP_REPORT, format_sweep_table, sweep_report
+
+    try:
+        table = sweep_report(args.dir, by=args.by)
+    except ConfigError as e:
+        return _usage_error(e, "flowsim report")
+    print(format_sweep_table(table))
+    out = args.out or args.dir
+    try:
+        table.write(out)
+    except OSError as e:
+        return _usage_error(ConfigError(f"cannot write {SWEEP_REPORT} into {out} ({e.strerror}); "
+                                        "choose a writable directory with --out"), "flowsim report")
     return 0
 
 
