@@ -41,6 +41,7 @@ MAX_STYLED = len(RUN_STYLES)
 COLORS = ("C0", "C1", "C2", "C3", "C4", "C5")
 RUN_COLORMAP = "viridis"
 T1_STYLE = dict(linestyle="--", linewidth=1.2)
+T1_COLOR = "0.35"  # of the T1 lines when colours are the curves
 #: Total opacity of the Phase 1 shading where every run is still in Phase 1.
 PHASE1_ALPHA = 0.16
 FONT = dict(title=14, label=12, ticks=11, legend=11, note=10)
@@ -201,13 +202,13 @@ def _by_style(spec: Kind, results, labels, logx) -> Figure:
         for r, style in zip(results, RUN_STYLES):
             for curve, color in zip(panel.curves, COLORS):
                 ax.plot(*_series(r, curve, panel, logx), color=color, linestyle=style, linewidth=1.6)
-        _mark_phases(ax, results, ["0.35"] * len(results), logx, top=ax is axes[0])
+        _mark_phases(ax, results, [T1_COLOR] * len(results), logx, top=ax is axes[0])
         _finish_axes(ax, panel, logx=logx)
     axes[-1].set_xlabel(_time_label(logx), fontsize=FONT["label"])
     curve_handles = [Line2D([], [], color=c, linewidth=2, label=curve.label)
                      for curve, c in zip(spec.panels[0].curves, COLORS)]
     # Attached to the top axes (not the figure), so that it stays clear of the title.
-    axes[0].legend(handles=curve_handles + _phase_handles(results, "0.35"), loc="upper left",
+    axes[0].legend(handles=curve_handles + _phase_handles(results), loc="upper left",
                    bbox_to_anchor=(1.02, 1), borderaxespad=0, fontsize=FONT["legend"],
                    title=spec.legend_title, title_fontsize=FONT["legend"])
     run_handles = [Line2D([], [], color="k", linestyle=s, linewidth=1.6, label=_wrap(name))
@@ -246,7 +247,7 @@ def _by_colour(spec: Kind, results, labels, logx) -> Figure:
     bar = fig.colorbar(mappable, ax=grid.ravel().tolist(), ticks=ticks, aspect=40, pad=0.01)
     bar.ax.set_yticklabels([_wrap(labels[i], 28) for i in ticks], fontsize=FONT["ticks"])
     bar.set_label("run", fontsize=FONT["label"])
-    fig.legend(handles=_phase_handles(results, "0.35", each_colour=True), loc="outside lower center",
+    fig.legend(handles=_phase_handles(results, each_colour=True), loc="outside lower center",
                ncols=2, fontsize=FONT["legend"])
     return fig
 
@@ -266,7 +267,7 @@ def _mark_phases(ax, results, colors, logx, *, top: bool) -> None:
     """Shade Phase 1 up to each run's T1 and draw T1 dashed (in the run's colour).  The shadings
     of several runs add up: opaque where every run is in Phase 1, fading where they differ.  On
     a log axis the top axes names the two phases."""
-    t_lo = _time_limits(results, logx)[0]
+    t_lo, t_hi = _time_limits(results, logx)
     T1s = [(r.events.get("phase1_end"), c) for r, c in zip(results, colors)]
     T1s = [(T1, c) for T1, c in T1s if T1 is not None and T1 > t_lo]
     if not T1s:
@@ -276,7 +277,6 @@ def _mark_phases(ax, results, colors, logx, *, top: bool) -> None:
         ax.axvspan(t_lo, T1, color="0.5", alpha=alpha, linewidth=0, zorder=0)
         ax.axvline(T1, color=color, zorder=1, **T1_STYLE)
     if top and logx:
-        t_hi = _time_limits(results, logx)[1]
         first, last = min(T for T, _ in T1s), max(T for T, _ in T1s)
         where = blended_transform_factory(ax.transData, ax.transAxes)
         for text, lo, hi in (("Phase 1", t_lo, first), ("Phase 2", last, t_hi)):
@@ -285,14 +285,14 @@ def _mark_phases(ax, results, colors, logx, *, top: bool) -> None:
                         fontsize=FONT["legend"], color="0.25")
 
 
-def _phase_handles(results, color, each_colour: bool = False) -> list:
+def _phase_handles(results, each_colour: bool = False) -> list:
     """Legend entries for the Phase 1 shading and the T1 lines (none if no run reached T1)."""
     if all(r.events.get("phase1_end") is None for r in results):
         return []
     which = " (one per run, in its colour)" if each_colour else " (one per run)" if len(results) > 1 else ""
     line = "$T_1$: every training sample classified correctly" + which
     return [Patch(facecolor="0.5", alpha=PHASE1_ALPHA * 1.5, label=r"Phase 1, $t \leq T_1$"),
-            Line2D([], [], color=color, label=_wrap(line, 40), **T1_STYLE)]
+            Line2D([], [], color=T1_COLOR, label=_wrap(line, 40), **T1_STYLE)]
 
 
 def _time_limits(results, logx: bool) -> tuple[float, float]:
@@ -323,8 +323,12 @@ def _time_label(logx: bool, short: bool = False) -> str:
 
 
 def _wrap(text: str, width: int = 36) -> str:
-    """Long run labels wrapped onto several lines, so that a legend never outgrows the figure."""
-    return "\n".join(textwrap.wrap(text, width)) or text
+    """Long labels wrapped onto several lines, so that a legend never outgrows the figure; never
+    inside a $...$ mathtext part, which a line break would cut in two."""
+    parts = text.split("$")
+    kept = "$".join(p.replace(" ", "\0") if i % 2 else p for i, p in enumerate(parts))
+    lines = textwrap.wrap(kept, width, break_long_words=False, break_on_hyphens=False)
+    return "\n".join(lines).replace("\0", " ") or text
 
 
 def _columns(labels: Sequence[str]) -> int:
