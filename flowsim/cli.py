@@ -78,7 +78,7 @@ def _add_integrate(commands) -> None:
     values = p.add_argument_group("configuration (defaults: the paper preset)")
     for f in dataclasses.fields(RunConfig):
         allowed = f.metadata["parse"].allowed
-        default = "n/2, n/6, n/6, n/6" if f.name == "counts" else "the --init scheme's" if f.default is None else f.default
+        default = f.metadata["default_text"] or f.default
         values.add_argument(flag(f.name), dest=f.name, metavar=f.name.upper(),
                             help=f"{f.metadata['help']}; {allowed} (default {default})")
     output = p.add_argument_group("output")

@@ -97,8 +97,11 @@ def read_toml(path, what: str) -> dict:
         raise ConfigError(f"{what} {str(path)!r} is not valid TOML: {e}") from None
 
 
-def _field(default, parse, help: str, optional: bool = False):
-    return dataclasses.field(default=default, metadata=dict(parse=parse, help=help, optional=optional))
+def _field(default, parse, help: str, optional: bool = False, default_text: str | None = None):
+    """A configuration field; ``default_text`` says what a ``None`` default stands for (it depends
+    on other fields), for the command line's help."""
+    return dataclasses.field(default=default, metadata=dict(parse=parse, help=help, optional=optional,
+                                                            default_text=default_text))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -119,11 +122,14 @@ class RunConfig:
     m1: int = _field(256, _integer(1), "MLP width (rows of W)")
     seed: int = _field(0, _integer(0, 2**31 - 1), "PRNG seed of the data, the initialization and the test set")
     data_mode: str = _field("sampled", _choice(DATA_MODES), "how the training set is drawn (spec 1)")
-    counts: tuple | None = _field(None, _counts, "training-set group sizes I1..I4", optional=True)
+    counts: tuple | None = _field(None, _counts, "training-set group sizes I1..I4", optional=True,
+                                  default_text="n/2, n/6, n/6, n/6; in iid mode drawn at random")
     embedding: str = _field("standard", _choice(EMBEDDINGS), "word embeddings: one-hot or a random orthonormal basis")
     init: str = _field("kaiming", _choice(INITS), "initialization scheme (spec 4)")
-    sigma0: float | None = _field(None, _positive, "std of the entries of W_V, W_K, W_Q", optional=True)
-    sigma1: float | None = _field(None, _positive, "std of the entries of W", optional=True)
+    sigma0: float | None = _field(None, _positive, "std of the entries of W_V, W_K, W_Q", optional=True,
+                                  default_text="the --init scheme's: sqrt(2/d) for kaiming, 1/sqrt(L m) for theory")
+    sigma1: float | None = _field(None, _positive, "std of the entries of W", optional=True,
+                                  default_text="the --init scheme's: sqrt(2/m) for kaiming, 1/sqrt(m1) for theory")
     t_end: float = _field(300.0, _positive, "flow time to integrate to (= GD steps x learning rate)")
     solver: str = _field("tsit5", _choice(SOLVERS), "diffrax solver")
     rtol: float = _field(1e-8, _positive, "relative tolerance of the step-size controller")
@@ -140,8 +146,8 @@ class RunConfig:
                          "no final matrices, no conservation drifts)")
     method: str = _field("flow", _choice(METHODS), "integrate the gradient flow, or run the paper's gradient descent")
     lr: float = _field(0.01, _positive, "gradient-descent learning rate (method gd)")
-    steps: int | None = _field(None, _integer(1), "gradient-descent steps (method gd; default round(t_end / lr))",
-                               optional=True)
+    steps: int | None = _field(None, _integer(1), "gradient-descent steps (method gd)", optional=True,
+                               default_text="round(t_end / lr)")
 
     @classmethod
     def preset(cls, name: str) -> RunConfig:
