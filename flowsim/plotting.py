@@ -220,26 +220,45 @@ def _by_style(spec: Kind, results, labels, logx) -> Figure:
 
 
 def _by_colour(spec: Kind, results, labels, logx) -> Figure:
-    """One axes per curve (a row per panel); colours are runs, named by a colour bar."""
+    """One axes per curve, the panels one under the other; colours are runs, named by a colour bar.
+    A figure of one panel wraps its curves onto rows of three, nearer a slide's shape."""
     n_cols = max(len(p.curves) for p in spec.panels)
-    n_rows = len(spec.panels)
+    if len(spec.panels) == 1:
+        n_cols = min(n_cols, 3)
+    places = []  # (row, column, panel, curve) of every axes
+    for panel in spec.panels:
+        first = places[-1][0] + 1 if places else 0
+        places += [(first + k // n_cols, k % n_cols, panel, curve) for k, curve in enumerate(panel.curves)]
+    n_rows = places[-1][0] + 1
     fig = _new_figure(2.2 + 3.1 * n_cols, 1.6 + 3.0 * n_rows)
     grid = fig.subplots(n_rows, n_cols, sharex=True, squeeze=False)
+    used = np.zeros(grid.shape, bool)
     colors = colormaps[RUN_COLORMAP](np.linspace(0.0, 0.9, len(results)))
-    for i, (row, panel) in enumerate(zip(grid, spec.panels)):
-        for col, ax in enumerate(row):
-            if col >= len(panel.curves):
-                ax.set_visible(False)
-                continue
-            curve = panel.curves[col]
-            for r, color in zip(results, colors):
-                ax.plot(*_series(r, curve, panel, logx), color=color, linewidth=1.3)
-            # The axes titles name the curves, so the phases are named by the legend alone.
-            _mark_phases(ax, results, colors, logx, top=False)
-            _finish_axes(ax, panel, logx=logx, ylabel=col == 0)
-            ax.set_title(curve.label, fontsize=FONT["legend"])
-            if i == len(spec.panels) - 1 or col >= len(spec.panels[i + 1].curves):
+    for row, col, panel, curve in places:
+        ax = grid[row, col]
+        used[row, col] = True
+        for r, color in zip(results, colors):
+            ax.plot(*_series(r, curve, panel, logx), color=color, linewidth=1.3)
+        # The axes titles name the curves, so the phases are named by the legend alone.
+        _mark_phases(ax, results, colors, logx, top=False)
+        _finish_axes(ax, panel, logx=logx, ylabel=col == 0)
+        ax.set_title(_wrap(curve.label, 34), fontsize=FONT["legend"])
+    spare = None  # the first empty cell of the grid, which holds the legend
+    for (row, col), ax in np.ndenumerate(grid):
+        if used[row, col]:
+            if row == n_rows - 1 or not used[row + 1, col]:  # the lowest axes of its column
                 ax.set_xlabel(_time_label(logx, short=True), fontsize=FONT["label"])
+                ax.xaxis.set_tick_params(labelbottom=True)
+        elif spare is None:
+            spare = ax
+            ax.axis("off")
+        else:
+            ax.set_visible(False)
+    legend = dict(handles=_phase_handles(results, each_colour=True), fontsize=FONT["legend"])
+    if spare is not None:
+        spare.legend(loc="center", **legend)
+    else:
+        fig.legend(loc="outside lower center", ncols=2, **legend)
     n = len(results)
     # A discrete colour bar: one band per run, in the colours its curves were drawn in.
     mappable = ScalarMappable(norm=BoundaryNorm(np.arange(n + 1) - 0.5, n), cmap=ListedColormap(colors))
@@ -247,8 +266,6 @@ def _by_colour(spec: Kind, results, labels, logx) -> Figure:
     bar = fig.colorbar(mappable, ax=grid.ravel().tolist(), ticks=ticks, aspect=40, pad=0.01)
     bar.ax.set_yticklabels([_wrap(labels[i], 28) for i in ticks], fontsize=FONT["ticks"])
     bar.set_label("run", fontsize=FONT["label"])
-    fig.legend(handles=_phase_handles(results, each_colour=True), loc="outside lower center",
-               ncols=2, fontsize=FONT["legend"])
     return fig
 
 
