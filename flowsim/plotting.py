@@ -44,7 +44,7 @@ T1_STYLE = dict(linestyle="--", linewidth=1.2)
 T1_COLOR = "0.35"  # of the T1 lines when colours are the curves
 #: Total opacity of the Phase 1 shading where every run is still in Phase 1.
 PHASE1_ALPHA = 0.16
-FONT = dict(title=14, label=12, ticks=11, legend=11, note=10)
+FONT = dict(title=14, label=12, ticks=11, legend=11)
 
 
 @dataclasses.dataclass(frozen=True)
