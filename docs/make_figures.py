@@ -20,8 +20,8 @@ def main():
         params = flowsim.init_params(jax.random.key(1), 64, 128, 256, scheme="kaiming")
     flow = flowsim.integrate(params, data, t_end=300.0)
     gd = flowsim.gradient_descent(params, data, lr=0.01, steps=30_000)
-    flowsim.plot([flow, gd], OUT, logx=True, formats=["png"])
-    flowsim.plot([flow, gd], OUT, kinds=["scores", "loss"], formats=["png"], prefix="linear_")
+    flowsim.plot([flow, gd], OUT, formats=["png"])
+    flowsim.plot([flow, gd], OUT, kinds=["scores", "loss"], logx=False, formats=["png"], prefix="linear_")
     for name, r in (("flow", flow), ("gradient descent, lr 0.01 x 30000", gd)):
         print(f"### {name}: T1 = {r.events['phase1_end']:.4g}, final loss {r.observables['loss'][-1]:.6e}\n")
         print(markdown_table(flowsim.check_claims(r)) + "\n")

@@ -60,7 +60,7 @@ def main():
               np.round(o["value_corr"][0], 6).tolist())
         print("  scores s(mu_i, mu_j) at t_end:", np.round(o["scores"][-1], 6).tolist())
         print("  report:", dict(Counter(row.verdict for row in flowsim.check_claims(r))))
-    for path in flowsim.plot(runs, HERE, kinds=["scores", "loss", "G"], logx=True,
+    for path in flowsim.plot(runs, HERE, kinds=["scores", "loss", "G"],
                              labels=["W_K = W_Q = 0", "W_K, W_Q ~ 1e-2"], prefix="custom_init_"):
         print(path)
 

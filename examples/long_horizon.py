@@ -40,7 +40,7 @@ def main(t_end: float = 1e6):
     print(f"late loss decay: Lhat ~ t^-{p:.3f}; change of C12, C21, C31, C32 per decade: {np.round(growth, 4).tolist()}")
     for row in flowsim.check_claims(r)[-4:]:
         print(f"[{row.verdict}] {row.claim}: " + ", ".join(f"{k} = {v:.4g}" for k, v in row.measured.items()))
-    for path in flowsim.plot(r, HERE, kinds=["loss", "C", "scores"], logx=True, prefix="long_horizon_"):
+    for path in flowsim.plot(r, HERE, kinds=["loss", "C", "scores"], prefix="long_horizon_"):
         print(path)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import resource
@@ -15,21 +16,27 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
+from . import config as run_config
 from . import model
 from .cache import enable_compilation_cache
-from .data import make_dataset
+from .config import ConfigError, RunConfig
 from .engines import Sizes, engine_costs
 from .flow import integrate, integrate_batch
 from .init import init_params
 
-#: Configurations: the paper's experiment (spec 5) and a theory-mode one (Assumption 2.3, Condition 1).
-PRESETS = {
-    "paper": dict(n=60, L=5, d=64, m=128, m1=256, mode="sampled", counts=(30, 10, 10, 10),
-                  scheme="kaiming", t_end=300.0),
-    "theory": dict(n=120, L=8, d=963, m=1024, m1=1024, mode="theory", counts=None,
-                   scheme="theory", t_end=1e4),
+#: Configurations.  ``paper`` and ``theory`` are the run presets of the same names
+#: (:data:`flowsim.config.PRESETS`), so that ``flowsim bench --preset theory --seed 3`` times the
+#: problem that ``flowsim integrate --preset theory --seed 3`` solves; ``theory-large`` is
+#: theory-mode data and init at a size where the four-matrix flow is expensive (minutes, ~1 GB).
+PRESETS: dict[str, RunConfig] = {
+    **{name: RunConfig.preset(name) for name in run_config.PRESETS},
+    "theory-large": RunConfig.preset("theory").merge(dict(n=120, L=8, d=963, m=1024, m1=1024, t_end=1e4)),
 }
 METHODS = ("flowsim", "saves", "plain", "gd", "scipy", "torch", "batch")
+DEFAULT_METHODS = ("flowsim", "saves", "plain", "gd", "scipy", "torch")
+#: On theory-large, gradient descent, SciPy and PyTorch would take hours: only the solves by default.
+LARGE_METHODS = ("flowsim", "plain")
+SIZES = ("n", "L", "d", "m", "m1")
 
 
 def _timed(fn):
@@ -43,15 +50,6 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _problem(cfg, seed):
-    with jax.enable_x64(True):
-        data = make_dataset(jax.random.key(seed), cfg["n"], cfg["L"], cfg["d"], mode=cfg["mode"],
-                            counts=cfg["counts"])
-        params = init_params(jax.random.key(seed + 1), cfg["d"], cfg["m"], cfg["m1"],
-                             scheme=cfg["scheme"], L=cfg["L"])
-    return data, params
-
-
 def _four_matrix_loss(data):
     def loss(theta, a):
         return model.loss(model.Params(*theta, a), data)
@@ -60,35 +58,42 @@ def _four_matrix_loss(data):
 
 def bench(preset: str = "paper", *, t_end: float | None = None, rtol: float = 1e-6, atol: float = 1e-8,
           engine: str | None = None, lr: float = 0.01, seed: int = 0, repeats: int = 3, batch: int = 16,
-          methods=("flowsim", "saves", "plain", "gd", "scipy", "torch"), printer=print, **sizes) -> dict:
-    """Time flowsim (first call with compilation, then the best of ``repeats``) and the
-    baselines on one configuration, in this process, float64 unless said:
+          methods=DEFAULT_METHODS, printer=print, **sizes) -> dict:
+    """Time flowsim (its first call, with compilation, and the best of ``repeats`` later calls)
+    and the baselines below on one configuration, in one process, in float64 unless said
+    otherwise, and compare their final losses.
+
+    Methods:
 
     - ``flowsim``: :func:`flowsim.integrate` to ``t_end`` with the events located and every
       observable at the start and the end (``saves=2``): the same product as the baselines,
       an end point and its loss;
     - ``saves``: the same with ``integrate``'s default 201 saved times of every observable;
-
     - ``plain``: a straightforward diffrax Tsit5 solve of the four-matrix flow (no observables);
     - ``gd``: jitted gradient descent (``jax.lax.scan``) at learning rate ``lr`` to flow time ``t_end``;
     - ``scipy``: ``scipy.integrate.solve_ivp`` (RK45) on the same jitted gradient;
-    - ``torch``: PyTorch float32 gradient descent like ``gd``, if torch is installed;
-    - ``batch``: ``integrate_batch`` over ``batch`` seeds against one seed.
+    - ``torch``: PyTorch float32 gradient descent like ``gd`` (a row saying "not installed"
+      without torch);
+    - ``batch``: ``integrate_batch`` over ``batch`` initializations against one.
 
-    ``engine=None`` takes the cheapest engine for the sizes by :func:`flowsim.engines.engine_costs`,
-    the Gram system included (``gram`` for the paper preset, ``reduced`` for the theory one).
+    The problem is the run preset's (:data:`PRESETS`) with ``sizes`` (``n``, ``L``, ``d``, ``m``,
+    ``m1``) and ``seed`` over it, drawn as ``flowsim integrate`` draws it
+    (:meth:`flowsim.RunConfig.build`); :class:`~flowsim.ConfigError` for sizes the data cannot
+    satisfy.  ``engine=None`` takes the cheapest engine for the sizes by
+    :func:`flowsim.engines.engine_costs`, the Gram system included (``gram`` for the paper
+    preset, ``reduced`` for theory-large).
 
     Returns a dict of records (time, ratio to flowsim after compilation, evaluations, final
     loss and its relative difference from flowsim's); prints a table through ``printer``.
     Timings only: nothing here fails because a machine is slow.
     """
-    cfg = dict(PRESETS[preset], **sizes)
-    if cfg["counts"] is not None and sum(cfg["counts"]) != cfg["n"]:
-        cfg["counts"] = None  # the preset's group counts do not fit another n: balanced ones
-    t_end = float(cfg["t_end"] if t_end is None else t_end)
-    cfg["t_end"] = t_end
+    if preset not in PRESETS:
+        raise ConfigError(f"--preset: must be one of {', '.join(PRESETS)}, got {preset!r}")
+    overrides = {**sizes, "seed": seed, **({} if t_end is None else {"t_end": t_end})}
+    config = PRESETS[preset].merge(overrides, label=lambda k: f"--{k.replace('_', '-')}")
+    t_end = config.t_end
     cache = enable_compilation_cache()
-    data, params = _problem(cfg, seed)
+    data, params, _ = config.build()
     if engine is None:  # the cheapest, the Gram system included (a benchmark needs no final matrices)
         costs = engine_costs(Sizes.of(params, data, 2))
         engine = min(costs, key=costs.get)
@@ -115,19 +120,17 @@ def bench(preset: str = "paper", *, t_end: float | None = None, rtol: float = 1e
         if "scipy" in methods:
             records["scipy"] = _scipy(loss, theta0, a, t_end, rtol, atol)
     if "torch" in methods:
-        rec = _torch(params, data, t_end, lr)
-        if rec is not None:
-            records["torch"] = rec
+        records["torch"] = _torch(params, data, t_end, lr)
     if "batch" in methods:
-        records["batch"] = _batch(cfg, data, seed, batch, t_end, rtol, atol, engine, repeats, records["flowsim"])
+        records["batch"] = _batch(config, data, batch, t_end, rtol, atol, engine, repeats, records["flowsim"])
 
     base = records.get("flowsim")
     for name, rec in records.items():
-        if base is not None:
+        if base is not None and "time_s" in rec:
             rec["ratio"] = rec["time_s"] / base["time_s"]
             if "loss" in rec:
                 rec["loss_rel_diff"] = abs(rec["loss"] - base["loss"]) / abs(base["loss"])
-    out = dict(preset=preset, config=cfg, rtol=rtol, atol=atol, lr=lr, seed=seed, cache=cache,
+    out = dict(preset=preset, config=config.to_dict(), rtol=rtol, atol=atol, lr=lr, seed=seed, cache=cache,
                devices=str(jax.devices()), records=records)
     _print(out, printer)
     return out
@@ -179,7 +182,7 @@ def _torch(params, data, t_end, lr):
     try:
         import torch
     except ImportError:
-        return None
+        return dict(note="not installed")
     steps = int(round(t_end / lr))
     W, W_V, W_K, W_Q = (torch.tensor(np.asarray(x), dtype=torch.float32, requires_grad=True)
                         for x in (params.W, params.W_V, params.W_K, params.W_Q))
@@ -211,11 +214,11 @@ def _torch(params, data, t_end, lr):
     return dict(time_s=time.perf_counter() - t, steps=steps, nfev=steps, loss=final, precision=32)
 
 
-def _batch(cfg, data, seed, size, t_end, rtol, atol, engine, repeats, single):
+def _batch(config, data, size, t_end, rtol, atol, engine, repeats, single):
     with jax.enable_x64(True):
-        keys = jax.random.split(jax.random.key(seed + 1), size)
-        params = jax.vmap(lambda k: init_params(k, cfg["d"], cfg["m"], cfg["m1"], scheme=cfg["scheme"],
-                                                L=cfg["L"]))(keys)
+        keys = jax.random.split(config.keys()[1], size)  # members' inits from the run's init key
+        params = jax.vmap(lambda k: init_params(k, config.d, config.m, config.m1, scheme=config.init, L=config.L,
+                                                sigma0=config.sigma0, sigma1=config.sigma1))(keys)
     run = lambda: integrate_batch(params, data, t_end, rtol=rtol, atol=atol, engine=engine, saves=2)
     cold, res = _timed(run)
     warm = min(_timed(run)[0] for _ in range(repeats))
@@ -226,10 +229,11 @@ def _batch(cfg, data, seed, size, t_end, rtol, atol, engine, repeats, single):
 def _print(out, printer):
     cfg = out["config"]
     printer(f"flowsim bench: preset {out['preset']} (n={cfg['n']}, L={cfg['L']}, d={cfg['d']}, m={cfg['m']}, "
-            f"m1={cfg['m1']}), flow time {cfg['t_end']:g}, rtol {out['rtol']:g}, on {out['devices']}")
+            f"m1={cfg['m1']}, seed {cfg['seed']}), flow time {cfg['t_end']:g}, rtol {out['rtol']:g}, "
+            f"on {out['devices']}")
     printer(f"{'method':<10}{'time [s]':>11}{'x flowsim':>11}{'nfev':>9}{'final loss':>14}{'rel. diff':>11}  notes")
     for name, rec in out["records"].items():
-        notes = []
+        notes = [rec["note"]] if "note" in rec else []
         if "cold_s" in rec:
             notes.append(f"first call {rec['cold_s']:.3g} s")
         if "engine" in rec:
@@ -238,40 +242,69 @@ def _print(out, printer):
             notes.append(f"{rec['members']} members = {rec['per_single']:.2f} x one")
         if "peak_rss_mb" in rec:
             notes.append(f"peak RSS so far {rec['peak_rss_mb']:.0f} MB")
+        time_s = f"{rec['time_s']:.4g}" if "time_s" in rec else "-"
+        ratio = f"{rec['ratio']:.3g}" if "ratio" in rec else "-"
         loss = f"{rec['loss']:.6e}" if "loss" in rec else "-"
         diff = f"{rec['loss_rel_diff']:.1e}" if "loss_rel_diff" in rec else "-"
-        printer(f"{name:<10}{rec['time_s']:>11.4g}{rec.get('ratio', float('nan')):>11.3g}"
-                f"{rec.get('nfev', '-'):>9}{loss:>14}{diff:>11}  {', '.join(notes)}")
+        printer(f"{name:<10}{time_s:>11}{ratio:>11}{rec.get('nfev', '-'):>9}{loss:>14}{diff:>11}  {', '.join(notes)}")
+
+
+def _description() -> str:
+    """The first paragraph of :func:`bench`'s docstring, as plain text."""
+    paragraph = bench.__doc__.strip().split("\n\n")[0]
+    return " ".join(paragraph.replace("``", "").split())
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="flowsim bench", description=_description(),
+        epilog="methods: flowsim (integrate, 2 saves), saves (integrate, 201 saves), plain (a plain diffrax "
+               "Tsit5 solve), gd (jitted gradient descent), scipy (solve_ivp RK45), torch (PyTorch gradient "
+               "descent, float32), batch (integrate_batch over --batch initializations).  See docs/performance.md.")
+    p.add_argument("--preset", choices=list(PRESETS), default="paper",
+                   help="the problem: paper and theory are flowsim integrate's presets of the same names (the same "
+                        "problem for the same --seed); theory-large is theory-mode data and init at n=120, L=8, "
+                        "d=963, m=m1=1024, flow time 1e4 (minutes, about 1 GB) (default paper)")
+    fields = {f.name: f for f in dataclasses.fields(RunConfig)}
+    for name in SIZES:
+        p.add_argument(f"--{name}", type=int, help=f"{fields[name].metadata['help']} (default: the preset's)")
+    p.add_argument("--t-end", type=float, help="flow time (default: the preset's, 300; theory-large 1e4)")
+    p.add_argument("--rtol", type=float, default=1e-6,
+                   help="relative tolerance of the flowsim, plain and scipy solves (default 1e-6)")
+    p.add_argument("--atol", type=float, default=1e-8,
+                   help="absolute tolerance of the flowsim, plain and scipy solves (default 1e-8)")
+    p.add_argument("--engine", choices=("auto", "params", "reduced", "gram"), default=None,
+                   help="flowsim engine (default: the cheapest for the sizes by flowsim.engines.engine_costs, "
+                        "the Gram system included)")
+    p.add_argument("--lr", type=float, default=0.01, help="learning rate of the gd and torch rows (default 0.01)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the data and the initialization, as flowsim integrate --seed (default 0)")
+    p.add_argument("--repeats", type=int, default=3,
+                   help="timed calls after the first (compiling) one; the best is reported (default 3)")
+    p.add_argument("--batch", type=int, default=16, help="initializations in the batch row's solve (default 16)")
+    p.add_argument("--only", default=None,
+                   help=f"comma-separated subset of {','.join(METHODS)} (default: {','.join(DEFAULT_METHODS)}; "
+                        f"{','.join(LARGE_METHODS)} for theory-large)")
+    p.add_argument("--json", metavar="PATH", help="also write the records as JSON ('-' for stdout)")
+    return p
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="flowsim bench", description=bench.__doc__.split("\n")[0])
-    p.add_argument("--preset", choices=sorted(PRESETS), default="paper")
-    for name in ("n", "L", "d", "m", "m1"):
-        p.add_argument(f"--{name}", type=int)
-    p.add_argument("--t-end", type=float)
-    p.add_argument("--rtol", type=float, default=1e-6)
-    p.add_argument("--atol", type=float, default=1e-8)
-    p.add_argument("--engine", choices=("auto", "params", "reduced", "gram"), default=None,
-                   help="flowsim engine (default: the cheapest for the sizes by flowsim.engines.engine_costs, "
-                        "gram for the paper preset, reduced for the theory one)")
-    p.add_argument("--lr", type=float, default=0.01)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--batch", type=int, default=16)
-    p.add_argument("--only", default=None, help=f"comma-separated subset of {','.join(METHODS)}")
-    p.add_argument("--json", metavar="PATH", help="also write the records as JSON ('-' for stdout)")
+    p = build_parser()
     ns = p.parse_args(argv)
-    default = ("flowsim", "saves", "plain", "gd", "scipy", "torch") if ns.preset == "paper" else ("flowsim", "plain")
+    default = LARGE_METHODS if ns.preset == "theory-large" else DEFAULT_METHODS
     methods = tuple(ns.only.split(",")) if ns.only else default
     unknown = set(methods) - set(METHODS)
     if unknown:
         p.error(f"unknown methods {sorted(unknown)}; choose from {', '.join(METHODS)}")
-    sizes = {k: getattr(ns, k) for k in ("n", "L", "d", "m", "m1") if getattr(ns, k) is not None}
+    sizes = {k: getattr(ns, k) for k in SIZES if getattr(ns, k) is not None}
     to_stdout = ns.json == "-"
-    out = bench(ns.preset, t_end=ns.t_end, rtol=ns.rtol, atol=ns.atol, engine=ns.engine, lr=ns.lr,
-                seed=ns.seed, repeats=ns.repeats, batch=ns.batch, methods=methods,
-                printer=(lambda s: print(s, file=sys.stderr)) if to_stdout else print, **sizes)
+    try:
+        out = bench(ns.preset, t_end=ns.t_end, rtol=ns.rtol, atol=ns.atol, engine=ns.engine, lr=ns.lr,
+                    seed=ns.seed, repeats=ns.repeats, batch=ns.batch, methods=methods,
+                    printer=(lambda s: print(s, file=sys.stderr)) if to_stdout else print, **sizes)
+    except ConfigError as e:
+        p.exit(2, f"flowsim bench: error: {' '.join(str(e).split())}\n")
     if ns.json:
         text = json.dumps(out, indent=2, default=str)
         if to_stdout:

@@ -78,7 +78,7 @@ def _add_integrate(commands) -> None:
     values = p.add_argument_group("configuration (defaults: the paper preset)")
     for f in dataclasses.fields(RunConfig):
         allowed = f.metadata["parse"].allowed
-        default = "n/2, n/6, n/6, n/6" if f.name == "counts" else "the --init scheme's" if f.default is None else f.default
+        default = f.metadata["default_text"] or f.default
         values.add_argument(flag(f.name), dest=f.name, metavar=f.name.upper(),
                             help=f"{f.metadata['help']}; {allowed} (default {default})")
     output = p.add_argument_group("output")
@@ -93,22 +93,30 @@ def _add_integrate(commands) -> None:
 PLOT_KINDS = ("scores", "loss", "G", "balance", "C", "conservation")  # flowsim.plotting.KINDS
 
 
+DPI_RANGE = (10, 600)  # outside it a figure is unreadable or too large for the image formats
+
+
 def _add_plot(commands) -> None:
     p = commands.add_parser(
         "plot", allow_abbrev=False, help="draw Figure 1 and the other observables of result directories",
-        description="Plot one or several result directories together (several are overlaid, told apart "
-                    "by line style): scores is Figure 1(a), loss is Figure 1(b); G, balance (automatic "
-                    "balancing ratios), conservation (drift of the conserved matrices) and C (score "
-                    "changes since t = 0).  A dashed vertical line marks each run's T1.")
-    p.add_argument("dirs", nargs="+", metavar="DIR", help="result directories (flowsim integrate --out)")
+        description="Plot one or several result directories together: scores is Figure 1(a) with the change "
+                    "since t = 0 under it, loss is Figure 1(b); G (the MLP output per word), balance (Lemma "
+                    "4.5's ratios, drawn in Phase 2), C (Theorem 3.3's coefficients) and conservation (drift "
+                    "of the conserved matrices).  Time is on a log axis; Phase 1 is shaded up to each run's "
+                    "T1, drawn dashed.  Up to 4 runs are told apart by line style, more by colour (one panel "
+                    "per curve and a colour bar).")
+    p.add_argument("dirs", nargs="+", metavar="DIR", help="result directories (flowsim integrate --out), any number")
     p.add_argument("--out", metavar="DIR", help="where to write the figures (default: DIR/plots of the first DIR)")
     p.add_argument("--kinds", nargs="+", choices=PLOT_KINDS, default=list(PLOT_KINDS), metavar="KIND",
                    help=f"which figures, among {', '.join(PLOT_KINDS)} (default: all)")
-    p.add_argument("--logx", action="store_true", help="log time axis (t = 0 left out)")
-    p.add_argument("--labels", nargs="+", metavar="LABEL", help="one legend label per DIR")
+    p.add_argument("--linear-time", action="store_true",
+                   help="linear time axis, as the paper draws it (default: log, where Phase 1 is visible)")
+    p.add_argument("--labels", nargs="+", metavar="LABEL",
+                   help="one legend label per DIR (default: the method, and the settings in which the runs differ)")
     p.add_argument("--formats", nargs="+", choices=("png", "pdf", "svg"), default=["png", "pdf"],
                    metavar="FMT", help="file formats among png, pdf, svg (default: png pdf)")
-    p.add_argument("--dpi", type=int, default=100, help="resolution of raster formats (default 100)")
+    p.add_argument("--dpi", type=int, default=150,
+                   help=f"resolution of raster formats, an integer in [{DPI_RANGE[0]}, {DPI_RANGE[1]}] (default 150)")
     p.set_defaults(handler=plot)
 
 
@@ -184,7 +192,7 @@ def sweep(args) -> int:
 
 
 def _load_runs(dirs) -> list:
-    """The result directories ``dirs`` read back, each holding a saved trajectory."""
+    """The result directories ``dirs`` read back, each with a saved trajectory (else ConfigError)."""
     from .results import load
 
     runs = [load(d) for d in dirs]
@@ -202,19 +210,43 @@ def plot(args) -> int:
     """``flowsim plot DIR...``: the figures of one or several runs, overlaid."""
     if args.labels is not None and len(args.labels) != len(args.dirs):
         return _usage_error(ConfigError(f"--labels: give one label per DIR ({len(args.dirs)}), got {len(args.labels)}"), "flowsim plot")
-    if args.dpi < 1:
-        return _usage_error(ConfigError(f"--dpi: must be an integer >= 1, got {args.dpi}"), "flowsim plot")
+    if not DPI_RANGE[0] <= args.dpi <= DPI_RANGE[1]:
+        return _usage_error(ConfigError(f"--dpi: must be an integer in [{DPI_RANGE[0]}, {DPI_RANGE[1]}], got {args.dpi}"), "flowsim plot")
     try:
-        runs = _load_results(args.dirs)
+        runs = _load_runs(args.dirs)
     except ConfigError as e:
         return _usage_error(e, "flowsim plot")
     from .plotting import plot as draw
 
     out = args.out or f"{args.dirs[0]}/plots"
-    for path in draw(runs, out, kinds=args.kinds, logx=args.logx, labels=args.labels,
-                     formats=args.formats, dpi=args.dpi):
+    try:
+        written = draw([r.result for r in runs], out, kinds=args.kinds, logx=not args.linear_time,
+                       labels=args.labels or run_labels(runs), formats=args.formats, dpi=args.dpi)
+    except OSError as e:
+        return _usage_error(ConfigError(f"--out: cannot write the figures into {out!r}: {e.strerror or e}"), "flowsim plot")
+    for path in written:
         print(path)
     return 0
+
+
+#: Settings that a run's method label (flowsim.plotting.label) already names, or that follow from it.
+_NAMED_BY_METHOD = ("method", "solver", "lr", "steps")
+
+
+def run_labels(runs) -> list[str]:
+    """Legend labels for result directories: the method (``flow (tsit5)``, ``GD lr=0.01``) and the
+    configuration values in which the runs differ (``seed=3``); the directory name where that
+    leaves two runs alike."""
+    from .plotting import label
+
+    methods = [label(r.result) for r in runs]
+    configs = [r.config.to_dict() for r in runs]
+    differ = [k for k in configs[0] if k not in _NAMED_BY_METHOD and len({repr(c[k]) for c in configs}) > 1]
+    shown = methods if len(set(methods)) > 1 else [""] * len(runs)
+    labels = [", ".join(filter(None, [m, *(f"{k}={c[k]}" for k in differ)])) for m, c in zip(shown, configs)]
+    if len(set(labels)) < len(labels) or not all(labels):
+        return [f"{m} ({r.path.name})" if len(runs) > 1 else m for m, r in zip(methods, runs)]
+    return labels
 
 
 def report(args) -> int:

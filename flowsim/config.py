@@ -96,8 +96,11 @@ def read_toml(path, what: str) -> dict:
         raise ConfigError(f"{what} {str(path)!r} is not valid TOML: {e}") from None
 
 
-def _field(default, parse, help: str, optional: bool = False):
-    return dataclasses.field(default=default, metadata=dict(parse=parse, help=help, optional=optional))
+def _field(default, parse, help: str, optional: bool = False, default_text: str | None = None):
+    """A configuration field; ``default_text`` says what a ``None`` default stands for (it depends
+    on other fields), for the command line's help."""
+    return dataclasses.field(default=default, metadata=dict(parse=parse, help=help, optional=optional,
+                                                            default_text=default_text))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -118,17 +121,20 @@ class RunConfig:
     m1: int = _field(256, _integer(1), "MLP width (rows of W)")
     seed: int = _field(0, _integer(0, 2**31 - 1), "PRNG seed of the data, the initialization and the test set")
     data_mode: str = _field("sampled", _choice(DATA_MODES), "how the training set is drawn (spec 1)")
-    counts: tuple | None = _field(None, _counts, "training-set group sizes I1..I4", optional=True)
+    counts: tuple | None = _field(None, _counts, "training-set group sizes I1..I4", optional=True,
+                                  default_text="n/2, n/6, n/6, n/6; in iid mode drawn at random")
     embedding: str = _field("standard", _choice(EMBEDDINGS), "word embeddings: one-hot or a random orthonormal basis")
     init: str = _field("kaiming", _choice(INITS), "initialization scheme (spec 4)")
-    sigma0: float | None = _field(None, _positive, "std of the entries of W_V, W_K, W_Q", optional=True)
-    sigma1: float | None = _field(None, _positive, "std of the entries of W", optional=True)
+    sigma0: float | None = _field(None, _positive, "std of the entries of W_V, W_K, W_Q", optional=True,
+                                  default_text="the --init scheme's: sqrt(2/d) for kaiming, 1/sqrt(L m) for theory")
+    sigma1: float | None = _field(None, _positive, "std of the entries of W", optional=True,
+                                  default_text="the --init scheme's: sqrt(2/m) for kaiming, 1/sqrt(m1) for theory")
     t_end: float = _field(FlowOptions.t_end, _positive, "flow time to integrate to (= GD steps x learning rate)")
     solver: str = _field(SolverOptions.solver, _choice(SOLVERS), "diffrax solver")
-    rtol: float | None = _field(SolverOptions.rtol, _positive, "relative tolerance of the step-size controller "
-                                "(default 1e-8 in float64, 1e-5 in float32)", optional=True)
-    atol: float | None = _field(SolverOptions.atol, _positive, "absolute tolerance of the step-size controller "
-                                "(default 1e-10 in float64, 1e-7 in float32)", optional=True)
+    rtol: float | None = _field(SolverOptions.rtol, _positive, "relative tolerance of the step-size controller",
+                                optional=True, default_text="1e-8 in float64, 1e-5 in float32")
+    atol: float | None = _field(SolverOptions.atol, _positive, "absolute tolerance of the step-size controller",
+                                optional=True, default_text="1e-10 in float64, 1e-7 in float32")
     saves: int = _field(SaveOptions.saves, _integer(2), "number of saved times, t = 0 included")
     grid: str = _field(SaveOptions.grid, _choice(GRIDS), "spacing of the saved times")
     precision: int = _field(FlowOptions.precision, _choice(PRECISIONS), "floating-point bits")
@@ -141,8 +147,8 @@ class RunConfig:
                          "no final matrices, no conservation drifts)")
     method: str = _field("flow", _choice(METHODS), "integrate the gradient flow, or run the paper's gradient descent")
     lr: float = _field(DescentOptions.lr, _positive, "gradient-descent learning rate (method gd)")
-    steps: int | None = _field(None, _integer(1), "gradient-descent steps (method gd; default round(t_end / lr))",
-                               optional=True)
+    steps: int | None = _field(None, _integer(1), "gradient-descent steps (method gd)", optional=True,
+                               default_text="round(t_end / lr)")
 
     @classmethod
     def preset(cls, name: str) -> RunConfig:

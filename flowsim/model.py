@@ -37,14 +37,10 @@ class Params(eqx.Module):
         for name, x in zip(names, arrays):
             if not jnp.issubdtype(x.dtype, jnp.floating) and not jnp.issubdtype(x.dtype, jnp.integer):
                 raise ValueError(f"Params.{name} must be a real array, got dtype {x.dtype}")
-        if self.W_V.ndim != 2:
-            raise ValueError(f"Params.W_V must be an m x d matrix, got shape {self.W_V.shape}")
-        m, d = self.W_V.shape
-        for name, x in (("W_K", self.W_K), ("W_Q", self.W_Q)):
-            if x.shape != (m, d):
-                raise ValueError(f"Params.{name} must have the shape of W_V ({m}, {d}), got {x.shape}")
+        m, d = self._attention_shape()
         if self.W.ndim != 2 or self.W.shape[1] != m:
-            raise ValueError(f"Params.W must be an m1 x m matrix with m={m}, got shape {self.W.shape}")
+            raise ValueError(f"Params.W must be an m1 x m matrix with m={m} (the rows of W_V, W_K, W_Q), "
+                             f"got shape {self.W.shape}")
         m1 = self.W.shape[0]
         if self.a.shape != (m1,):
             raise ValueError(f"Params.a must be a vector of length m1={m1}, got shape {self.a.shape}")
@@ -61,6 +57,27 @@ class Params(eqx.Module):
         vectors ``W_V mu_k``, ``W_K mu_k``, ``W_Q mu_k`` as the columns of ``m x d`` matrices."""
         return (self.W.T @ self.a, *(word_columns(X, dataset) for X in (self.W_V, self.W_K, self.W_Q)))
 
+    def _attention_shape(self) -> tuple[int, int]:
+        """The shape (m, d) that W_V, W_K, W_Q share, or a ValueError naming the one that is wrong.
+
+        m and d are each what at least two of the three say (m: W's columns when all three
+        differ), so the message blames the odd one out rather than always W_K or W_Q.
+        """
+        named = {"W_V": self.W_V, "W_K": self.W_K, "W_Q": self.W_Q}
+        for name, x in named.items():
+            if x.ndim != 2:
+                raise ValueError(f"Params.{name} must be an m x d matrix, got shape {x.shape}")
+        rows = [x.shape[0] for x in named.values()]
+        cols = [x.shape[1] for x in named.values()]
+        W_cols = self.W.shape[1] if self.W.ndim == 2 else None
+        shape = (_shared(rows, W_cols if W_cols in rows else rows[0]), _shared(cols, cols[0]))
+        for name, x in named.items():
+            if x.shape != shape:
+                like = [n for n, y in named.items() if y.shape == shape]
+                source = f"like {' and '.join(like)}" if like else "the size most of W_V, W_K, W_Q and W agree on"
+                raise ValueError(f"Params.{name} must have shape {shape} (m x d, {source}), got {x.shape}")
+        return shape
+
     @property
     def m(self) -> int:
         return self.W_V.shape[0]
@@ -72,6 +89,11 @@ class Params(eqx.Module):
     @property
     def d(self) -> int:
         return self.W_V.shape[1]
+
+
+def _shared(sizes: list[int], fallback: int) -> int:
+    """The size that at least two of ``sizes`` have, else ``fallback``."""
+    return next((s for s in sizes if sizes.count(s) >= 2), fallback)
 
 
 def logistic_loss(x: Array) -> Array:

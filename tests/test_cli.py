@@ -315,3 +315,27 @@ def test_help_is_fast_and_does_not_import_jax():
     help_text = subprocess.run([*COMMAND, "--help"], capture_output=True, text=True, check=True).stdout
     for f in ("--n", "--t-end", "--precision", "--resume", "--force", "--quiet", "--preset", "theory", "d >= 3"):
         assert f in help_text
+
+
+def test_integrate_help_states_each_options_real_default():
+    import argparse
+    import dataclasses
+    import math
+
+    commands = next(a for a in cli.build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    helps = {a.dest: a.help for a in commands.choices["integrate"]._actions}
+    for f in dataclasses.fields(flowsim.RunConfig):
+        assert helps[f.name].count("default") == 1, helps[f.name]
+        if f.default is not None:
+            assert helps[f.name].endswith(f"(default {f.default})"), helps[f.name]
+    # What the texts of the defaults that depend on other fields say is what the library does.
+    assert helps["steps"].endswith("(default round(t_end / lr))")
+    gd = flowsim.RunConfig.preset("paper").merge({"method": "gd", "t_end": 3.0, "lr": 0.02}).resolved()
+    assert gd.steps == round(3.0 / 0.02)
+    assert "sqrt(2/d) for kaiming, 1/sqrt(L m) for theory" in helps["sigma0"]
+    assert "sqrt(2/m) for kaiming, 1/sqrt(m1) for theory" in helps["sigma1"]
+    d, m, m1, L = 10, 20, 30, 5
+    assert flowsim.init_scales("kaiming", d=d, m=m, m1=m1) == (math.sqrt(2 / d), math.sqrt(2 / m))
+    assert flowsim.init_scales("theory", d=d, m=m, m1=m1, L=L) == (1 / math.sqrt(L * m), 1 / math.sqrt(m1))
+    assert "n/2, n/6, n/6, n/6" in helps["counts"]
+    assert flowsim.RunConfig.preset("paper").merge({"n": 12}).resolved().counts == (6, 2, 2, 2)

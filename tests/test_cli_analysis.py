@@ -60,7 +60,7 @@ def test_gd_through_the_cli_equals_a_hand_written_descent(dirs):
 def test_plot_overlays_flow_and_gd(dirs, tmp_path):
     flow, gd = dirs
     rc, out, err = run_cli(["plot", str(flow), str(gd), "--out", str(tmp_path), "--kinds", "scores", "loss",
-                            "--formats", "png", "--labels", "flow", "GD"])
+                            "--formats", "png", "--labels", "flow", "GD", "--dpi", "50"])
     assert rc == 0, err
     written = sorted(Path(p).name for p in out.split())
     assert written == ["loss.png", "scores.png"]
@@ -69,6 +69,17 @@ def test_plot_overlays_flow_and_gd(dirs, tmp_path):
     import matplotlib.pyplot as plt
 
     assert plt.get_fignums() == []
+
+
+def test_plot_overlays_any_number_of_runs_labelled_by_what_differs(dirs, tmp_path):
+    flow, gd = dirs
+    rc, out, err = run_cli(["plot", *[str(flow)] * 4, str(gd), "--out", str(tmp_path), "--kinds", "G",
+                            "--formats", "png", "--dpi", "20", "--linear-time"])
+    assert rc == 0 and err == "" and out.split() == [str(tmp_path / "G.png")]
+    runs = [flowsim.load(d) for d in (flow, gd)]
+    assert cli.run_labels(runs) == ["flow (tsit5)", "GD lr=0.01"]
+    assert cli.run_labels(runs[:1]) == ["flow (tsit5)"]
+    assert cli.run_labels([runs[0], runs[0]]) == ["flow (tsit5) (flow)"] * 2  # nothing differs: the directories
 
 
 def test_report_writes_a_verdict_for_every_claim(dirs):
@@ -86,11 +97,13 @@ def test_report_writes_a_verdict_for_every_claim(dirs):
     (["report", "/nonexistent/run"], "flowsim report: error: "),
     (["plot", "DIR", "--labels", "a", "b"], "--labels: give one label per DIR"),
     (["plot", "DIR", "--kinds", "nope"], "invalid choice"),
+    (["plot", "DIR", "--dpi", "0"], "--dpi: must be an integer in [10, 600]"),
+    (["plot", "DIR", "--out", "DIR/run.json"], "--out: cannot write the figures into"),
     (["integrate", "--method", "sgd"], "--method: must be one of flow, gd"),
     (["integrate", "--method", "gd", "--lr", "0"], "--lr: must be a positive finite number"),
     (["integrate", "--method", "gd", "--steps", "-5"], "--steps: must be an integer >= 1"),
 ])
 def test_bad_input_is_one_line_and_exit_2(dirs, argv, match):
-    argv = [str(dirs[0]) if a == "DIR" else a for a in argv]
+    argv = [a.replace("DIR", str(dirs[0])) for a in argv]
     rc, out, err = run_cli(argv)
     assert rc == 2 and match in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err

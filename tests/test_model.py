@@ -90,7 +90,12 @@ def test_params_validation():
     ok = dict(W=np.zeros((5, 4)), W_V=np.zeros((4, 6)), W_K=np.zeros((4, 6)), W_Q=np.zeros((4, 6)), a=np.ones(5))
     flowsim.Params(**ok)
     bad = [
-        (dict(W_K=np.zeros((4, 5))), "W_K must have the shape of W_V"),
+        (dict(W_K=np.zeros((4, 5))), r"W_K must have shape \(4, 6\) \(m x d, like W_V and W_Q\), got \(4, 5\)"),
+        # The odd one out is named, W_V included (it was once blamed on W_K).
+        (dict(W_V=np.zeros((3, 6))), r"W_V must have shape \(4, 6\) \(m x d, like W_K and W_Q\), got \(3, 6\)"),
+        (dict(W_V=np.zeros((4, 5))), r"W_V must have shape \(4, 6\)"),
+        (dict(W_Q=np.zeros((3, 6))), r"W_Q must have shape \(4, 6\)"),
+        (dict(W_V=np.zeros((3, 6)), W_K=np.zeros((3, 6)), W_Q=np.zeros((3, 6))), "W must be an m1 x m matrix with m=3"),
         (dict(W=np.zeros((5, 3))), "W must be an m1 x m matrix"),
         (dict(a=np.ones(4)), "a must be a vector of length m1=5"),
         (dict(a=np.array([1, -1, 0.5, 1, 1])), r"\+1 or -1"),
