@@ -25,7 +25,8 @@ _EXPORTS = {
     "plotting": ("plot",),
     "reporting": ("check_claims", "report"),
     "sweeps": ("Sweep", "sweep"),
-    "init": ("init_params", "init_scales"),
+    "init": ("init_params", "init_scales", "init_subspace"),
+    "subspace": ("SubspaceStart", "compress"),
     "model": ("G", "Params", "attention_scores", "forward", "loss", "margins", "value_correlations"),
     "observables": ("OBSERVABLES",),
 }

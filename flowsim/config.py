@@ -15,7 +15,9 @@ from .options import GRIDS, PRECISIONS, SOLVERS, DescentOptions, FlowOptions, Sa
 DATA_MODES = ("theory", "sampled", "iid")  # flowsim.data.MODES
 EMBEDDINGS = ("standard", "random")  # flowsim.data.BASES
 INITS = ("kaiming", "theory")  # flowsim.init.SCHEMES
-ENGINES = ("auto", "params", "reduced", "gram")  # "auto" and flowsim.engines.ENGINES
+ENGINES = ("auto", "params", "reduced", "subspace", "gram")  # "auto" and flowsim.engines.ENGINES
+STARTS = ("auto", "matrices", "subspace")  # flowsim.init.STARTS
+MAX_WIDTH = 10**12  # m, m1: numbers, not array sizes, with the subspace start
 METHODS = ("flow", "gd")
 
 
@@ -23,11 +25,15 @@ class ConfigError(ValueError):
     """An invalid configuration; the message is one line that names the option and what is allowed."""
 
 
-def _integer(low: int, high: int | None = None):
+def _integer(low: int, high: int | None = None, scientific: bool = False):
+    """An integer parser; ``scientific`` also takes integral values written as floats (``1e8``)."""
     allowed = f"an integer >= {low}" if high is None else f"an integer in [{low}, {high}]"
 
     def parse(value):
         v = _from_text(value, int)
+        if scientific and not isinstance(v, bool):
+            v = _from_text(v, float)
+            v = int(v) if isinstance(v, float) and v.is_integer() else v
         if isinstance(v, bool) or not isinstance(v, int) or v < low or (high is not None and v > high):
             raise ValueError(f"must be {allowed}, got {value!r}")
         return v
@@ -117,14 +123,19 @@ class RunConfig:
     n: int = _field(60, _integer(1), "number of training samples")
     L: int = _field(5, _integer(3), "sequence length (mu_1, mu_2 and mu_3 must fit)")
     d: int = _field(64, _integer(4), "vocabulary size = embedding dimension (3 special words + irrelevant ones)")
-    m: int = _field(128, _integer(1), "attention width (rows of W_V, W_K, W_Q)")
-    m1: int = _field(256, _integer(1), "MLP width (rows of W)")
+    m: int = _field(128, _integer(1, MAX_WIDTH, scientific=True), "attention width (rows of W_V, W_K, W_Q); "
+                    "1e8 style accepted")
+    m1: int = _field(256, _integer(1, MAX_WIDTH, scientific=True), "MLP width (rows of W); 1e8 style accepted")
     seed: int = _field(0, _integer(0, 2**31 - 1), "PRNG seed of the data, the initialization and the test set")
     data_mode: str = _field("sampled", _choice(DATA_MODES), "how the training set is drawn (spec 1)")
     counts: tuple | None = _field(None, _counts, "training-set group sizes I1..I4", optional=True,
                                   default_text="n/2, n/6, n/6, n/6; in iid mode drawn at random")
     embedding: str = _field("standard", _choice(EMBEDDINGS), "word embeddings: one-hot or a random orthonormal basis")
     init: str = _field("kaiming", _choice(INITS), "initialization scheme (spec 4)")
+    start: str = _field("auto", _choice(STARTS), "how the start is drawn: matrices (the four m-wide arrays; final "
+                        "matrices available), subspace (width-free: its coordinates drawn from their exact "
+                        "distribution, spec 7.7; no final matrices), auto (matrices while they hold at most "
+                        "1e7 numbers, else subspace)")
     sigma0: float | None = _field(None, _positive, "std of the entries of W_V, W_K, W_Q", optional=True,
                                   default_text="the --init scheme's: sqrt(2/d) for kaiming, 1/sqrt(L m) for theory")
     sigma1: float | None = _field(None, _positive, "std of the entries of W", optional=True,
@@ -142,9 +153,9 @@ class RunConfig:
     chunk: int = _field(SaveOptions.chunk, _integer(1), "saved times per chunk (a checkpoint is written after each)")
     n_test: int = _field(FlowOptions.n_test, _integer(1), "size of the i.i.d. test set")
     band: float = _field(FlowOptions.band, _positive, "relative half-width of the scores_leave_band event")
-    engine: str = _field(FlowOptions.engine, _choice(ENGINES), "state representation of the flow: auto (the cheaper of "
-                         "params and reduced), params (four matrices), reduced (spec 7.1-7.2), gram (spec 7.5: "
-                         "no final matrices, no conservation drifts)")
+    engine: str = _field(FlowOptions.engine, _choice(ENGINES), "state representation of the flow: auto (the cheapest "
+                         "that keeps every observable), params (four matrices), reduced (spec 7.1-7.2), subspace "
+                         "(spec 7.6: width-free), gram (spec 7.5: no final matrices, no conservation drifts)")
     method: str = _field("flow", _choice(METHODS), "integrate the gradient flow, or run the paper's gradient descent")
     lr: float = _field(DescentOptions.lr, _positive, "gradient-descent learning rate (method gd)")
     steps: int | None = _field(None, _integer(1), "gradient-descent steps (method gd)", optional=True,
@@ -195,7 +206,7 @@ class RunConfig:
 
     def resolved(self) -> RunConfig:
         """The same run with the defaults that depend on other fields written out (group
-        counts, init scales, tolerances), as recorded in ``run.json``."""
+        counts, init scales, tolerances, how the start is drawn), as recorded in ``run.json``."""
         from .data import balanced_counts
         from .init import init_scales
 
@@ -204,9 +215,12 @@ class RunConfig:
             counts = balanced_counts(self.n)
         s0, s1 = init_scales(self.init, d=self.d, m=self.m, m1=self.m1, L=self.L,
                              sigma0=self.sigma0, sigma1=self.sigma1)
+        from .init import draws_matrices
+
         tolerances = SolverOptions(rtol=self.rtol, atol=self.atol).for_precision(self.precision)
+        start = "matrices" if draws_matrices(self.start, self.d, self.m, self.m1) else "subspace"
         resolved = dataclasses.replace(self, counts=counts, sigma0=s0, sigma1=s1, rtol=tolerances.rtol,
-                                       atol=tolerances.atol)
+                                       atol=tolerances.atol, start=start)
         if self.method == "gd":
             # Gradient descent's flow time is steps x lr; record the horizon it really reaches.
             steps = self.steps or max(1, round(self.t_end / self.lr))
@@ -219,15 +233,16 @@ class RunConfig:
         precision (float64 numpy arrays; the flow casts).  Raises :class:`ConfigError` for any
         combination the library refuses."""
         from .data import make_dataset
-        from .init import init_params
+        from .init import draws_matrices, init_params, init_subspace
 
         try:
             self.resolved().options()
             k_data, k_init, k_test = self.keys()
             dataset = make_dataset(k_data, self.n, self.L, self.d, mode=self.data_mode,
                                    counts=self.counts, embedding=self.embedding)
-            params = init_params(k_init, self.d, self.m, self.m1, scheme=self.init, L=self.L,
-                                 sigma0=self.sigma0, sigma1=self.sigma1)
+            init = init_params if draws_matrices(self.start, self.d, self.m, self.m1) else init_subspace
+            params = init(k_init, self.d, self.m, self.m1, scheme=self.init, L=self.L,
+                          sigma0=self.sigma0, sigma1=self.sigma1)
         except ValueError as e:
             raise ConfigError(str(e)) from None
         return dataset, params, k_test

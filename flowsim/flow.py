@@ -19,11 +19,10 @@ from .data import Dataset, sample_test_set
 from .engines import AbstractEngine, FlowArgs, Reference, Sizes, check_memory, make_engine, resolve_engine
 from .events import EVENT_NAMES
 from .loop import as_dtype
-from .model import Params
 from .options import FlowOptions
 from .trajectory import FlowFailure, FlowResult
 
-__all__ = ["FlowFailure", "FlowResult", "Prepared", "integrate", "integrate_batch", "prepare"]
+__all__ = ["FlowFailure", "FlowResult", "Prepared", "integrate", "integrate_batch", "plan", "prepare"]
 
 
 def integrate(
@@ -132,6 +131,17 @@ def _options(options: FlowOptions | None, t_end, keywords) -> FlowOptions:
     return FlowOptions.make(given, **keywords)
 
 
+def plan(start, dataset: Dataset, options: FlowOptions, *, test_set: Dataset | None = None,
+         shared_words: bool = True) -> FlowOptions:
+    """``options`` with the engine resolved for this start and data, after checking (before
+    allocating anything) that the integration fits in memory: a one-line
+    :class:`~flowsim.resources.ResourceError` names the estimate and an engine that would fit."""
+    sizes = Sizes.of(start, dataset, options.n_test if test_set is None else test_set.n)
+    name = resolve_engine(options.engine, sizes, shared_words=shared_words)
+    check_memory(name, sizes, 8 if options.precision == 64 else 4)
+    return dataclasses.replace(options, engine=name)
+
+
 @dataclasses.dataclass(frozen=True)
 class Prepared:
     """A start made ready to integrate: its engine, the start and the arguments in the flow's
@@ -175,18 +185,14 @@ def _integrate(members, datasets, options: FlowOptions, batched, *, test_sets=No
         raise ValueError(f"params have d={members[0].d} but the dataset has d={datasets[0].d}")
     if resume is not None:
         members = [resume.params_init]
-    sizes = Sizes.of(members[0], datasets[0], options.n_test if test_set is None else test_set.n)
-    name = resolve_engine(options.engine, sizes, matrices=isinstance(members[0], Params),
-                          shared_words=batched != programs.OWN_DATA)
-    check_memory(name, sizes, 8 if options.precision == 64 else 4)
-    options = dataclasses.replace(options, engine=name)
+    options = plan(members[0], datasets[0], options, test_set=test_set, shared_words=batched != programs.OWN_DATA)
     solver, controller = make_solver(options.solver)
     with jax.enable_x64(options.precision == 64):
         dtype = jnp.float64 if options.precision == 64 else jnp.float32
         # One test set for every member unless each has its own: drawn once, not per member.
         tests = test_sets or [test_set or sample_test_set(jax.random.key(0) if test_key is None else test_key,
                                                           options.n_test, as_dtype(datasets[0], dtype))]
-        prepared = [prepare(p, data, dtype=dtype, engine=name, band=options.band, test_set=test)
+        prepared = [prepare(p, data, dtype=dtype, engine=options.engine, band=options.band, test_set=test)
                     for p, data, test in zip(members, itertools.cycle(datasets), itertools.cycle(tests))]
         problem = _problem(prepared, options, grid, solver, controller, dtype, batched, devices)
         state = loop.begin(problem) if resume is None else loop.from_checkpoint(problem, resume)

@@ -12,6 +12,8 @@ from jaxtyping import PRNGKeyArray
 
 from .draws import draw
 from .model import Params
+from .resources import check_fits
+from .subspace import SubspaceStart, sample_start
 
 SCHEMES = ("kaiming", "theory")
 
@@ -73,7 +75,45 @@ def init_params(
             )
         return params
     s0, s1 = init_scales(scheme, d=d, m=m, m1=m1, L=L, sigma0=sigma0, sigma1=sigma1)
+    # The jitted draw, its float64 numpy copy and Params' own: three of each array at once.
+    check_fits(3 * 8 * matrix_numbers(d, m, m1), f"the four matrices at m={m}, m1={m1}, d={d}",
+               "draw the start width-free instead (start='subspace': init_subspace)")
     return Params(*draw(_draw, key, s0, s1, d=d, m=m, m1=m1))
+
+
+def matrix_numbers(d: int, m: int, m1: int) -> int:
+    """Numbers in an explicit start: ``W`` (m1 x m), ``W_V, W_K, W_Q`` (m x d) and ``a``."""
+    return m1 * m + 3 * m * d + m1
+
+
+#: How a start is drawn: ``matrices`` (:func:`init_params`), ``subspace`` (:func:`init_subspace`),
+#: or ``auto``: the matrices while they hold at most :data:`AUTO_MATRICES` numbers.
+STARTS = ("auto", "matrices", "subspace")
+AUTO_MATRICES = 10**7
+
+
+def draws_matrices(start: str, d: int, m: int, m1: int) -> bool:
+    """Whether ``start`` (one of :data:`STARTS`) draws the four matrices at these sizes.  ``auto``
+    is a rule of the sizes alone, never of the machine, so a seed is one problem everywhere."""
+    if start not in STARTS:
+        raise ValueError(f"start must be one of {', '.join(STARTS)}, got {start!r}")
+    return start == "matrices" or start == "auto" and matrix_numbers(d, m, m1) <= AUTO_MATRICES
+
+
+def init_subspace(key: PRNGKeyArray, d: int = 64, m: int = 128, m1: int = 256, *, scheme: str = "kaiming",
+                  L: int | None = None, sigma0: float | None = None, sigma1: float | None = None) -> SubspaceStart:
+    """Draw the Gaussian start of :func:`init_params` (scheme ``"kaiming"`` or ``"theory"``) at any
+    widths m, m1 (up to 10^9 and beyond) as subspace coordinates, without an m-sized array
+    (:func:`flowsim.subspace.sample_start`, spec 7.7): exactly distributed as the coordinates of
+    an m-wide draw.  Its flow runs on the ``subspace`` or ``gram`` engine and has no final matrices.
+    A key draws a different start here than in :func:`init_params` (the draws differ in kind)."""
+    for name, v in (("d", d), ("m", m), ("m1", m1)):
+        if int(v) != v or v < 1:
+            raise ValueError(f"{name} must be a positive integer, got {v}")
+    if callable(scheme):
+        raise ValueError("a custom init gives matrices: use init_params, then flowsim.compress for the subspace engine")
+    s0, s1 = init_scales(scheme, d=d, m=m, m1=m1, L=L, sigma0=sigma0, sigma1=sigma1)
+    return sample_start(key, d, int(m), int(m1), s0, s1)
 
 
 @functools.partial(jax.jit, static_argnames=("d", "m", "m1"))

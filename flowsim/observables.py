@@ -25,7 +25,8 @@ DESCRIPTIONS: dict[str, tuple[str, str]] = {
     "balance_all_S234_S1": ("()", "sum_i g_i / (S2 + S3 + S4 - S1) (Lemma 4.5)"),
     "balance_all_S1_S2": ("()", "sum_i g_i / (S1 - S2) (Lemma 4.5)"),
     "drift_KQ": ("()", "||D_KQ(t) - D_KQ(0)||_F / (||W_K W_K^T||_F + ||W_Q W_Q^T||_F)(0), D_KQ = W_K W_K^T - W_Q W_Q^T"),
-    "drift_WV": ("()", "||D_WV(t) - D_WV(0)||_F / (||W^T W||_F + ||W_V W_V^T||_F)(0), D_WV = W^T W - W_V W_V^T"),
+    "drift_WV": ("()", "||D_WV(t) - D_WV(0)||_F / (||u u^T||_F / m1 + ||W_V W_V^T||_F)(0), D_WV = W^T W - W_V W_V^T, "
+                       "u = W^T a: relative to the parts that move (W^T W - W(0)^T W(0) = (u u^T - u(0) u(0)^T) / m1)"),
     "C": ("(3, 3)", "Theorem 3.3's C_ij, i, j in 1..3: W_K^T W_Q - W_K(0)^T W_Q(0) = sum C_ij mu_i mu_j^T"),
     "C_irrelevant_max": ("()", "max |C_ij| over pairs that involve an irrelevant word (i or j >= 4)"),
 }

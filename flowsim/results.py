@@ -25,6 +25,7 @@ from .engines import make_engine
 from .events import EVENT_NAMES
 from .trajectory import FlowResult
 from .model import Params
+from .subspace import SubspaceStart
 
 FORMAT = "flowsim-run"
 FORMAT_VERSION = 2  # 2: the checkpoint carries the proposed next step
@@ -114,13 +115,8 @@ def save(path, config: RunConfig, dataset: Dataset, params_init: Params, result:
                          f, (np.asarray(result.chunks_done), np.asarray(result.dt_next, float), result.state)))
     if result is not None:
         atomic_write(path / TRAJECTORY, lambda f: write_npz(f, {"t": result.ts, **result.observables}))
-    final = params_init if result is None else result.params_final
-    if final is None:  # the Gram engine carries no matrices: the final ones are unknown
-        final = jax.tree.map(lambda x: np.full(np.shape(x), np.nan), params_init)
-    state = dict(tokens=dataset.tokens, labels=dataset.labels, groups=dataset.groups,
-                 embedding=dataset.embedding, a=params_init.a)
-    state |= {f"{k}_init": getattr(params_init, k) for k in MATRICES}
-    state |= {f"{k}_final": getattr(final, k) for k in MATRICES}
+    state = dict(tokens=dataset.tokens, labels=dataset.labels, groups=dataset.groups, embedding=dataset.embedding)
+    state |= start_arrays(params_init, params_init if result is None else result.params_final)
     atomic_write(path / STATE, lambda f: write_npz(f, state))
     n_chunks = math.ceil((config.saves - 1) / config.chunk)
     write_json(path / RUN_JSON, {
@@ -142,6 +138,31 @@ def save(path, config: RunConfig, dataset: Dataset, params_init: Params, result:
     })
     if status in ("complete", "failed"):
         (path / CHECKPOINT).unlink(missing_ok=True)
+
+
+def start_arrays(start, final: Params | None) -> dict[str, np.ndarray]:
+    """state.npz's arrays of a start and the final matrices: ``a``, ``W_init``.. and ``W_final``..
+    (NaN where the engine gave none) for matrices; the coordinates ``start_u``, ``start_W_V``..
+    and the widths ``start_m``, ``start_m1`` for a width-free start (no final matrices)."""
+    if isinstance(start, SubspaceStart):
+        return {"start_u": start.u, **{f"start_{k}": getattr(start, k) for k in MATRICES[1:]},
+                "start_m": start.m, "start_m1": start.m1}
+    if final is None:  # the engine carries no matrices: the final ones are unknown
+        final = jax.tree.map(lambda x: np.full(np.shape(x), np.nan), start)
+    return {"a": start.a, **{f"{k}_init": getattr(start, k) for k in MATRICES},
+            **{f"{k}_final": getattr(final, k) for k in MATRICES}}
+
+
+def start_from(state: dict) -> tuple[Params | SubspaceStart, Params | None]:
+    """The start and the final matrices (``None`` if not available) from state.npz's arrays."""
+    if "start_u" in state:
+        start = SubspaceStart(u=state["start_u"], **{k: state[f"start_{k}"] for k in MATRICES[1:]},
+                              m=state["start_m"], m1=state["start_m1"], drawn="sampled")
+        return start, None
+    start = Params(**{k: state[f"{k}_init"] for k in MATRICES}, a=state["a"])
+    final = None if np.isnan(state["W_final"]).all() else Params(**{k: state[f"{k}_final"] for k in MATRICES},
+                                                                  a=state["a"])
+    return start, final
 
 
 def mark_interrupted(path, wall_time: float) -> str:
@@ -184,10 +205,7 @@ def _load(path: Path, meta: dict) -> Run:
     with jax.enable_x64(config.precision == 64):
         dataset = Dataset(**{k: jnp.asarray(state[k]) for k in ("tokens", "labels", "groups", "embedding")},
                           basis=config.embedding)
-        params_init = Params(**{k: state[f"{k}_init"] for k in MATRICES}, a=state["a"])
-        # A run whose engine gives no final matrices wrote them as NaN.
-        params_final = None if np.isnan(state["W_final"]).all() else Params(
-            **{k: state[f"{k}_final"] for k in MATRICES}, a=state["a"])
+        params_init, params_final = start_from(state)
     result = None
     if meta["saves_done"] > 0:
         rows = _read_npz(path / TRAJECTORY)

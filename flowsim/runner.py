@@ -13,7 +13,7 @@ from pathlib import Path
 from . import results
 from .cache import enable_compilation_cache
 from .config import ConfigError, RunConfig
-from .flow import FlowFailure, integrate
+from .flow import FlowFailure, integrate, plan
 from .gd import gradient_descent
 
 
@@ -60,6 +60,11 @@ def run(config: RunConfig, out=None, *, force: bool = False, progress: bool = Fa
     enable_compilation_cache()  # before the draws, so that their programs are cached too
     dataset, params, test_key = config.build()
     config = config.resolved()
+    if config.method == "flow":
+        try:  # the engine's memory, checked before anything is written
+            plan(params, dataset, config.flow_options())
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:

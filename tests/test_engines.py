@@ -16,7 +16,7 @@ OPTS = dict(rtol=1e-10, atol=1e-12, saves=21, chunk=7)
 def runs(absent):
     data, params, test = absent
     return {e: flowsim.integrate(params, data, T_END, engine=e, test_set=test, **OPTS)
-            for e in ("params", "reduced", "gram")}
+            for e in ("params", "reduced", "subspace", "gram")}
 
 
 def close(a, b, rtol=1e-6):
@@ -30,7 +30,7 @@ def test_tiny_set_has_absent_words(absent):
     assert len(np.unique(np.asarray(data.tokens))) < data.d  # so spec 7.2 removes columns
 
 
-@pytest.mark.parametrize("engine", ["reduced", "gram"])
+@pytest.mark.parametrize("engine", ["reduced", "subspace", "gram"])
 def test_same_trajectory_as_four_matrix_flow(runs, engine):
     ref, got = runs["params"], runs[engine]
     assert ref.status == got.status == "complete"
@@ -44,16 +44,19 @@ def test_same_trajectory_as_four_matrix_flow(runs, engine):
     assert any(t for t in ref.events.values())  # the comparison covers at least one located event
 
 
-def test_reduced_rebuilds_final_params(runs):
-    ref, got = runs["params"].params_final, runs["reduced"].params_final
+@pytest.mark.parametrize("engine", ["reduced", "subspace"])
+def test_rebuilds_final_params(runs, engine):
+    """Spec 7.1-7.2 (and 7.6: the m = 8 start is padded to p = 3d + 1 = 49 coordinates)."""
+    ref, got = runs["params"].params_final, runs[engine].params_final
     for name in ("W", "W_V", "W_K", "W_Q"):
         close(getattr(ref, name), getattr(got, name))
+    close(runs["params"].observables["neuron_gram_change"], runs[engine].observables["neuron_gram_change"])
     assert runs["gram"].params_final is None
 
 
 def test_reduced_conservation_drift_is_the_full_one(runs):
     # Both are integration error of the same exact invariants (spec 7.3); absent at this tolerance.
-    for engine in ("params", "reduced"):
+    for engine in ("params", "reduced", "subspace"):
         assert np.nanmax(runs[engine].observables["drift_KQ"]) < 1e-8
         assert np.nanmax(runs[engine].observables["drift_WV"]) < 1e-8
     assert np.all(np.isnan(runs["gram"].observables["drift_KQ"]))
@@ -110,7 +113,7 @@ def _args(params, data, test):
     return prepare(params, data, dtype=jnp.float64, engine="params", test_set=test).args
 
 
-@pytest.mark.parametrize("engine", ["reduced", "gram"])
+@pytest.mark.parametrize("engine", ["reduced", "subspace", "gram"])
 def test_resume_is_bit_identical(runs, absent, engine):
     data, params, test = absent
     parts = []

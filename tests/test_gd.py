@@ -63,7 +63,10 @@ def test_one_step_breaks_conservation_by_exactly_lr_squared(tiny):
     np.testing.assert_allclose(d_WV, lr**2 * (gW.T @ gW - gV @ gV.T), atol=1e-14)
     fro = np.linalg.norm
     np.testing.assert_allclose(run.observables["drift_KQ"][1], fro(d_KQ) / (fro(K @ K.T) + fro(Q @ Q.T)), rtol=1e-8)
-    np.testing.assert_allclose(run.observables["drift_WV"][1], fro(d_WV) / (fro(W.T @ W) + fro(V @ V.T)), rtol=1e-8)
+    # W_V's drift is relative to the parts of W^T W - W_V W_V^T that move: (u u^T - u0 u0^T) / m1 and W_V W_V^T.
+    u0 = W.T @ np.asarray(params.a)
+    np.testing.assert_allclose(run.observables["drift_WV"][1], fro(d_WV) / (u0 @ u0 / W.shape[0] + fro(V @ V.T)),
+                               rtol=1e-8)
 
 
 def test_drift_grows_like_lr_squared_while_the_flow_conserves(tiny, tiny_run):

@@ -13,10 +13,11 @@ from .base import ENGINES, AbstractEngine, FlowArgs, Quantities, Reference, Size
 # Defining an engine registers it: the import order is the order of ENGINES (and of --help).
 from .params import ParamEngine  # noqa: E402  isort: skip
 from .reduced import AbstractWordRows, ReducedEngine  # noqa: E402  isort: skip
+from .subspace import SubspaceEngine  # noqa: E402  isort: skip
 from .gram import GramEngine  # noqa: E402  isort: skip
 
 __all__ = ["ENGINES", "AbstractEngine", "AbstractWordRows", "FlowArgs", "GramEngine", "ParamEngine",
-           "Quantities", "ReducedEngine", "Reference", "Sizes", "engine_costs", "make_engine", "resolve_engine"]
+           "Quantities", "ReducedEngine", "Reference", "Sizes", "SubspaceEngine", "engine_costs", "make_engine", "resolve_engine"]
 
 #: Copies of the state that an adaptive Runge-Kutta solve keeps (stages, error estimate, dense
 #: output, the controller's proposal), for the memory estimate.
@@ -35,33 +36,31 @@ def memory_estimate(name: str, sizes: Sizes, itemsize: int = 8) -> float:
     return itemsize * (STATE_COPIES * state + held)
 
 
-def resolve_engine(name: str, sizes: Sizes, *, matrices: bool = True, shared_words: bool = True) -> str:
+def resolve_engine(name: str, sizes: Sizes, *, shared_words: bool = True) -> str:
     """``name`` itself, or for ``"auto"`` the cheapest by :func:`engine_costs` of the engines
-    that can run here: a start given as matrices (``matrices``) goes to an engine that gives
-    the final matrices back (the Gram system runs only when asked for by name); a width-free
-    start to one that needs no matrices.
+    that can run here and drop no observable (:attr:`~AbstractEngine.auto_eligible`); a
+    width-free start (``sizes.explicit`` false) needs an engine that needs no matrices.
 
     ``shared_words=False`` (a batch whose members have different training sets, so different
     present words) leaves out the engines whose state is shaped by those words."""
     if name == "auto":
-        candidates = [n for n, cls in ENGINES.items()
-                      if _can_run(cls, matrices, shared_words) and (cls.gives_matrices or not matrices)]
+        candidates = [n for n, cls in ENGINES.items() if cls.auto_eligible and _can_run(cls, sizes, shared_words)]
         costs = engine_costs(sizes, candidates)
         return min(costs, key=costs.get)
     if name not in ENGINES:
         raise ValueError(f"engine must be one of auto, {', '.join(ENGINES)}, got {name!r}")
     cls = ENGINES[name]
-    if cls.needs_matrices and not matrices:
+    if cls.needs_matrices and not sizes.explicit:
         raise ValueError(f"engine {name!r} needs the four matrices, but this start is width-free "
                          f"(drawn as subspace coordinates); use one of "
                          f"{', '.join(n for n, c in ENGINES.items() if not c.needs_matrices)}")
-    if not _can_run(cls, matrices, shared_words):
+    if not _can_run(cls, sizes, shared_words):
         raise ValueError(f"engine {name!r} needs every member to share one training set")
     return name
 
 
-def _can_run(cls, matrices: bool, shared_words: bool) -> bool:
-    return (matrices or not cls.needs_matrices) and (shared_words or not cls.shaped_by_words)
+def _can_run(cls, sizes: Sizes, shared_words: bool) -> bool:
+    return (sizes.explicit or not cls.needs_matrices) and (shared_words or not cls.shaped_by_words)
 
 
 def check_memory(name: str, sizes: Sizes, itemsize: int = 8) -> None:
@@ -76,7 +75,4 @@ def check_memory(name: str, sizes: Sizes, itemsize: int = 8) -> None:
 
 def make_engine(name: str, start, dataset: Dataset, n_test: int = 0) -> AbstractEngine:
     """The engine ``name`` (or ``"auto"``) for this start and training set."""
-    from ..model import Params
-
-    sizes = Sizes.of(start, dataset, n_test)
-    return ENGINES[resolve_engine(name, sizes, matrices=isinstance(start, Params))].build(start, dataset)
+    return ENGINES[resolve_engine(name, Sizes.of(start, dataset, n_test))].build(start, dataset)

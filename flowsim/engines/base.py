@@ -32,12 +32,13 @@ class Sizes:
     m: int  # attention width
     m1: int  # MLP width
     n_test: int  # test samples
+    explicit: bool = True  # whether the start is given as the four matrices (Params)
 
     @classmethod
     def of(cls, start, dataset: Dataset, n_test: int) -> Sizes:
         present = len(np.unique(np.asarray(dataset.tokens)))
         return cls(n=dataset.n, L=dataset.L, d=dataset.d, present=present, m=int(start.m), m1=int(start.m1),
-                   n_test=int(n_test))
+                   n_test=int(n_test), explicit=isinstance(start, Params))
 
 
 class Reference(eqx.Module):
@@ -46,7 +47,7 @@ class Reference(eqx.Module):
     M0: Float[Array, "d d"]  # s(mu_k, mu_l) at t = 0, embedding basis
     conserved0: tuple[Array, Array] | None  # the engine's ``conserved`` at t = 0
     scale_KQ: Float[Array, ""]  # ||W_K W_K^T||_F + ||W_Q W_Q^T||_F at t = 0
-    scale_WV: Float[Array, ""]  # ||W^T W||_F + ||W_V W_V^T||_F at t = 0
+    scale_WV: Float[Array, ""]  # ||u u^T||_F / m1 + ||W_V W_V^T||_F at t = 0 (moving_WV_scale)
     scale_neurons: Float[Array, ""]  # ||W W^T||_F at t = 0: the inner products <w_j1, w_j2>
 
 
@@ -92,8 +93,9 @@ class AbstractEngine(eqx.Module):
     #: Whether the engine needs the four matrices as arrays (:class:`~flowsim.Params`); the
     #: others also take a width-free start (:class:`~flowsim.SubspaceStart`).
     needs_matrices: ClassVar[bool] = True
-    #: Whether :meth:`to_params` can give the four matrices (from a start given as matrices).
-    gives_matrices: ClassVar[bool] = True
+    #: Whether ``engine="auto"`` may choose it: an engine that drops observables (the Gram
+    #: system: no conservation drifts, no final matrices) runs only when asked for by name.
+    auto_eligible: ClassVar[bool] = True
     #: Whether the state's shape depends on which words the training set holds (then a batch
     #: of members with different training sets cannot stack their states).
     shaped_by_words: ClassVar[bool] = False
@@ -192,9 +194,16 @@ def reference_of(engine: AbstractEngine, y0: PyTree, params: Params, embedding: 
         M0=model.attention_scores(params, embedding, tuple(range(params.d))),
         conserved0=engine.conserved(y0),
         scale_KQ=gram_norm(params.W_K) + gram_norm(params.W_Q),
-        scale_WV=gram_norm(params.W) + gram_norm(params.W_V),
+        scale_WV=moving_WV_scale(params.W.T @ params.a, params.W.shape[0], params.W_V),
         scale_neurons=gram_norm(params.W),
     )
+
+
+def moving_WV_scale(u0, m1, W_V):
+    """``||u(0) u(0)^T||_F / m1 + ||W_V(0) W_V(0)^T||_F``: the initial size of the parts of
+    ``W^T W - W_V W_V^T`` that move.  ``W^T W = W(0)^T W(0) + (u u^T - u(0) u(0)^T) / m1`` exactly
+    (spec 7.1), so ``W(0)^T W(0)``, which an m-wide start alone can form, never enters a drift."""
+    return u0 @ u0 / m1 + gram_norm(W_V)
 
 
 def drifts(now, ref: Reference) -> tuple[Array, Array]:

@@ -24,7 +24,7 @@ class GramEngine(AbstractEngine):
 
     name: ClassVar[str] = "gram"
     needs_matrices: ClassVar[bool] = False
-    gives_matrices: ClassVar[bool] = False
+    auto_eligible: ClassVar[bool] = False
     m: Float[Array, ""]
     m1: Float[Array, ""]
 

@@ -1,0 +1,128 @@
+"""Width as a number (spec 7.6-7.7): exact compression, the width-free engine against the
+four-matrix flow, directly sampled starts against compressed m-wide draws, one compiled program
+for every width, and widths far beyond memory through the configuration."""
+
+import collections
+
+import jax
+import numpy as np
+import pytest
+from scipy.stats import ks_2samp
+
+import flowsim
+from flowsim.config import ConfigError, RunConfig
+from flowsim.draws import draw
+from flowsim.subspace import SubspaceStart, _bartlett, compress, rank_bound
+
+WIDE = dict(m=60, m1=30)  # m > p = 3d + 1 = 25 for d = 8
+
+
+@pytest.fixture(scope="module")
+def wide(tiny):
+    """The tiny problem at m = 60 > p, theory scales."""
+    _, data = tiny
+    params = flowsim.init_params(jax.random.key(4), d=8, scheme="theory", L=4, **WIDE)
+    return params, data
+
+
+def test_compression_keeps_every_inner_product(wide):
+    params, _ = wide
+    c = compress(params)
+    p = rank_bound(8)
+    assert c.W_V.shape == (p, 8) and c.basis.shape == (60, p)
+    np.testing.assert_allclose(c.basis.T @ c.basis, np.eye(p), atol=1e-12)
+    u = np.asarray(params.W).T @ np.asarray(params.a)
+    cols = [np.concatenate([u[:, None], np.asarray(getattr(params, k))], axis=1) for k in ("W_V", "W_K", "W_Q")]
+    full = np.concatenate([u[:, None], *(np.asarray(getattr(params, k)) for k in ("W_V", "W_K", "W_Q"))], axis=1)
+    coords = np.concatenate([c.u[:, None], c.W_V, c.W_K, c.W_Q], axis=1)
+    np.testing.assert_allclose(coords.T @ coords, full.T @ full, rtol=1e-12, atol=1e-12)  # every inner product
+    np.testing.assert_allclose(c.basis @ coords, full, atol=1e-12)  # and the matrices themselves
+    W = np.asarray(params.W)
+    np.testing.assert_allclose(c.neuron_scale, np.linalg.norm(W @ W.T), rtol=1e-12)
+    assert len(cols) == 3
+
+
+def test_width_free_engine_is_the_four_matrix_flow(wide):
+    """Spec 7.6: the flow in p = 25 coordinates equals the flow of the 60-wide matrices."""
+    params, data = wide
+    opts = dict(rtol=1e-12, atol=1e-14, saves=21, n_test=64, solver="dopri8")
+    ref, got = (flowsim.integrate(params, data, 10.0, engine=e, **opts) for e in ("params", "subspace"))
+    o, r = got.observables, ref.observables
+    np.testing.assert_allclose(o["loss"], r["loss"], rtol=1e-9)
+    np.testing.assert_allclose(o["test_loss"], r["test_loss"], rtol=1e-9)
+    for key in ("G", "scores", "value_corr", "key_corr", "query_corr", "neuron_gram_change"):
+        np.testing.assert_allclose(o[key], r[key], rtol=0, atol=1e-8 * np.abs(r[key]).max())
+    assert abs(got.events["phase1_end"] - ref.events["phase1_end"]) <= 1e-8
+    for name in ("W", "W_V", "W_K", "W_Q"):
+        np.testing.assert_allclose(getattr(got.params_final, name), getattr(ref.params_final, name), atol=1e-8)
+    assert np.max(o["drift_KQ"]) < 1e-9 and np.max(o["drift_WV"]) < 1e-9
+
+
+def _invariants(s: SubspaceStart) -> np.ndarray:
+    """Initial Gram entries of a start (basis-free): ||u||^2, <u, W_V e_1>, ||W_V e_1||^2,
+    <W_V e_1, W_V e_2>, ||W_K e_1||^2, s(e_1, e_2) = <W_K e_1, W_Q e_2>."""
+    u, V, K, Q = (np.asarray(x) for x in (s.u, s.W_V, s.W_K, s.W_Q))
+    return np.array([u @ u, u @ V[:, 0], V[:, 0] @ V[:, 0], V[:, 0] @ V[:, 1], K[:, 0] @ K[:, 0], K[:, 0] @ Q[:, 1]])
+
+
+def test_sampled_starts_are_distributed_as_compressed_wide_draws():
+    """Spec 7.7 at m = 2048, 64 seeds each: the Bartlett draw against QR of explicit Gaussian
+    matrices; the same two-sample test rejects a sigma0 or a number of degrees of freedom off by 10%."""
+    d, m, m1, L, seeds = 8, 2048, 64, 4, 64
+    s0, s1 = flowsim.init_scales("theory", d=d, m=m, m1=m1, L=L)
+    keys = jax.random.split(jax.random.key(11), 2 * seeds)
+    explicit = np.array([_invariants(compress(flowsim.init_params(k, d, m, m1, scheme="theory", L=L),
+                                              final_params=False)) for k in keys[:seeds]])
+
+    def sampled(sigma0=s0, dof=m):
+        out = []
+        for k in keys[seeds:]:
+            R = draw(_bartlett, k, p=rank_bound(d), m=dof) * np.r_[np.sqrt(m1) * s1, np.full(3 * d, sigma0)]
+            out.append(_invariants(SubspaceStart(u=R[:, 0], W_V=R[:, 1:d + 1], W_K=R[:, d + 1:2 * d + 1],
+                                                 W_Q=R[:, 2 * d + 1:], m=np.asarray(m), m1=np.asarray(m1))))
+        return np.array(out)
+
+    direct = np.array([_invariants(flowsim.init_subspace(k, d, m, m1, scheme="theory", L=L)) for k in keys[seeds:]])
+    np.testing.assert_allclose(direct, sampled(), rtol=1e-12)  # init_subspace is that draw
+    p_values = lambda other: np.array([ks_2samp(explicit[:, j], other[:, j]).pvalue for j in range(explicit.shape[1])])
+    assert p_values(direct).min() > 1e-3 / 6  # the same distribution (Bonferroni over 6 statistics)
+    assert p_values(sampled(sigma0=1.1 * s0)).min() < 1e-6
+    assert p_values(sampled(dof=int(0.9 * m))).min() < 1e-6
+
+
+def test_one_compiled_program_serves_every_width():
+    """m and m1 are values of the compiled programs, not shapes: a second width traces nothing."""
+    data, _, key = RunConfig.preset("theory").build()
+    events = collections.Counter()
+    listener = lambda name, duration, **kw: events.update([name])
+    jax.monitoring.register_event_duration_secs_listener(listener)
+    try:
+        runs = []
+        for m in (10**3, 10**9):
+            start = flowsim.init_subspace(jax.random.key(1), d=40, m=m, m1=m, scheme="theory", L=5)
+            before = sum(v for k, v in events.items() if "trace" in k or "backend_compile" in k)
+            runs.append(flowsim.integrate(start, data, 1.0, saves=5, test_key=key, n_test=50))
+            runs[-1].traced = sum(v for k, v in events.items() if "trace" in k or "backend_compile" in k) - before
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listener)
+    assert runs[1].traced == 0 and all(r.options.engine == "subspace" for r in runs)
+    # T1 = O(1/m) (Theorem 3.1): six decades of width move T1 by about six decades.
+    T1 = [r.events["phase1_end"] for r in runs]
+    assert 1e5 < T1[0] / T1[1] < 1e7
+
+
+def test_width_is_a_number_in_the_configuration(tmp_path, monkeypatch):
+    cfg = RunConfig.preset("theory").merge({"m": "1e9", "m1": 2e9, "t_end": 1.0, "saves": 5, "n_test": 50})
+    assert (cfg.m, cfg.m1, cfg.resolved().start) == (10**9, 2 * 10**9, "subspace")
+    assert RunConfig.preset("theory").resolved().start == "matrices"  # small sizes keep the matrices
+    run = flowsim.run(cfg, tmp_path / "wide")
+    assert run.meta["engine"] == "subspace" and run.config.start == "subspace"
+    back = flowsim.load(tmp_path / "wide")
+    assert isinstance(back.params_init, SubspaceStart) and int(back.params_init.m) == 10**9
+    assert back.result.params_final is None and back.result.events == run.result.events
+    with pytest.raises(ConfigError, match="m: must be an integer in"):
+        RunConfig().merge({"m": "12.5"})
+    # Explicit matrices that cannot fit are refused before anything is allocated, with the way out.
+    monkeypatch.setenv("FLOWSIM_MEMORY_LIMIT", "1G")
+    with pytest.raises(ConfigError, match=r"needs about .* of memory but 1 GB is available; .*subspace"):
+        RunConfig.preset("theory").merge({"m": 100_000, "m1": 100_000, "start": "matrices"}).build()
