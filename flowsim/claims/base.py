@@ -173,6 +173,13 @@ class Window(abc.ABC):
         """The window with its times, for criteria."""
 
 
+def _enough(inside: np.ndarray, min_saves: int, where: str) -> np.ndarray:
+    """The saves ``inside`` a window, or :class:`NotApplicable` if they are fewer than ``min_saves``."""
+    if inside.size < min_saves:
+        raise NotApplicable(f"fewer than {min_saves} saves {where}")
+    return inside
+
+
 @dataclasses.dataclass(frozen=True)
 class InPhase1(Window):
     """``[lo T1, hi T1]`` inside Phase 1 [0, T1] (Theorem 3.1), with at least ``min_saves`` saves."""
@@ -188,9 +195,7 @@ class InPhase1(Window):
         if tr.T1 == 0.0:
             raise NotApplicable("T1 = 0: every sample is classified correctly at the start, so there is no Phase 1")
         inside = np.flatnonzero((tr.ts >= self.lo * tr.T1) & (tr.ts <= self.hi * tr.T1))
-        if inside.size < self.min_saves:
-            raise NotApplicable(f"fewer than {self.min_saves} saves on {self.name}")
-        return inside
+        return _enough(inside, self.min_saves, f"on {self.name}")
 
     def span(self, tr: Trajectory) -> str:
         return f"{self.name} = [{self.lo * tr.T1:.4g}, {self.hi * tr.T1:.4g}]"
@@ -206,10 +211,7 @@ class InPhase2(Window):
     def saves(self, tr: Trajectory) -> np.ndarray:
         if tr.T1 is None:
             raise NotApplicable("T1 is not reached, so there is no Phase 2")
-        inside = np.flatnonzero(tr.ts > tr.T1)
-        if inside.size < self.min_saves:
-            raise NotApplicable(f"fewer than {self.min_saves} saves after T1")
-        return inside
+        return _enough(np.flatnonzero(tr.ts > tr.T1), self.min_saves, "after T1")
 
     def span(self, tr: Trajectory) -> str:
         return f"{self.name} = ({tr.T1:.4g}, {tr.ts[-1]:.4g}]"
