@@ -265,7 +265,7 @@ def report(args) -> int:
         (run,) = _load_runs([args.dir])
     except ConfigError as e:
         return _usage_error(e, "flowsim report")
-    from .reporting import RunContext
+    from .claims import RunContext
     from .reporting import report as check
 
     check(run.result, args.out or args.dir, context=RunContext.from_config(run.config))

@@ -137,7 +137,8 @@ def sweep(plan: Sweep, out, *, devices=None, batch: int | None = None, progress:
     ``out``; process 0 writes the index once all are done.  Running again on the same ``out``
     skips the points already complete; a batch that fails is recorded as failed for its points
     and the sweep goes on.  ``verdicts`` adds each point's claim verdicts
-    (:func:`flowsim.check_claims`) to the index.
+    (:func:`flowsim.check_claims` with the point's :class:`~flowsim.RunContext`), by claim id,
+    to the index.
 
     ``batch`` caps the points per solve.  Its default is 1 on a CPU backend, where a batched
     solve measured slower than the same points one after the other (docs/sweeps.md: every
@@ -274,9 +275,10 @@ def _entry(out: Path, point: Point, verdicts: bool) -> dict:
         o = run.result.observables
         entry |= {"final_loss": float(o["loss"][-1]), "final_test_loss": float(o["test_loss"][-1])}
         if verdicts and run.status == "complete":
-            from .reporting import check_claims
+            from .claims import RunContext, check_claims
 
-            entry["verdicts"] = {r.claim: r.verdict for r in check_claims(run.result)}
+            rows = check_claims(run.result, RunContext.from_config(run.config))
+            entry["verdicts"] = {r.id: r.verdict for r in rows}  # by id: stable where the wording is not
     return entry
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import flowsim
-from flowsim import cli, results
+from flowsim import claims, cli, results
 from flowsim import reporting as rp
 
 T1 = 1.0
@@ -218,6 +218,16 @@ def test_claims_are_registered_once_with_stable_ids_and_families_share_a_class()
     with pytest.raises(ValueError, match="known assumptions"):
         rp.register(rp.Claim(id="x.y", text="", reference="", window=rp.END, assumes=("Assumption 9",),
                              measure=None))
+
+
+def test_every_claim_is_defined_in_the_paper_module_and_importable_where_it_was():
+    """The layout: the contract in flowsim.claims.base, the claims in flowsim.claims.paper, and
+    flowsim.reporting and flowsim still giving every name they gave."""
+    for c in rp.CLAIMS.values():
+        assert (c.measure if isinstance(c, rp.Claim) else type(c)).__module__ == "flowsim.claims.paper"
+    assert set(claims.__all__) <= set(rp.__all__) and all(getattr(rp, n) is getattr(claims, n) for n in claims.__all__)
+    assert (flowsim.check_claims, flowsim.CLAIMS, flowsim.RunContext) == (rp.check_claims, rp.CLAIMS, rp.RunContext)
+    assert flowsim.report is rp.report and flowsim.sweep_report is rp.sweep_report
 
 
 def test_a_new_claim_is_one_more_row_and_changes_no_other():

@@ -45,6 +45,7 @@ def test_points_equal_separate_runs(swept):
         np.testing.assert_allclose(saved["G"][-1], alone.observables["G"][-1], rtol=1e-5, atol=1e-7)
         if alone.events["phase1_end"] is not None:
             assert entry["events"]["phase1_end"] == pytest.approx(alone.events["phase1_end"], rel=1e-5)
+        assert list(entry["verdicts"]) == list(flowsim.CLAIMS)  # keyed by claim id, in paper order
         assert set(entry["verdicts"].values()) <= {"holds", "does not hold", "not applicable"}
 
 
