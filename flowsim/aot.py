@@ -8,14 +8,18 @@ exported program is the lowered module itself; calling it traces nothing of the 
 A program is kept per structure of the arguments (engine, solver, controller and their static
 settings), their shapes and dtypes, the JAX version and flowsim's own source, so an edit to
 flowsim or an upgrade of JAX never reuses a stale one.  Programs that contain host callbacks
-cannot be exported: diffrax's run-time argument checks are callbacks unless equinox's
-``EQX_ON_ERROR`` is ``nan`` or ``off`` (the ``flowsim`` command sets ``nan``; flowsim checks
-those arguments on the host before every solve).  Without that, or with the compilation cache
-off, or for arguments spread over several devices, :func:`call` simply calls the function.
+cannot be exported (nor kept by the persistent cache): diffrax's run-time argument checks are
+``eqx.error_if`` callbacks unless equinox reports errors as NaN.  flowsim checks those arguments
+on the host before every solve, so :func:`call` traces flowsim's own programs with equinox's
+errors as NaN (:func:`errors_as_nan`), whatever ``EQX_ON_ERROR`` the user's code runs with;
+a user who sets ``EQX_ON_ERROR`` explicitly keeps it for flowsim too (then only ``nan`` and
+``off`` export).  With the compilation cache off, or for arguments spread over several devices,
+:func:`call` simply calls the function.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import os
@@ -45,8 +49,42 @@ def _source_digest() -> str:
     return h.hexdigest()
 
 
-def _enabled() -> bool:
-    return os.environ.get("EQX_ON_ERROR", "raise") in ("nan", "off")
+@contextlib.contextmanager
+def errors_as_nan():
+    """Trace and run inside this with ``eqx.error_if`` producing NaN instead of a host callback.
+
+    equinox reads its error mode from a module global when a check is traced; this sets it for
+    the duration and gives the checks a jit cache of their own, so that nothing traced here
+    is reused by code outside (which keeps equinox's mode, ``raise`` by default).  Without those
+    internals (another equinox), or with ``EQX_ON_ERROR`` set by the user, it changes nothing.
+    """
+    try:
+        from equinox import _errors
+        saved = _errors.EQX_ON_ERROR, _errors.branched_error_if_impl_jit
+    except (ImportError, AttributeError):
+        yield
+        return
+    if "EQX_ON_ERROR" in os.environ or saved[0] in ("nan", "off"):
+        yield
+        return
+    _errors.EQX_ON_ERROR, _errors.branched_error_if_impl_jit = "nan", _own_checks()
+    try:
+        yield
+    finally:
+        _errors.EQX_ON_ERROR, _errors.branched_error_if_impl_jit = saved
+
+
+@functools.cache
+def _own_checks():
+    from equinox import _errors
+
+    return eqx.filter_jit(_errors.branched_error_if_impl)
+
+
+def _exportable() -> bool:
+    """Whether flowsim's programs trace without host callbacks (see :func:`errors_as_nan`): yes,
+    unless the user chose an error mode other than ``nan`` or ``off``."""
+    return os.environ.get("EQX_ON_ERROR", "nan") in ("nan", "off")
 
 
 def _key(name: str, static, leaves, treedef) -> str:
@@ -61,7 +99,12 @@ def call(name: str, fn: Callable, *args):
     """``fn(*args)`` through an exported program (``fn`` as for ``eqx.filter_jit``: arrays are
     its inputs, everything else is static), exported on the first call of this structure and
     shape and read back from the cache directory in later processes."""
-    cache = enable_compilation_cache() if _enabled() else None
+    with errors_as_nan():
+        return _call(name, fn, *args)
+
+
+def _call(name: str, fn: Callable, *args):
+    cache = enable_compilation_cache() if _exportable() else None
     if cache is None:
         return fn(*args)
     dynamic, static = eqx.partition(args, eqx.is_array)
@@ -84,7 +127,7 @@ def _load_or_export(path: Path, fn: Callable, static, leaves, treedef) -> Callab
     try:
         program = jax.export.export(pure)([jax.ShapeDtypeStruct(x.shape, x.dtype) for x in leaves])
         blob = program.serialize()
-    except Exception:  # e.g. EQX_ON_ERROR changed after equinox was imported: callbacks remain
+    except Exception:  # host callbacks remain (an error mode set by the user): not exportable
         return None
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".{os.getpid()}.tmp")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
-import os
 import signal
 import sys
 
@@ -290,12 +289,6 @@ def _report_sweep(args) -> int:
 
 
 def main(argv=None) -> int:
-    # diffrax's run-time argument checks are host callbacks, which keep the solve out of JAX's
-    # persistent cache and out of flowsim.aot; flowsim checks those arguments on the host before
-    # every solve, so its own command turns them into NaNs.  equinox reads the setting when it
-    # is imported; a value the user set is kept.
-    if "equinox" not in sys.modules:
-        os.environ.setdefault("EQX_ON_ERROR", "nan")
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["bench"]:  # its own parser, so that its options (and --help) reach it
         from .bench import main as bench

@@ -15,8 +15,15 @@ with jax.enable_x64(True):
     data = flowsim.make_dataset(jax.random.key(0), n=12, L=4, d=8, mode="sampled")
     params = flowsim.init_params(jax.random.key(1), d=8, m=6, m1=10, scheme="kaiming")
 r = flowsim.integrate(params, data, t_end=20.0, saves=41, n_test=64)
+# The user's own equinox checks still raise after flowsim traced its programs with NaN errors.
+import equinox as eqx, jax.numpy as jnp
+try:
+    eqx.filter_jit(lambda x: eqx.error_if(x, x > 0, "user check"))(jnp.ones(3))
+    raised = False
+except Exception as e:
+    raised = "user check" in str(e)
 json.dump(dict(loss=r.observables["loss"].tolist(), G=r.observables["G"].tolist(), events=r.events,
-               stats=r.stats), sys.stdout)
+               stats=r.stats, raised=raised), sys.stdout)
 """
 
 
@@ -26,9 +33,10 @@ def _run(env):
 
 
 def test_exported_solve_is_read_back_and_gives_the_traced_result(tiny_run, tmp_path):
-    # This process imported equinox with its default EQX_ON_ERROR: tiny_run was traced, not exported.
-    env = dict(os.environ, FLOWSIM_CACHE_DIR=str(tmp_path / "cache"), EQX_ON_ERROR="nan")
+    """A plain Python process (no EQX_ON_ERROR set) exports the programs; the next reads them back."""
+    env = dict(os.environ, FLOWSIM_CACHE_DIR=str(tmp_path / "cache"))
     env.pop("FLOWSIM_NO_CACHE", None)
+    env.pop("EQX_ON_ERROR", None)
     first = _run(env)  # traces, exports
     programs = sorted((tmp_path / "cache" / "exported").iterdir())
     assert [p.name.split("-")[0] for p in programs] == ["observe", "solve", "start", "to_params"]
@@ -36,6 +44,7 @@ def test_exported_solve_is_read_back_and_gives_the_traced_result(tiny_run, tmp_p
     second = _run(env)  # reads them back
     assert [p.stat().st_mtime_ns for p in programs] == stamps
     for run in (first, second):
+        assert run["raised"]
         assert run["events"] == tiny_run.events and run["stats"] == tiny_run.stats
         np.testing.assert_allclose(run["loss"], tiny_run.observables["loss"], rtol=1e-13, atol=0)
         np.testing.assert_allclose(run["G"], tiny_run.observables["G"], rtol=1e-12, atol=1e-14)
