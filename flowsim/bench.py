@@ -261,10 +261,13 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="methods: flowsim (integrate, 2 saves), saves (integrate, 201 saves), plain (a plain diffrax "
                "Tsit5 solve), gd (jitted gradient descent), scipy (solve_ivp RK45), torch (PyTorch gradient "
                "descent, float32), batch (integrate_batch over --batch initializations).  See docs/performance.md.")
-    p.add_argument("--preset", choices=list(PRESETS), default="paper",
+    p.add_argument("--preset", choices=[*PRESETS, "width"], default="paper",
                    help="the problem: paper and theory are flowsim integrate's presets of the same names (the same "
                         "problem for the same --seed); theory-large is theory-mode data and init at n=120, L=8, "
-                        "d=963, m=m1=1024, flow time 1e4 (minutes, about 1 GB) (default paper)")
+                        "d=963, m=m1=1024, flow time 1e4 (minutes, about 1 GB); width times the theory preset at "
+                        "m = m1 = 1e2, 1e4, 1e6, 1e8 on the width-free engine, each in its own process, and "
+                        "against the m-wide matrices at m = m1 = 16384 (minutes; takes --seed, --repeats, "
+                        "--t-end, --json) (default paper)")
     fields = {f.name: f for f in dataclasses.fields(RunConfig)}
     for name in SIZES:
         p.add_argument(f"--{name}", type=int, help=f"{fields[name].metadata['help']} (default: the preset's)")
@@ -273,7 +276,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="relative tolerance of the flowsim, plain and scipy solves (default 1e-6)")
     p.add_argument("--atol", type=float, default=1e-8,
                    help="absolute tolerance of the flowsim, plain and scipy solves (default 1e-8)")
-    p.add_argument("--engine", choices=("auto", "params", "reduced", "gram"), default=None,
+    p.add_argument("--engine", choices=run_config.ENGINES, default=None,
                    help="flowsim engine (default: the cheapest for the sizes by flowsim.engines.engine_costs, "
                         "the Gram system included)")
     p.add_argument("--lr", type=float, default=0.01, help="learning rate of the gd and torch rows (default 0.01)")
@@ -292,6 +295,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     p = build_parser()
     ns = p.parse_args(argv)
+    if ns.preset == "width":
+        from .widthbench import width_bench
+
+        out = width_bench(t_end=ns.t_end or 1e4, repeats=ns.repeats, seed=ns.seed,
+                          printer=(lambda s: print(s, file=sys.stderr)) if ns.json == "-" else print)
+        _write_json(out, ns.json)
+        return 0
     default = LARGE_METHODS if ns.preset == "theory-large" else DEFAULT_METHODS
     methods = tuple(ns.only.split(",")) if ns.only else default
     unknown = set(methods) - set(METHODS)
@@ -305,14 +315,16 @@ def main(argv=None) -> int:
                     printer=(lambda s: print(s, file=sys.stderr)) if to_stdout else print, **sizes)
     except ConfigError as e:
         p.exit(2, f"flowsim bench: error: {' '.join(str(e).split())}\n")
-    if ns.json:
-        text = json.dumps(out, indent=2, default=str)
-        if to_stdout:
-            print(text)
-        else:
-            with open(ns.json, "w") as f:
-                f.write(text + "\n")
+    _write_json(out, ns.json)
     return 0
+
+
+def _write_json(out: dict, where: str | None) -> None:
+    if where == "-":
+        print(json.dumps(out, indent=2, default=str))
+    elif where:
+        with open(where, "w") as f:
+            f.write(json.dumps(out, indent=2, default=str) + "\n")
 
 
 if __name__ == "__main__":

@@ -34,10 +34,13 @@ class Point:
 @dataclasses.dataclass(frozen=True)
 class Sweep:
     """A base configuration and a grid ``{field: [values, ...]}``; the points are the Cartesian
-    product of the grid's lists, each merged over the base (checked like any configuration)."""
+    product of the grid's lists, each merged over the base (checked like any configuration).
+    ``tie`` maps a field to a grid key whose value it takes at every point (``{"m1": "m"}``:
+    m1 = m, a diagonal rather than a product)."""
 
     base: RunConfig
     grid: dict[str, tuple]
+    tie: dict[str, str] = dataclasses.field(default_factory=dict)
 
     @classmethod
     def from_toml(cls, path, preset: str | None = None) -> Sweep:
@@ -49,9 +52,13 @@ class Sweep:
             [grid]
             m = [16, 32, 64]
             seed = [0, 1, 2, 3]
+            [tie]
+            m1 = "m"    # optional: m1 takes m's value at every point
+
         """
         table = read_toml(path, "sweep file")
         grid = table.pop("grid", None)
+        tie = table.pop("tie", {})
         base_table = table.pop("base", {})
         named = table.pop("preset", None)
         if not isinstance(grid, dict) or not grid:
@@ -62,11 +69,20 @@ class Sweep:
             raise ConfigError(f"{path}: preset must be one of paper, theory, got {named!r}")
         base = RunConfig.preset(preset or named or "paper").merge({**table, **base_table},
                                                                     label=lambda k: f"{path}: {k}")
-        return cls.make(base, grid, label=lambda k: f"{path}: grid.{k}")
+        return cls.make(base, grid, tie, label=lambda k: f"{path}: grid.{k}")
 
     @classmethod
-    def make(cls, base: RunConfig, grid: Mapping[str, Sequence], label=lambda k: f"grid.{k}") -> Sweep:
-        """Check every grid value against ``base`` (one-line :class:`ConfigError` naming it)."""
+    def make(cls, base: RunConfig, grid: Mapping[str, Sequence], tie: Mapping[str, str] | None = None,
+             label=lambda k: f"grid.{k}") -> Sweep:
+        """Check every grid value against ``base`` and every tie (one-line :class:`ConfigError` naming it)."""
+        tie = dict(tie or {})
+        fields = {f.name for f in dataclasses.fields(RunConfig)}
+        if not isinstance(tie, dict):
+            raise ConfigError("tie must be a table of field = \"grid key\", e.g. [tie] m1 = \"m\"")
+        for key, target in tie.items():
+            if key not in fields or key in grid or target not in grid:
+                raise ConfigError(f"tie.{key}: must tie a configuration field outside the grid to a grid key "
+                                  f"({', '.join(grid)}), got {key} = {target!r}")
         checked = {}
         for key, values in grid.items():
             if isinstance(values, (str, bytes)) or not isinstance(values, Sequence) or not values:
@@ -77,9 +93,12 @@ class Sweep:
             if len(set(map(repr, parsed))) != len(parsed):
                 raise ConfigError(f"{label(key)}: values must be distinct, got {list(values)!r}")
             checked[key] = tuple(parsed)
+        for key, target in tie.items():
+            for value in checked[target]:
+                base.merge({key: value}, label=lambda k: f"tie.{k} (= {target} = {value!r})")
         if base.method != "flow":
             raise ConfigError("a sweep integrates the flow: method must be flow")
-        return cls(base=base, grid=checked)
+        return cls(base=base, grid=checked, tie=tie)
 
     def points(self) -> list[Point]:
         """Every grid point, in the order of the grid's keys and values, each checked as a whole
@@ -88,7 +107,7 @@ class Sweep:
         out = []
         for combo in itertools.product(*(self.grid[k] for k in keys)):
             values = dict(zip(keys, combo))
-            config = dataclasses.replace(self.base, **values)
+            config = dataclasses.replace(self.base, **values, **{k: values[t] for k, t in self.tie.items()})
             name = "_".join(f"{k}={_fmt(v)}" for k, v in values.items())
             _check(config, name)
             out.append(Point(name=name, config=config, values=values))
@@ -150,6 +169,8 @@ def sweep(plan: Sweep, out, *, devices=None, batch: int | None = None, progress:
     points = plan.points()
     out = Path(out)
     definition = {"base": plan.base.to_dict(), "grid": {k: list(map(_jsonable, v)) for k, v in plan.grid.items()}}
+    if plan.tie:
+        definition["tie"] = plan.tie
     _check_sweep_out(out, definition, force)
     devices = list(jax.local_devices()) if devices is None else list(devices)
     rank, ranks = jax.process_index(), jax.process_count()

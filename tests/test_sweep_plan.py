@@ -38,3 +38,17 @@ def test_grid_points_and_batches(tmp_path):
 def test_bad_sweep_files(tmp_path, text, match):
     with pytest.raises(ConfigError, match=match):
         Sweep.from_toml(write(tmp_path, text)).points()
+
+
+def test_tie_makes_a_diagonal_not_a_product(tmp_path):
+    """[tie] m1 = "m": m1 follows m at every point (widths m = m1), and a bad tie is one line."""
+    path = tmp_path / "s.toml"
+    path.write_text('preset = "theory"\n[grid]\nm = [64, 1000000]\nseed = [0, 1]\n[tie]\nm1 = "m"\n')
+    points = Sweep.from_toml(path).points()
+    assert [(p.config.m, p.config.m1, p.config.seed) for p in points] == \
+        [(64, 64, 0), (64, 64, 1), (1000000, 1000000, 0), (1000000, 1000000, 1)]
+    for tie, message in (('m1 = "n_test"', "tie.m1: must tie"), ('m = "m"', "tie.m: must tie"),
+                         ('seed = "m"', r"tie.seed \(= m = 1000000000000\): must be an integer in")):
+        path.write_text(f'preset = "theory"\n[grid]\nm = [1e12]\n[tie]\n{tie}\n')
+        with pytest.raises(ConfigError, match=message):
+            Sweep.from_toml(path)
