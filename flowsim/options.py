@@ -116,11 +116,13 @@ class SolverOptions(_Options):
 
 @dataclasses.dataclass(frozen=True)
 class SaveOptions(_Options):
-    """Where observables are recorded: ``saves`` times on a ``grid`` (:func:`save_times`) or the
-    explicit times ``ts``; a flow integrates ``chunk`` saved times per solve and checkpoint."""
+    """Where observables are recorded: ``saves`` times on a ``grid`` (:func:`save_times`, a log
+    grid from ``t_first``) or the explicit times ``ts``; a flow integrates ``chunk`` saved times
+    per solve and checkpoint."""
 
     saves: int = 201
     grid: str = "log"
+    t_first: float | None = None
     ts: tuple[float, ...] | None = None
     chunk: int = 25
 
@@ -128,13 +130,15 @@ class SaveOptions(_Options):
         object.__setattr__(self, "saves", check_count("saves", self.saves, 2))
         check_choice("grid", self.grid, GRIDS)
         object.__setattr__(self, "chunk", check_count("chunk", self.chunk))
+        if self.t_first is not None:
+            object.__setattr__(self, "t_first", check_positive("t_first", self.t_first))
         if self.ts is not None:
             object.__setattr__(self, "ts", tuple(_check_ts(self.ts).tolist()))
 
     def times(self, t_end: float) -> np.ndarray:
         """The saved times of a run to ``t_end``; explicit ``ts`` must end at ``t_end``."""
         if self.ts is None:
-            return save_times(t_end, self.saves, self.grid)
+            return save_times(t_end, self.saves, self.grid, self.t_first)
         ts = np.asarray(self.ts)
         if ts[-1] != t_end:
             raise ValueError(f"ts must end at t_end={t_end:g} (the run integrates to its last saved time), "
@@ -210,7 +214,8 @@ class DescentOptions(_RunOptions):
 def save_times(t_end: float, saves: int = SaveOptions.saves, grid: str = SaveOptions.grid,
                t_first: float | None = None) -> np.ndarray:
     """Saved times: ``0``, then ``saves - 1`` points up to ``t_end``, log-spaced from ``t_first``
-    (default ``min(1e-3, t_end / saves)``) or evenly spaced."""
+    (default ``min(1e-3, t_end / saves)``; Phase 1 ends near ``6 / m`` under the theory's scales,
+    so wide runs need an earlier one) or evenly spaced."""
     check_positive("t_end", t_end)
     check_count("saves", saves, 2)
     if grid == "linear":

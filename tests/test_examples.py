@@ -28,7 +28,9 @@ def test_every_shipped_toml_is_a_valid_configuration(path):
         assert len({p.name for p in points}) == len(points)
         for point in points:
             assert all(getattr(point.config, k) == v for k, v in point.values.items())
-            assert point.config.data_mode == RunConfig.preset(table.get("preset", "paper")).data_mode
+            expected = table.get("data_mode", RunConfig.preset(table.get("preset", "paper")).data_mode)
+            assert point.config.data_mode == expected
+            assert all(getattr(point.config, k) == point.values[t] for k, t in table.get("tie", {}).items())
     else:
         config = RunConfig.from_toml(path)
         expected = {k: tuple(v) if isinstance(v, list) else v for k, v in table.items() if k != "preset"}
