@@ -320,8 +320,8 @@ def _T1_figure(atlas: Atlas):
     _legend(ax, handles)
     _title(fig, atlas, r"End of Phase 1 against width: $T_1\, m$ (Theorem 3.1: $T_1 = \tilde O(1/m)$, "
                        r"so $T_1\, m$ grows at most polylogarithmically)",
-           rf"fit: least squares of $\log T_1$ on $\log m$, all seeds; {LEVEL:.0%} CI: slope $\pm$ "
-           r"Student's $t_{n-2}$ quantile $\times$ standard error",
+           rf"fit: least squares of $\log T_1$ on $\log m$ over all seeds, {LEVEL:.0%} CI from Student's "
+           r"$t_{n-2}$ on the slope",
            _left_out(int(np.isnan(atlas.T1).sum()), "never reached $T_1$"),
            f"no fit for {', '.join(unfit)}: needs 3 points over 2 widths" if unfit else "")
     return fig
