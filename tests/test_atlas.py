@@ -191,7 +191,7 @@ def test_flowsim_plot_on_a_sweep_writes_the_figures_and_prints_the_table(swept, 
     assert paths == [str(tmp_path / f) for f in ("claims.png", "T1.png", "loss.png", "C_ratio.png", "T1_scaling.md")]
     assert all((tmp_path / f).stat().st_size > 1000 for f in ("claims.png", "T1.png"))
     assert (tmp_path / "T1_scaling.md").read_text() in printed
-    assert flowsim.plot_sweep is atlas.plot_sweep
+    assert flowsim.plot_sweep is atlas.plot_sweep and cli.SWEEP_PLOT_KINDS == atlas.KINDS
     import matplotlib.pyplot as plt
 
     assert plt.get_fignums() == []
