@@ -23,6 +23,7 @@ _EXPORTS = {
     "options": ("DescentOptions", "FlowOptions", "SaveOptions", "SolverOptions", "save_times"),
     "gd": ("gradient_descent",),
     "plotting": ("plot",),
+    "atlas": ("plot_sweep",),
     "claims": ("CLAIMS", "RunContext", "check_claims"),
     "reporting": ("report", "sweep_report"),
     "sweeps": ("Sweep", "sweep"),

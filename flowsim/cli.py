@@ -90,6 +90,7 @@ def _add_integrate(commands) -> None:
 
 
 PLOT_KINDS = ("scores", "loss", "G", "balance", "C", "conservation")  # flowsim.plotting.KINDS
+SWEEP_PLOT_KINDS = ("claims", "T1", "loss", "C_ratio")  # flowsim.atlas.KINDS
 
 
 DPI_RANGE = (10, 600)  # outside it a figure is unreadable or too large for the image formats
@@ -97,17 +98,25 @@ DPI_RANGE = (10, 600)  # outside it a figure is unreadable or too large for the 
 
 def _add_plot(commands) -> None:
     p = commands.add_parser(
-        "plot", allow_abbrev=False, help="draw Figure 1 and the other observables of result directories",
+        "plot", allow_abbrev=False, help="draw Figure 1 and the other observables of result directories, "
+                                         "or the claims-against-width figures of a sweep",
         description="Plot one or several result directories together: scores is Figure 1(a) with the change "
                     "since t = 0 under it, loss is Figure 1(b); G (the MLP output per word), balance (Lemma "
                     "4.5's ratios, drawn in Phase 2), C (Theorem 3.3's coefficients) and conservation (drift "
                     "of the conserved matrices).  Time is on a log axis; Phase 1 is shaded up to each run's "
                     "T1, drawn dashed.  Up to 4 runs are told apart by line style, more by colour (one panel "
-                    "per curve and a colour bar).")
-    p.add_argument("dirs", nargs="+", metavar="DIR", help="result directories (flowsim integrate --out), any number")
+                    "per curve and a colour bar).  Given a sweep directory (flowsim sweep --out, with m in its "
+                    "grid) instead, draw against the width m: claims (the fraction of seeds on which each "
+                    "claim holds), T1 (T1 m with a fitted power law T1 ~ m^-alpha; its table is written as "
+                    "T1_scaling.md and printed), loss (final training and test loss with 1/m) and C_ratio "
+                    "(Theorem 3.3's irrelevant over target coefficients, with 1/10); other grid keys but seed "
+                    "make one line per value (docs/sweeps.md).")
+    p.add_argument("dirs", nargs="+", metavar="DIR",
+                   help="result directories (flowsim integrate --out), any number; or one sweep directory")
     p.add_argument("--out", metavar="DIR", help="where to write the figures (default: DIR/plots of the first DIR)")
-    p.add_argument("--kinds", nargs="+", choices=PLOT_KINDS, default=list(PLOT_KINDS), metavar="KIND",
-                   help=f"which figures, among {', '.join(PLOT_KINDS)} (default: all)")
+    p.add_argument("--kinds", nargs="+", choices=dict.fromkeys(PLOT_KINDS + SWEEP_PLOT_KINDS), metavar="KIND",
+                   help=f"which figures, among {', '.join(PLOT_KINDS)} for result directories, "
+                        f"{', '.join(SWEEP_PLOT_KINDS)} for a sweep directory (default: all)")
     p.add_argument("--linear-time", action="store_true",
                    help="linear time axis, as the paper draws it (default: log, where Phase 1 is visible)")
     p.add_argument("--labels", nargs="+", metavar="LABEL",
@@ -206,11 +215,21 @@ def _load_results(dirs) -> list:
 
 
 def plot(args) -> int:
-    """``flowsim plot DIR...``: the figures of one or several runs, overlaid."""
-    if args.labels is not None and len(args.labels) != len(args.dirs):
-        return _usage_error(ConfigError(f"--labels: give one label per DIR ({len(args.dirs)}), got {len(args.labels)}"), "flowsim plot")
+    """``flowsim plot DIR...``: the figures of one or several runs, overlaid, or of one sweep."""
+    from pathlib import Path
+
+    from .sweeps import INDEX_JSON
+
     if not DPI_RANGE[0] <= args.dpi <= DPI_RANGE[1]:
         return _usage_error(ConfigError(f"--dpi: must be an integer in [{DPI_RANGE[0]}, {DPI_RANGE[1]}], got {args.dpi}"), "flowsim plot")
+    if any((Path(d) / INDEX_JSON).exists() for d in args.dirs):
+        return _plot_sweep(args)
+    if args.labels is not None and len(args.labels) != len(args.dirs):
+        return _usage_error(ConfigError(f"--labels: give one label per DIR ({len(args.dirs)}), got {len(args.labels)}"), "flowsim plot")
+    wrong = [k for k in args.kinds or () if k not in PLOT_KINDS]
+    if wrong:
+        return _usage_error(ConfigError(f"--kinds: {wrong[0]} is a sweep figure; result directories draw "
+                                        f"{', '.join(PLOT_KINDS)}"), "flowsim plot")
     try:
         runs = _load_runs(args.dirs)
     except ConfigError as e:
@@ -219,12 +238,40 @@ def plot(args) -> int:
 
     out = args.out or f"{args.dirs[0]}/plots"
     try:
-        written = draw([r.result for r in runs], out, kinds=args.kinds, logx=not args.linear_time,
+        written = draw([r.result for r in runs], out, kinds=args.kinds or PLOT_KINDS, logx=not args.linear_time,
                        labels=args.labels or run_labels(runs), formats=args.formats, dpi=args.dpi)
     except OSError as e:
         return _usage_error(ConfigError(f"--out: cannot write the figures into {out!r}: {e.strerror or e}"), "flowsim plot")
     for path in written:
         print(path)
+    return 0
+
+
+def _plot_sweep(args) -> int:
+    """``flowsim plot SWEEP_DIR``: the claims-against-width figures; prints their paths, then the T1 table."""
+    sweep_dir = args.dirs[0]
+    wrong = [k for k in args.kinds or () if k not in SWEEP_PLOT_KINDS]
+    problem = (f"a sweep directory is plotted on its own, got {len(args.dirs)} directories" if len(args.dirs) > 1
+               else "--labels: labels result directories; a sweep's figures name their series" if args.labels
+               else "--linear-time: the sweep figures have no time axis" if args.linear_time
+               else f"--kinds: {wrong[0]} is a figure of result directories; a sweep directory draws "
+                    f"{', '.join(SWEEP_PLOT_KINDS)}" if wrong else None)
+    if problem:
+        return _usage_error(ConfigError(problem), "flowsim plot")
+    from .atlas import TABLE, plot_sweep
+
+    out = args.out or f"{sweep_dir}/plots"
+    try:
+        written = plot_sweep(sweep_dir, out, kinds=args.kinds or SWEEP_PLOT_KINDS, formats=args.formats, dpi=args.dpi)
+    except ConfigError as e:
+        return _usage_error(e, "flowsim plot")
+    except OSError as e:
+        return _usage_error(ConfigError(f"--out: cannot write the figures into {out!r}: {e.strerror or e}"), "flowsim plot")
+    for path in written:
+        print(path)
+    tables = [p for p in written if p.name == TABLE]
+    if tables:
+        print("\n" + tables[0].read_text(), end="")
     return 0
 
 

@@ -22,9 +22,10 @@ from .claims.base import plain
 
 if TYPE_CHECKING:
     from .flow import FlowResult
+    from .results import Run
 
 __all__ = [*claims.__all__, "SWEEP_REPORT", "SweepReport", "format_sweep_table", "format_table", "markdown_table",
-           "report", "sweep_report"]
+           "report", "sweep_points", "sweep_report"]
 
 
 # --- One run -------------------------------------------------------------------------------------
@@ -150,13 +151,11 @@ class SweepReport:
         return path
 
 
-def sweep_report(path: str | Path, by: Iterable[str] | None = None) -> SweepReport:
-    """Every claim checked on every complete point of the sweep directory ``path`` (written by
-    :func:`flowsim.sweep`), counted per group of points that share the values of the grid keys
-    ``by`` (default: every grid key but ``seed``, so that seeds are pooled).
-
-    Verdicts are recomputed from the points' result directories, each with the context of its
-    own configuration: the verdicts in ``sweep.json`` may come from an older flowsim."""
+def sweep_points(path: str | Path) -> tuple[list[str], list[tuple[str, str, Run | None]]]:
+    """The grid keys of the sweep directory ``path`` (written by :func:`flowsim.sweep`) and, per
+    point in index order, its name, its status (``complete``, ``failed``, ``pending``,
+    ``running``, ``interrupted``, ``unreadable``) and its :class:`~flowsim.Run` if complete
+    (else ``None``).  Read from the points' directories, which the index may lag behind."""
     from .config import ConfigError
     from .results import load
     from .sweeps import FAILURE, INDEX_JSON
@@ -167,6 +166,30 @@ def sweep_report(path: str | Path, by: Iterable[str] | None = None) -> SweepRepo
         grid, entries = list(index["definition"]["grid"]), [(e["name"], e["path"]) for e in index["points"]]
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise ConfigError(f"{path} is not a flowsim sweep directory (cannot read {INDEX_JSON}: {e})") from None
+    points = []
+    for name, where in entries:
+        point = path / where
+        status, run = "pending", None
+        if (point / "run.json").exists():
+            try:
+                run = load(point)
+                status = "failed" if (point / FAILURE).exists() else run.status
+            except ConfigError:
+                status = "unreadable"
+        points.append((name, status, run if status == "complete" else None))
+    return grid, points
+
+
+def sweep_report(path: str | Path, by: Iterable[str] | None = None) -> SweepReport:
+    """Every claim checked on every complete point of the sweep directory ``path`` (written by
+    :func:`flowsim.sweep`), counted per group of points that share the values of the grid keys
+    ``by`` (default: every grid key but ``seed``, so that seeds are pooled).
+
+    Verdicts are recomputed from the points' result directories, each with the context of its
+    own configuration: the verdicts in ``sweep.json`` may come from an older flowsim."""
+    from .config import ConfigError
+
+    grid, entries = sweep_points(path)
     by = tuple(k for k in grid if k != "seed") if by is None else tuple(by)
     unknown = [k for k in by if k not in grid]
     if unknown:
@@ -174,16 +197,8 @@ def sweep_report(path: str | Path, by: Iterable[str] | None = None) -> SweepRepo
                           f"its grid keys: {', '.join(grid)}")
     groups: dict[str, tuple[dict, list]] = {}  # by JSON of the grid values: the values, the points' rows
     skipped = []
-    for name, where in entries:
-        point = path / where
-        status = "pending"
-        if (point / "run.json").exists():
-            try:
-                run = load(point)
-                status = "failed" if (point / FAILURE).exists() else run.status
-            except ConfigError:
-                status = "unreadable"
-        if status != "complete":
+    for name, status, run in entries:
+        if run is None:
             skipped.append(f"{name} ({status})")
             continue
         values = plain({k: getattr(run.config, k) for k in by})

@@ -1,0 +1,436 @@
+"""Sweep-level figures: the paper's claims, T1, the final losses and Theorem 3.3's coefficients against the width m.
+
+A sweep over ``m`` (and seeds) is drawn as four figures, :data:`KINDS`: ``claims``, a heat map
+of the fraction of seeds on which each claim holds, per width; ``T1``, T1 m against m with a
+fitted power law T1 ~ m^-alpha; ``loss``, the final training and test losses against m with
+Theorem 3.3's 1/m; ``C_ratio``, Theorem 3.3's ratio of irrelevant to target coefficients against
+m.  Grid keys other than ``m`` and ``seed`` make series: one line (and one block of heat-map
+columns) per combination of their values.  Points that are not complete are left out and
+counted in each figure's note.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from matplotlib import colormaps
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch, Rectangle
+from matplotlib.ticker import FuncFormatter
+
+from .claims.base import plain
+from .claims.paper import ORDER
+from .config import ConfigError
+from .plotting import COLORS, FONT, Panel, _finish_axes, _new_figure, _wrap
+from .reporting import SweepReport, sweep_points, sweep_report
+
+WIDTH = "m"  # the grid key on the x axis
+KINDS = ("claims", "T1", "loss", "C_ratio")
+TABLE = "T1_scaling.md"
+#: Red where a claim holds on no seed, yellow on half of them, blue on all: the two ends differ in
+#: hue and in lightness, and the middle is light, unlike the grey of "not applicable".
+CLAIMS_COLORMAP = "RdYlBu"
+NOT_APPLICABLE = "0.86"
+#: The configuration keys that the figures' subtitles name when the grid does not vary them.
+SETTING = ("init", "data_mode", "n", "L", "d", "m1", "t_end")
+LEVEL = 0.95  # of the exponent's confidence interval
+
+
+@dataclasses.dataclass(frozen=True)
+class PowerLaw:
+    """T1 = prefactor m^-alpha, fitted by least squares of log T1 on log m over ``points``
+    points; [lo, hi] is alpha's two-sided ``level`` confidence interval, from the slope's
+    standard error and Student's t with ``points - 2`` degrees of freedom."""
+
+    alpha: float
+    lo: float
+    hi: float
+    prefactor: float
+    points: int
+    level: float = LEVEL
+
+    def __call__(self, m):
+        return self.prefactor * np.asarray(m, float) ** -self.alpha
+
+    def text(self) -> str:
+        return f"alpha = {self.alpha:.3f}, {self.level:.0%} CI [{self.lo:.3f}, {self.hi:.3f}]"
+
+
+def fit_power_law(m, T, level: float = LEVEL) -> PowerLaw | None:
+    """The power law T ~ m^-alpha through the points with a finite positive T (see
+    :class:`PowerLaw`); ``None`` for fewer than 3 such points or a single width, where the slope
+    or its error is undefined."""
+    from scipy import stats
+
+    m, T = np.asarray(m, float), np.asarray(T, float)
+    keep = np.isfinite(T) & (T > 0)
+    x, y = np.log(m[keep]), np.log(T[keep])
+    if len(x) < 3 or np.ptp(x) == 0:
+        return None
+    fit = stats.linregress(x, y)
+    half = stats.t.ppf(0.5 + level / 2, len(x) - 2) * fit.stderr
+    return PowerLaw(alpha=-fit.slope, lo=-fit.slope - half, hi=-fit.slope + half,
+                    prefactor=math.exp(fit.intercept), points=len(x), level=level)
+
+
+@dataclasses.dataclass(frozen=True)
+class Atlas:
+    """A sweep read for its figures.  Per complete point: ``which`` series it belongs to (an
+    index into ``series``, the values of the grid keys ``series_keys``, i.e. all but m and
+    seed), its width ``m``, ``T1`` (NaN if not reached), final training ``loss``, ``test_loss``
+    and Theorem 3.3's ``ratio``.  ``report`` holds the claim hold rates per (series, m) group,
+    ``skipped`` the points not complete, ``setting`` what the grid keeps fixed, ``tied`` whether
+    m1 = m at every point."""
+
+    series_keys: tuple[str, ...]
+    series: tuple[dict, ...]
+    which: np.ndarray
+    m: np.ndarray
+    T1: np.ndarray
+    loss: np.ndarray
+    test_loss: np.ndarray
+    ratio: np.ndarray
+    report: SweepReport
+    skipped: tuple[str, ...]
+    setting: str
+    tied: bool
+
+    def label(self, s: int) -> str:
+        """Series ``s`` as ``m1=64, sigma0=0.1`` (empty for a sweep of widths and seeds alone)."""
+        return ", ".join(f"{k}={v}" for k, v in self.series[s].items())
+
+    def series_of(self, values: dict) -> int:
+        """The series of a point or group with grid ``values``."""
+        return self.series.index({k: values[k] for k in self.series_keys})
+
+
+def read(path: str | Path) -> Atlas:
+    """The sweep directory ``path`` read for its figures (:class:`Atlas`); one-line
+    :class:`~flowsim.ConfigError` if it is not a sweep of ``m`` or has no complete point."""
+    path = Path(path)
+    grid, entries = sweep_points(path)
+    if WIDTH not in grid:
+        raise ConfigError(f"{path}: the sweep figures draw against the width m, which is not a grid key of this "
+                          f"sweep (its grid keys: {', '.join(grid)})")
+    runs = [run for _, _, run in entries if run is not None]
+    if not runs:
+        raise ConfigError(f"{path}: no complete point to draw ({len(entries)} points, none complete)")
+    keys = tuple(k for k in grid if k not in (WIDTH, "seed"))
+    series: dict[str, dict] = {}  # by JSON of the values, in the order of first appearance (the grid's)
+    which, numbers = [], []
+    for run in runs:
+        values = plain({k: getattr(run.config, k) for k in keys})
+        key = json.dumps(values)
+        series.setdefault(key, values)
+        which.append(list(series).index(key))
+        numbers.append(_finals(run))
+    T1, loss, test_loss, ratio = np.array(numbers, float).T
+    configs = [run.config for run in runs]
+    tied = all(c.m1 == c.m for c in configs)
+    return Atlas(series_keys=keys, series=tuple(series.values()), which=np.array(which),
+                 m=np.array([c.m for c in configs], float), T1=T1, loss=loss, test_loss=test_loss, ratio=ratio,
+                 report=sweep_report(path), skipped=tuple(f"{n} ({s})" for n, s, run in entries if run is None),
+                 setting=_setting(configs[0], grid, tied), tied=tied)
+
+
+def _finals(run) -> tuple[float, float, float, float]:
+    """A point's T1 (NaN if not reached), final training and test losses and Theorem 3.3's ratio:
+    the largest |C_ij| with an irrelevant word over the smallest of |C_12|, |C_21|, |C_31|, |C_32|."""
+    o = run.result.observables
+    T1 = run.result.events.get("phase1_end")
+    C = np.abs(o["C"][-1])
+    with np.errstate(divide="ignore", invalid="ignore"):  # a target coefficient of 0: an infinite ratio
+        ratio = o["C_irrelevant_max"][-1] / min(C[0, 1], C[1, 0], C[2, 0], C[2, 1])
+    return math.nan if T1 is None else T1, o["loss"][-1], o["test_loss"][-1], ratio
+
+
+#: How the subtitle names each key of :data:`SETTING`.
+_SETTING_TEXT = {"init": "{} init", "data_mode": "{} data", "n": "n = {}", "L": "L = {}", "d": "d = {}",
+                 "m1": "$m_1$ = {}", "t_end": r"$t_\mathrm{{end}}$ = {:g}"}
+
+
+def _setting(config, grid: Sequence[str], tied: bool) -> str:
+    """What the grid keeps fixed, e.g. ``theory init, theory data, n = 12, L = 5, d = 40, m1 = 64``."""
+    parts = [_SETTING_TEXT[k].format(getattr(config, k)) for k in SETTING if k not in grid]
+    return ", ".join("$m_1 = m$" if tied and p.startswith("$m_1$") else p for p in parts)
+
+
+def width_text(m: float, tex: bool = True) -> str:
+    """A width as 10^k where it is a power of ten from 10 up (mathtext unless ``tex`` is
+    false), else as an integer with thousands separators."""
+    k = round(math.log10(m))
+    if m >= 10 and m == 10**k:
+        return f"$10^{{{k}}}$" if tex else f"10^{k}"
+    return f"{int(m):,}"
+
+
+def _width_label(atlas: Atlas) -> str:
+    return "width $m = m_1$" if atlas.tied else "attention width $m$"
+
+
+def _title(fig, atlas: Atlas, title: str, *remarks: str) -> None:
+    """The figure's title, then what the grid keeps fixed, the figure's remarks and the points
+    left out, each wrapped."""
+    lines = [atlas.setting, *remarks]
+    if atlas.skipped:
+        lines.append(f"{len(atlas.skipped)} of {len(atlas.skipped) + len(atlas.m)} points not complete, left out")
+    note = "\n".join(_wrap(line, 125) for line in lines if line)  # mathtext source runs longer than it draws
+    fig.suptitle(f"{title}\n{note}", fontsize=FONT["title"])
+
+
+def _color(s: int) -> str:
+    return COLORS[s % len(COLORS)]
+
+
+def _spread(ax, atlas: Atlas, values: np.ndarray) -> int:
+    """Each series' ``values`` against m: every seed a faint point, the median over seeds a line
+    with markers, the interquartile range a band.  Returns how many values were left out for a
+    log axis (not finite or not positive)."""
+    drawable = np.isfinite(values) & (values > 0)
+    for s in range(len(atlas.series)):
+        mine = drawable & (atlas.which == s)
+        widths = np.unique(atlas.m[mine])
+        if not widths.size:
+            continue
+        q = np.array([np.percentile(values[mine & (atlas.m == m)], [25, 50, 75]) for m in widths])
+        color = _color(s)
+        ax.fill_between(widths, q[:, 0], q[:, 2], color=color, alpha=0.2, linewidth=0, zorder=1)
+        ax.scatter(atlas.m[mine], values[mine], s=18, color=color, alpha=0.4, linewidths=0, zorder=2)
+        ax.plot(widths, q[:, 1], "-o", color=color, markersize=5, linewidth=1.8, zorder=3)
+    return int((~drawable).sum())
+
+
+def _spread_handles(atlas: Atlas) -> list:
+    """Legend entries for :func:`_spread`: what the points, lines and bands are, and (for several
+    series) which colour is which series."""
+    one = len(atlas.series) == 1
+    ink = _color(0) if one else "0.3"
+    handles = [Line2D([], [], marker="o", linestyle="", color=ink, alpha=0.4, markeredgewidth=0, label="each seed"),
+               Line2D([], [], marker="o", color=ink, markersize=5, linewidth=1.8, label="median over seeds"),
+               Patch(color=ink, alpha=0.2, linewidth=0, label="interquartile range over seeds")]
+    if not one:
+        handles += [Patch(color=_color(s), label=atlas.label(s)) for s in range(len(atlas.series))]
+    return handles
+
+
+def _legend(ax, handles) -> None:
+    """A legend to the right of the axes (constrained layout makes room for it)."""
+    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.02, 1), borderaxespad=0, fontsize=FONT["legend"])
+
+
+def _left_out(n: int, what: str) -> str:
+    return f"{n} point{'s' * (n != 1)} {what}, left out" if n else ""
+
+
+# --- The figures ---------------------------------------------------------------------------------
+
+
+def _ink(rgba) -> str:
+    """Black or white text, whichever reads on a cell of colour ``rgba`` (by its luminance)."""
+    r, g, b = rgba[:3]
+    return "black" if 0.2126 * r + 0.7152 * g + 0.0722 * b > 0.45 else "white"
+
+
+def _assumptions(rep: SweepReport) -> str:
+    met = ", ".join(f"{a} {k}/{rep.points.sum()}" for a, k in zip(rep.assumptions, rep.met.sum(axis=1)))
+    return f"points meeting the theory's assumptions: {met}"
+
+
+def _claims_figure(atlas: Atlas):
+    """Rows: the claims in paper order; columns: the widths (in blocks, one per series); each cell
+    the fraction of seeds on which the claim holds, with the counts written in it."""
+    rep = atlas.report
+    order = sorted(range(len(rep.groups)), key=lambda g: (atlas.series_of(rep.groups[g]), rep.groups[g][WIDTH]))
+    fraction, holds, applicable = (x[:, order] for x in (rep.fraction, rep.holds, rep.applicable))
+    groups, points = [rep.groups[g] for g in order], rep.points[order]
+    n_rows, n_cols = fraction.shape
+    fig = _new_figure(4.8 + 0.8 * n_cols, 2.6 + 0.3 * n_rows)
+    ax = fig.subplots()
+    cmap = colormaps[CLAIMS_COLORMAP].with_extremes(bad=NOT_APPLICABLE)
+    image = ax.imshow(np.ma.masked_invalid(fraction), cmap=cmap, vmin=0, vmax=1, aspect="auto",
+                      interpolation="nearest")
+    hatch = dict(hatch="//", edgecolor="0.65", linewidth=0)
+    for (c, g), f in np.ndenumerate(fraction):
+        if np.isnan(f):
+            ax.add_patch(Rectangle((g - 0.5, c - 0.5), 1, 1, fill=False, **hatch))
+        else:
+            ax.text(g, c, f"{holds[c, g]}/{applicable[c, g]}", ha="center", va="center",
+                    fontsize=FONT["ticks"] - 1, color=_ink(cmap(f)))
+    # White rules between the claims of different theorems and lemmas, and between series.
+    for c in range(1, n_rows):
+        if rep.claims[c].split(".")[0] != rep.claims[c - 1].split(".")[0]:
+            ax.axhline(c - 0.5, color="white", linewidth=3)
+    blocks = [atlas.series_of(g) for g in groups]
+    for g in range(1, n_cols):
+        if blocks[g] != blocks[g - 1]:
+            ax.axvline(g - 0.5, color="white", linewidth=5)
+    uneven = len(set(points)) > 1  # then each column says how many seeds it has
+    ax.set_xticks(range(n_cols), [width_text(g[WIDTH]) + (f"\n({n} seeds)" if uneven else "")
+                                  for g, n in zip(groups, points)], fontsize=FONT["ticks"])
+    ax.set_yticks(range(n_rows), rep.claims, fontsize=FONT["ticks"])
+    ax.tick_params(length=0)
+    ax.spines[:].set_visible(False)
+    ax.set_xlabel(_width_label(atlas), fontsize=FONT["label"])
+    if len(atlas.series) > 1:
+        top = ax.secondary_xaxis("top")
+        starts = [g for g in range(n_cols) if g == 0 or blocks[g] != blocks[g - 1]] + [n_cols]
+        top.set_xticks([(a + b - 1) / 2 for a, b in zip(starts, starts[1:])],
+                       [atlas.label(blocks[a]) for a in starts[:-1]], fontsize=FONT["label"])
+        top.tick_params(length=0)
+        top.spines[:].set_visible(False)
+    bar = fig.colorbar(image, ax=ax, pad=0.02, aspect=40, ticks=np.linspace(0, 1, 5))
+    bar.set_label("fraction of seeds on which the claim holds (of those where it applies)", fontsize=FONT["label"])
+    bar.ax.tick_params(labelsize=FONT["ticks"])
+    not_applicable = Patch(facecolor=NOT_APPLICABLE, label="applies on no seed (flowsim report DIR says why)", **hatch)
+    fig.legend(handles=[not_applicable], loc="outside lower center", fontsize=FONT["legend"], frameon=False)
+    seeds = "" if uneven else f"{points[0]} seeds per column; "
+    _title(fig, atlas, "How often each claim of the paper holds, against the width",
+           f"{seeds}cell: seeds where the claim holds / seeds where it applies", _assumptions(rep))
+    return fig
+
+
+def _T1_figure(atlas: Atlas):
+    """T1 m against m, with the power law fitted to each series."""
+    fig = _new_figure(11.5, 6.2)
+    ax = fig.subplots()
+    _spread(ax, atlas, atlas.T1 * atlas.m)
+    handles = _spread_handles(atlas)
+    unfit = []
+    for s in range(len(atlas.series)):
+        mine = atlas.which == s
+        fit = fit_power_law(atlas.m[mine], atlas.T1[mine])
+        if fit is None:
+            unfit.append(atlas.label(s) or "the sweep")
+            continue
+        grid = np.geomspace(atlas.m[mine].min(), atlas.m[mine].max(), 100)
+        ax.plot(grid, grid * fit(grid), "--", color=_color(s), linewidth=1.4, zorder=4)
+        prefix = f"{atlas.label(s)}: " if len(atlas.series) > 1 else ""
+        label = (rf"{prefix}fit $T_1 \propto m^{{-\alpha}}$" + "\n"
+                 rf"$\alpha$ = {fit.alpha:.3f}, {fit.level:.0%} CI [{fit.lo:.3f}, {fit.hi:.3f}]")
+        handles.append(Line2D([], [], linestyle="--", color=_color(s), linewidth=1.4, label=label))
+    _finish_axes(ax, Panel(r"$T_1\, m$", "log", ()), logx=True)
+    # T1 m spans a decade or two: plain numbers (0.1, 1, 10) on the major ticks too, not 10^1.
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda y, _: f"{y:g}"))
+    ax.set_xlabel(_width_label(atlas), fontsize=FONT["label"])
+    _legend(ax, handles)
+    _title(fig, atlas, r"End of Phase 1 against width: $T_1\, m$ (Theorem 3.1: $T_1 = \tilde O(1/m)$, "
+                       r"so $T_1\, m$ grows at most polylogarithmically)",
+           rf"fit: least squares of $\log T_1$ on $\log m$ over all seeds, {LEVEL:.0%} CI from Student's "
+           r"$t_{n-2}$ on the slope",
+           _left_out(int(np.isnan(atlas.T1).sum()), "never reached $T_1$"),
+           f"no fit for {', '.join(unfit)}: needs 3 points over 2 widths" if unfit else "")
+    return fig
+
+
+def _loss_figure(atlas: Atlas):
+    """The final training and test losses against m, each with the line 1/m."""
+    fig = _new_figure(13, 5.8)
+    axes = fig.subplots(1, 2, sharex=True)
+    grid = np.geomspace(atlas.m.min(), atlas.m.max(), 100)
+    left = 0
+    for ax, values, ylabel, name in zip(axes, (atlas.loss, atlas.test_loss),
+                                        (r"$\hat L(t_\mathrm{end})$", r"$L_\mathrm{test}(t_\mathrm{end})$"),
+                                        ("training loss", "test loss (fresh i.i.d. samples)")):
+        left += _spread(ax, atlas, values)
+        ax.plot(grid, 1 / grid, color="k", linestyle=":", linewidth=1.6, zorder=4)
+        _finish_axes(ax, Panel(ylabel, "log", ()), logx=True)
+        ax.set_title(name, fontsize=FONT["label"])
+        ax.set_xlabel(_width_label(atlas), fontsize=FONT["label"])
+    handles = [*_spread_handles(atlas),
+               Line2D([], [], color="k", linestyle=":", linewidth=1.6, label=r"$1/m$: Theorem 3.3's weakest $1/\mathrm{poly}(m)$")]
+    fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 4), fontsize=FONT["legend"])
+    _title(fig, atlas, r"Loss at the end of training against width (Theorem 3.3: both at most $1/\mathrm{poly}(m)$)",
+           _left_out(left, "with a loss of 0 or not finite"))
+    return fig
+
+
+def _ratio_figure(atlas: Atlas):
+    """Theorem 3.3's ratio of irrelevant to target coefficients against m, with the threshold 1/ORDER."""
+    fig = _new_figure(11.5, 6.2)
+    ax = fig.subplots()
+    left = _spread(ax, atlas, atlas.ratio)
+    ax.axhline(1 / ORDER, color="k", linestyle="--", linewidth=1.4, zorder=4)
+    handles = [*_spread_handles(atlas),
+               Line2D([], [], color="k", linestyle="--", linewidth=1.4,
+                      label=_wrap(f"1/{ORDER:g}: \"an order smaller\"; the claim holds below it", 40))]
+    _finish_axes(ax, Panel(r"$\max\, |C_\mathrm{irrelevant}|\ /\ \min\, |C_\mathrm{target}|$", "log", ()),
+                 logx=True)
+    ax.set_xlabel(_width_label(atlas), fontsize=FONT["label"])
+    _legend(ax, handles)
+    _title(fig, atlas, r"Theorem 3.3 at $t_\mathrm{end}$: the coefficients $C_{ij}$ that involve an irrelevant word, "
+                       "relative to the target ones",
+           r"$W_K^\top W_Q - W_K(0)^\top W_Q(0) = \Sigma_{ij}\, C_{ij}\, \mu_i \mu_j^\top$",
+           r"ratio: the largest $|C_{ij}|$ with $i$ or $j$ irrelevant over $\min(|C_{12}|, |C_{21}|, |C_{31}|, |C_{32}|)$",
+           _left_out(left, "with a ratio of 0 or not finite"))
+    return fig
+
+
+_FIGURES = {"claims": _claims_figure, "T1": _T1_figure, "loss": _loss_figure, "C_ratio": _ratio_figure}
+
+
+def figure(kind: str, atlas: Atlas):
+    """The figure ``kind`` (one of :data:`KINDS`) of a sweep read by :func:`read`."""
+    if kind not in _FIGURES:
+        raise ValueError(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
+    return _FIGURES[kind](atlas)
+
+
+# --- The T1 table and the files ------------------------------------------------------------------
+
+
+def scaling_table(source: str | Path | Atlas) -> str:
+    """T1 m per width (and series) of a sweep directory (or an :class:`Atlas`) as a Markdown
+    table, then the fitted exponent of T1 ~ m^-alpha with its confidence interval (for the docs)."""
+    atlas = source if isinstance(source, Atlas) else read(source)
+    keys = list(atlas.series_keys)
+    rows = [f"| {' | '.join([*keys, 'm'])} | seeds with T1 | T1 m, median | T1 m, interquartile range | T1, median |",
+            "|" + "---|" * (len(keys) + 5)]
+    fits = []
+    for s in range(len(atlas.series)):
+        mine = atlas.which == s
+        for m in np.unique(atlas.m[mine]):
+            T1 = atlas.T1[mine & (atlas.m == m)]
+            reached = T1[np.isfinite(T1)]
+            cells = [*map(str, atlas.series[s].values()), width_text(m, tex=False), f"{reached.size}/{T1.size}"]
+            if reached.size:
+                q25, q50, q75 = np.percentile(reached * m, [25, 50, 75])
+                cells += [f"{q50:.4g}", f"{q25:.4g} - {q75:.4g}", f"{np.median(reached):.4g}"]
+            else:
+                cells += ["-"] * 3
+            rows.append(f"| {' | '.join(cells)} |")
+        fit = fit_power_law(atlas.m[mine], atlas.T1[mine])
+        where = f"{atlas.label(s)}: " if keys else ""
+        fits.append(f"{where}T1 ~ m^-alpha with " + (f"{fit.text()} ({fit.points} points)" if fit else
+                                                    "no fit (needs 3 points over 2 widths)"))
+    how = (f"Fit: least squares of log T1 on log m over every seed that reached T1; the {LEVEL:.0%} CI is "
+           "the slope's standard error times Student's t quantile with n - 2 degrees of freedom.")
+    return "\n".join([*rows, "", *fits, "", how]) + "\n"
+
+
+def plot_sweep(path: str | Path, out_dir: str | Path | None = None, *, kinds: Sequence[str] = KINDS,
+               formats: Sequence[str] = ("png", "pdf"), dpi: int = 150, prefix: str = "") -> list[Path]:
+    """Draw each of ``kinds`` (default all of :data:`KINDS`) for the sweep directory ``path`` and
+    save it as ``out_dir/{prefix}{kind}.{format}`` (default ``out_dir``: ``path/plots``); with
+    ``T1``, also write :func:`scaling_table` as ``out_dir/{prefix}T1_scaling.md``.  Returns the
+    paths written."""
+    unknown = [k for k in kinds if k not in KINDS]
+    if unknown:
+        raise ValueError(f"kind must be one of {', '.join(KINDS)}, got {unknown[0]!r}")
+    atlas = read(path)
+    out = Path(path) / "plots" if out_dir is None else Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for kind in kinds:
+        fig = figure(kind, atlas)
+        for fmt in formats:
+            written.append(out / f"{prefix}{kind}.{fmt}")
+            fig.savefig(written[-1], dpi=dpi, bbox_inches="tight")
+    if "T1" in kinds:
+        written.append(out / f"{prefix}{TABLE}")
+        written[-1].write_text(scaling_table(atlas))
+    return written

@@ -1,0 +1,222 @@
+"""The sweep figures: the fitted power law against known exponents, the heat map against the sweep
+report, what each figure draws, and ``flowsim plot SWEEP_DIR``.  Synthetic sweep directories
+(saved result directories, nothing integrated): the figures alone are under test."""
+
+import ast
+import json
+
+import numpy as np
+import pytest
+from scipy import stats
+
+import flowsim
+from flowsim import atlas, cli, results
+from flowsim.observables import DESCRIPTIONS
+from flowsim.options import FlowOptions
+
+WIDTHS = (10, 100, 1000)
+SEEDS = (0, 1)
+ALPHA, PREFACTOR = 0.8, 2.0
+D = 5
+
+
+def T1_of(m, seed):
+    """T1 = PREFACTOR m^-ALPHA times a factor per seed: the same factors at every width leave the
+    least-squares slope exactly -ALPHA, with residuals, so that its interval has a width."""
+    return PREFACTOR * m**-ALPHA * (1.0, 1.5)[seed]
+
+
+def synthetic_result(m, seed) -> flowsim.FlowResult:
+    """Random observables of the recorded shapes, with positive losses and the point's T1."""
+    rng = np.random.default_rng(seed * 1000 + m)
+    ts = np.concatenate([[0.0], np.geomspace(1e-3, 100.0, 40)])
+    obs = {k: rng.normal(size=(len(ts), *ast.literal_eval(shape.replace("d", str(D)))))
+           for k, (shape, _) in DESCRIPTIONS.items()}
+    for key in ("loss", "test_loss", "C_irrelevant_max"):
+        obs[key] = np.exp(obs[key])
+    if m >= 1000:  # as an engine without the neuron inner products records it: that claim does not apply
+        obs["neuron_gram_change"] = np.full(len(ts), np.nan)
+    p = flowsim.Params(W=rng.normal(size=(4, 8)), W_V=rng.normal(size=(8, D)), W_K=rng.normal(size=(8, D)),
+                       W_Q=rng.normal(size=(8, D)), a=np.ones(4))
+    return flowsim.FlowResult(ts=ts, observables=obs, events=dict(phase1_end=T1_of(m, seed)), stats={},
+                              params_init=p, params_final=p, t_reached=ts[-1], status="complete", message="",
+                              grid=ts, chunks_done=1, state=None, options=FlowOptions())
+
+
+def make_sweep(root, grid: dict, pending: tuple[str, ...] = ()):
+    """A sweep directory over ``grid`` (keys of RunConfig), every point saved but ``pending``."""
+    import itertools
+
+    names = []
+    for combo in itertools.product(*grid.values()):
+        values = dict(zip(grid, combo))
+        name = "_".join(f"{k}={v}" for k, v in values.items())
+        names.append(name)
+        if name in pending:
+            continue
+        config = flowsim.RunConfig.preset("paper").merge(values)
+        data = flowsim.Dataset(tokens=np.zeros((6, 3), int), labels=np.ones(6), groups=np.arange(6) % 4 + 1,
+                               embedding=np.eye(D))
+        result = synthetic_result(config.m, config.seed)
+        (root / "points" / name).mkdir(parents=True)
+        results.save(root / "points" / name, config, data, result.params_init, result, 0.0)
+    (root / "sweep.json").write_text(json.dumps({
+        "format": "flowsim-sweep", "definition": {"base": {}, "grid": grid},
+        "points": [{"name": n, "path": f"points/{n}"} for n in names]}))
+    return root
+
+
+@pytest.fixture(scope="module")
+def swept(tmp_path_factory):
+    """m = 10, 100, 1000 with seeds 0 and 1, plus a seed 2 at m = 1000 not run yet."""
+    root = make_sweep(tmp_path_factory.mktemp("atlas"), {"m": list(WIDTHS), "seed": [0, 1, 2]},
+                      pending=tuple(f"m={m}_seed=2" for m in WIDTHS))
+    return root, atlas.read(root)
+
+
+def test_fit_recovers_an_exact_power_law():
+    m = np.geomspace(10, 1e8, 8)
+    fit = atlas.fit_power_law(m, 3.0 * m**-0.7)
+    assert fit.alpha == pytest.approx(0.7, abs=1e-12) and fit.prefactor == pytest.approx(3.0, rel=1e-10)
+    assert fit.lo == pytest.approx(0.7, abs=1e-9) and fit.hi == pytest.approx(0.7, abs=1e-9) and fit.points == 8
+    # Not reached (NaN) and non-positive T1 are left out; one width or 2 points give no fit.
+    assert atlas.fit_power_law([*m, 50.0, 60.0], [*(3.0 * m**-0.7), np.nan, 0.0]).points == 8
+    assert atlas.fit_power_law([10, 10, 10], [1, 2, 3]) is None
+    assert atlas.fit_power_law([10, 100], [1, 2]) is None
+
+
+def test_fit_interval_is_the_t_interval_of_the_slope_and_covers_the_exponent():
+    rng = np.random.default_rng(1)
+    m = np.repeat(np.geomspace(10, 1e6, 6), 8)
+    T = 3.0 * m**-1.1 * np.exp(0.3 * rng.standard_normal(m.size))
+    fit = atlas.fit_power_law(m, T)
+    # The textbook interval, written out: slope +- t_{n-2} sqrt(SSR / (n - 2) / Sxx).
+    x, y = np.log(m), np.log(T)
+    slope = np.sum((x - x.mean()) * (y - y.mean())) / np.sum((x - x.mean()) ** 2)
+    residuals = y - y.mean() - slope * (x - x.mean())
+    half = stats.t.ppf(0.975, m.size - 2) * np.sqrt(np.sum(residuals**2) / (m.size - 2) / np.sum((x - x.mean()) ** 2))
+    assert fit.alpha == pytest.approx(-slope) and (fit.lo, fit.hi) == pytest.approx((-slope - half, -slope + half))
+    assert fit.lo < 1.1 < fit.hi and fit.hi - fit.lo < 0.2
+
+
+def test_read_takes_each_complete_point(swept):
+    root, a = swept
+    assert a.series_keys == () and a.series == ({},) and list(a.which) == [0] * 6
+    np.testing.assert_allclose(sorted(zip(a.m, a.T1)), sorted((m, T1_of(m, s)) for m in WIDTHS for s in SEEDS))
+    assert a.skipped == tuple(f"m={m}_seed=2 (pending)" for m in WIDTHS)
+    run = flowsim.load(root / "points" / "m=100_seed=1").result
+    i = next(k for k in range(6) if a.m[k] == 100 and a.T1[k] == T1_of(100, 1))
+    C = np.abs(run.observables["C"][-1])
+    assert a.ratio[i] == pytest.approx(run.observables["C_irrelevant_max"][-1] / min(C[0, 1], C[1, 0], C[2, 0], C[2, 1]))
+    assert a.loss[i] == run.observables["loss"][-1] and a.test_loss[i] == run.observables["test_loss"][-1]
+
+
+def test_heat_map_cells_are_the_sweep_report_fractions(swept):
+    root, a = swept
+    rep = flowsim.sweep_report(root)
+    fig = atlas.figure("claims", a)
+    ax = fig.axes[0]
+    cells = ax.images[0].get_array()
+    np.testing.assert_array_equal(np.ma.filled(cells, np.nan), rep.fraction)  # NaN: applies to no seed
+    texts = {(round(t.get_position()[1]), round(t.get_position()[0])): t.get_text() for t in ax.texts}
+    for (c, g), f in np.ndenumerate(rep.fraction):
+        assert texts.get((c, g)) == (None if np.isnan(f) else f"{rep.holds[c, g]}/{rep.applicable[c, g]}")
+    assert sum(p.get_hatch() == "//" for p in ax.patches) == np.isnan(rep.fraction).sum()
+    assert [t.get_text() for t in ax.get_yticklabels()] == list(rep.claims)
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["$10^{1}$", "$10^{2}$", "$10^{3}$"]
+    assert "3 of 9 points not complete, left out" in fig.get_suptitle()
+
+
+def test_T1_figure_draws_T1_m_per_seed_the_medians_and_the_fit(swept):
+    _, a = swept
+    ax = atlas.figure("T1", a).axes[0]
+    seeds = ax.collections[1].get_offsets()  # after the interquartile band
+    np.testing.assert_allclose(sorted(map(tuple, seeds)), sorted((m, m * T1_of(m, s)) for m in WIDTHS for s in SEEDS))
+    median, fitted = ax.get_lines()[:2]
+    np.testing.assert_allclose(median.get_ydata(), [m * np.mean([T1_of(m, s) for s in SEEDS]) for m in WIDTHS])
+    fit = atlas.fit_power_law(a.m, a.T1)
+    assert fit.alpha == pytest.approx(ALPHA) and fit.lo < ALPHA < fit.hi
+    np.testing.assert_allclose(fitted.get_ydata(), fitted.get_xdata() * fit(fitted.get_xdata()))
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert any(rf"$\alpha$ = {ALPHA:.3f}, 95% CI [" in t for t in legend)
+    assert ax.get_xscale() == ax.get_yscale() == "log"
+
+
+def test_loss_and_ratio_figures_draw_the_reference_lines(swept):
+    _, a = swept
+    for ax in atlas.figure("loss", a).axes:
+        one_over_m = [line for line in ax.get_lines() if line.get_linestyle() == ":"][0]
+        np.testing.assert_allclose(one_over_m.get_ydata(), 1 / one_over_m.get_xdata())
+    ax = atlas.figure("C_ratio", a).axes[0]
+    assert any(line.get_ydata()[0] == 0.1 and line.get_linestyle() == "--" for line in ax.get_lines())
+
+
+def test_scaling_table_gives_T1_m_per_width_and_the_exponent(swept):
+    root, a = swept
+    table = atlas.scaling_table(root)
+    row = next(line for line in table.splitlines() if line.startswith("| 10^2 |"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[1] == "2/2" and float(cells[2]) == pytest.approx(100 * np.mean([T1_of(100, s) for s in SEEDS]), rel=1e-3)
+    fit = atlas.fit_power_law(a.m, a.T1)
+    assert f"T1 ~ m^-alpha with alpha = {ALPHA:.3f}, 95% CI [{fit.lo:.3f}, {fit.hi:.3f}] (6 points)" in table
+
+
+def test_other_grid_keys_make_one_series_each(tmp_path):
+    root = make_sweep(tmp_path, {"m": [10, 1000], "m1": [16, 64], "seed": list(SEEDS)})
+    a = atlas.read(root)
+    assert a.series_keys == ("m1",) and a.series == ({"m1": 16}, {"m1": 64}) and not a.tied
+    fig = atlas.figure("claims", a)
+    top = [ax for ax in fig.axes if ax.get_label() != "<colorbar>"][0].child_axes[0]
+    assert [t.get_text() for t in top.get_xticklabels()] == ["m1=16", "m1=64"]
+    legend = [t.get_text() for t in atlas.figure("T1", a).axes[0].get_legend().get_texts()]
+    assert sum(t.startswith(f"m1={v}: fit") for t in legend for v in (16, 64)) == 2
+    assert "| m1 | m |" in atlas.scaling_table(a)
+
+
+def test_nothing_sticks_out_of_the_heat_map(swept):
+    fig = atlas.figure("claims", swept[1])
+    fig.set_dpi(150)
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    inside = fig.bbox.padded(1)
+    for box in [ax.get_tightbbox(renderer) for ax in fig.axes] + [leg.get_window_extent(renderer) for leg in fig.legends]:
+        assert inside.x0 <= box.x0 and box.x1 <= inside.x1 and inside.y0 <= box.y0 and box.y1 <= inside.y1, box
+
+
+def test_flowsim_plot_on_a_sweep_writes_the_figures_and_prints_the_table(swept, tmp_path, capsys):
+    root, _ = swept
+    assert cli.main(["plot", str(root), "--out", str(tmp_path), "--formats", "png", "--dpi", "30"]) == 0
+    printed = capsys.readouterr().out
+    paths = printed.split("\n\n")[0].split()
+    assert paths == [str(tmp_path / f) for f in ("claims.png", "T1.png", "loss.png", "C_ratio.png", "T1_scaling.md")]
+    assert all((tmp_path / f).stat().st_size > 1000 for f in ("claims.png", "T1.png"))
+    assert (tmp_path / "T1_scaling.md").read_text() in printed
+    assert flowsim.plot_sweep is atlas.plot_sweep and cli.SWEEP_PLOT_KINDS == atlas.KINDS
+    import matplotlib.pyplot as plt
+
+    assert plt.get_fignums() == []
+
+
+@pytest.mark.parametrize("case, argv, message", [
+    ("not a sweep", [], "is not a flowsim sweep directory (cannot read sweep.json"),
+    ("no m", [], "the sweep figures draw against the width m, which is not a grid key of this sweep"),
+    ("nothing complete", [], "no complete point to draw (1 points, none complete)"),
+    ("sweep", ["--kinds", "scores"], "--kinds: scores is a figure of result directories; a sweep directory draws"),
+    ("sweep", ["--linear-time"], "--linear-time: the sweep figures have no time axis"),
+    ("two", [], "a sweep directory is plotted on its own, got 2 directories"),
+])
+def test_a_bad_sweep_directory_is_one_line_and_exit_2(swept, tmp_path, capsys, case, argv, message):
+    target = [str(swept[0])]
+    if case == "not a sweep":
+        (tmp_path / "sweep.json").write_text("{")
+        target = [str(tmp_path)]
+    elif case == "no m":
+        target = [str(make_sweep(tmp_path, {"seed": [0]}))]
+    elif case == "nothing complete":
+        target = [str(make_sweep(tmp_path, {"m": [10], "seed": [0]}, pending=("m=10_seed=0",)))]
+    elif case == "two":
+        target *= 2
+    assert cli.main(["plot", *target, "--out", str(tmp_path / "plots"), *argv]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("flowsim plot: error: ") and message in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "plots").exists()
