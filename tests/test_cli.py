@@ -272,6 +272,11 @@ BAD = [
     (["--resume", "{tmp}/full", "--n", "12"], "--resume cannot be combined with --n"),
     (["--resume", "{tmp}/nothing"], "not a flowsim result directory"),
     (["--resume", "{tmp}/full"], "not a flowsim result directory"),
+    # Sizes that cannot fit are refused before anything is allocated, with what would fit.
+    (["--start", "matrices", "--m", "200000", "--m1", "200000"], "start='subspace'"),
+    (["--start", "matrices", "--engine", "reduced", "--m", "50000", "--m1", "100"], "engine subspace"),
+    (["--start", "subspace", "--engine", "reduced"], "needs the four matrices"),
+    (["--m", "12.5"], "--m: must be an integer in [1, "),
 ]
 
 
