@@ -113,3 +113,16 @@ def test_a_seed_is_one_problem_at_both_precisions():
     for x, y in zip(jax.tree.leaves((d64, p64)), jax.tree.leaves((d32, p32))):
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
     np.testing.assert_array_equal(jax.random.key_data(k64), jax.random.key_data(k32))
+
+
+def test_the_readme_draws_are_the_cli_seed():
+    """README's Python snippet (keys split by hand) draws the problem `flowsim integrate --seed 0` solves."""
+    from flowsim.config import RunConfig
+
+    data, params, k_test = RunConfig.preset("paper").build()
+    k_data, k_init, k_readme = jax.random.split(jax.random.key(0), 3)
+    by_hand = (flowsim.make_dataset(k_data, n=60, L=5, d=64, counts=(30, 10, 10, 10)),
+               flowsim.init_params(k_init, d=64, m=128, m1=256, scheme="kaiming"))
+    for x, y in zip(jax.tree.leaves((data, params)), jax.tree.leaves(by_hand)):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+    np.testing.assert_array_equal(jax.random.key_data(k_test), jax.random.key_data(k_readme))
