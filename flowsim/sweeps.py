@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from .cache import enable_compilation_cache
-from .config import ConfigError, RunConfig, read_toml
+from .config import ConfigError, RunConfig, read_toml, shown
 
 #: Fields that change only the values of the arrays, not their shapes or the compiled solve: points
 #: that differ only in these are integrated together as one batch.
@@ -59,7 +59,7 @@ class Sweep:
         if not isinstance(base_table, dict):
             raise ConfigError(f"{path}: base must be a table of configuration keys")
         if named is not None and named not in ("paper", "theory"):
-            raise ConfigError(f"{path}: preset must be one of paper, theory, got {named!r}")
+            raise ConfigError(f"{path}: preset must be one of paper, theory, got {shown(named)}")
         base = RunConfig.preset(preset or named or "paper").merge({**table, **base_table},
                                                                     label=lambda k: f"{path}: {k}")
         return cls.make(base, grid, label=lambda k: f"{path}: grid.{k}")
@@ -70,12 +70,12 @@ class Sweep:
         checked = {}
         for key, values in grid.items():
             if isinstance(values, (str, bytes)) or not isinstance(values, Sequence) or not values:
-                raise ConfigError(f"{label(key)}: must be a non-empty list of values, got {values!r}")
+                raise ConfigError(f"{label(key)}: must be a non-empty list of values, got {shown(values)}")
             parsed = []
             for i, value in enumerate(values):
                 parsed.append(getattr(base.merge({key: value}, label=lambda k: f"{label(k)}[{i}]"), key))
             if len(set(map(repr, parsed))) != len(parsed):
-                raise ConfigError(f"{label(key)}: values must be distinct, got {list(values)!r}")
+                raise ConfigError(f"{label(key)}: values must be distinct, got {shown(list(values))}")
             checked[key] = tuple(parsed)
         if base.method != "flow":
             raise ConfigError("a sweep integrates the flow: method must be flow")
@@ -102,12 +102,14 @@ def _fmt(value) -> str:
 
 
 def _check(config: RunConfig, name: str) -> None:
-    from .data import check_sizes
+    from .data import check_fits_data, check_sizes
     from .flow import save_times
     from .init import init_scales
 
     try:
         check_sizes(config.n, config.L, config.d, config.data_mode)
+        check_fits_data(config.n, config.L, config.d)
+        check_fits_data(config.n_test, config.L, config.d, "n_test")
         init_scales(config.init, d=config.d, m=config.m, m1=config.m1, L=config.L,
                     sigma0=config.sigma0, sigma1=config.sigma1)
         save_times(config.t_end, config.saves, config.grid)
@@ -158,7 +160,7 @@ def sweep(plan: Sweep, out, *, devices=None, batch: int | None = None, progress:
     if batch is None:
         batch = 1 if jax.default_backend() == "cpu" else len(points)
     if int(batch) != batch or batch < 1:
-        raise ConfigError(f"batch must be an integer >= 1, got {batch!r}")
+        raise ConfigError(f"batch must be an integer >= 1, got {shown(batch)}")
     solves = [g[i:i + batch] for g in batches(points) for i in range(0, len(g), batch)]
     mine = [g for i, g in enumerate(solves) if i % ranks == rank]
     if rank == 0:

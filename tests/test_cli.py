@@ -266,6 +266,9 @@ BAD = [
     (["--config", "TOML:t_end = -5"], "t_end: must be a positive finite number"),
     (["--config", "TOML:preset = 3"], "preset"),
     (["--config", "TOML:[solver]\nname = 'x'"], "solver"),
+    (["--config", "/dev/zero"], "is not a regular file"),
+    (["--config", "TOML:#" + "x" * 2**20], "larger than 1 MB"),
+    (["--n-test", "1000000000"], "n_test=1000000000 sequences of length L=4 over d=8 words needs about"),
     (["--out", "{tmp}/file.txt"], "not a directory"),
     (["--out", "{tmp}/full"], "already holds files"),
     (["--out", "{tmp}/file.txt/run"], "cannot create output directory"),
@@ -275,7 +278,7 @@ BAD = [
 ]
 
 
-@pytest.mark.parametrize("argv, named", BAD, ids=[" ".join(a) for a, _ in BAD])
+@pytest.mark.parametrize("argv, named", BAD, ids=[" ".join(a)[:40] for a, _ in BAD])
 def test_bad_input_exit_2_one_line_nothing_written(argv, named, reference, tmp_path, monkeypatch, capsys):
     (tmp_path / "file.txt").write_text("x")
     (tmp_path / "full").mkdir()
@@ -285,6 +288,7 @@ def test_bad_input_exit_2_one_line_nothing_written(argv, named, reference, tmp_p
         argv = TINY + argv  # the sizes already drawn by the reference run: no new compilation
     before = sorted(tmp_path.rglob("*"))
     monkeypatch.chdir(tmp_path)  # the default output directory would be ./runs/...
+    monkeypatch.setenv("FLOWSIM_MEMORY_LIMIT", "1G")  # memory refusals do not depend on the machine
     assert main(["integrate", *argv]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and re.match(r"flowsim( integrate)?: error: ", err), err

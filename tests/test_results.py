@@ -177,3 +177,28 @@ def test_docs_name_every_file_key_and_flag(built, tmp_path, capsys):
         cli.main(["integrate", "--help"])
     flags = set(re.findall(r"(--[a-z][a-z0-9-]*)", capsys.readouterr().out)) - {"--help"}
     assert len(flags) > 25 and not [f for f in flags if f"`{f}" not in usage]
+
+
+def test_config_files_are_bounded_and_may_start_with_a_bom(tmp_path):
+    from flowsim.sweeps import Sweep
+
+    for read in (RunConfig.from_toml, Sweep.from_toml):
+        with pytest.raises(ConfigError, match="is not a regular file"):
+            read("/dev/zero")
+    big = tmp_path / "big.toml"
+    big.write_text("# " + "x" * 2**20 + "\n")
+    with pytest.raises(ConfigError, match="larger than 1 MB"):
+        RunConfig.from_toml(big)
+    bom = tmp_path / "bom.toml"
+    bom.write_bytes("\ufeffn = 18\n".encode())
+    assert RunConfig.from_toml(bom).n == 18
+
+
+def test_messages_cut_what_they_echo(tmp_path):
+    key = tmp_path / "key.toml"
+    key.write_text("k" * 900_000 + " = 1\n")
+    for make in (lambda: RunConfig.from_toml(key), lambda: RunConfig().merge({"counts": [0] * 2_000_000}),
+                 lambda: RunConfig().merge({"n": "9" * 10**6})):
+        with pytest.raises(ConfigError) as e:
+            make()
+        assert len(str(e.value)) < 400, str(e.value)[:400]
