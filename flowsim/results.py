@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from . import lock
 from .config import ConfigError, RunConfig
 from .data import Dataset
 from .engines import make_engine
@@ -99,6 +100,11 @@ def versions() -> dict[str, str]:
     return out
 
 
+def holds_files(path) -> bool:
+    """Whether the directory ``path`` holds anything besides a lock."""
+    return any(p.name != lock.NAME for p in Path(path).iterdir())
+
+
 def save(path, config: RunConfig, dataset: Dataset, params_init: Params, result: FlowResult | None,
          wall_time: float) -> None:
     """Write the directory for ``result`` (``None``: nothing integrated yet, status running).
@@ -156,9 +162,9 @@ def mark_interrupted(path, wall_time: float) -> str:
     return meta["message"]
 
 
-def load(path) -> Run:
-    """Read the result directory ``path`` (written by ``flowsim integrate`` or
-    :func:`flowsim.run`) back.  Only numpy and json are used; nothing is unpickled."""
+def read_meta(path) -> dict:
+    """``run.json`` of the result directory ``path``, or a one-line :class:`ConfigError` saying
+    that ``path`` is not one (or one of another format version)."""
     path = Path(path)
     try:
         meta = json.loads((path / RUN_JSON).read_text())
@@ -169,6 +175,14 @@ def load(path) -> Run:
     if meta.get("format_version") != FORMAT_VERSION:
         raise ConfigError(f"{path / RUN_JSON} has format version {meta.get('format_version')}, "
                           f"this flowsim reads {FORMAT_VERSION}")
+    return meta
+
+
+def load(path) -> Run:
+    """Read the result directory ``path`` (written by ``flowsim integrate`` or
+    :func:`flowsim.run`) back.  Only numpy and json are used; nothing is unpickled."""
+    path = Path(path)
+    meta = read_meta(path)
     try:
         return _load(path, meta)
     except ConfigError:

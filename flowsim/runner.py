@@ -10,7 +10,7 @@ import threading
 import time
 from pathlib import Path
 
-from . import results
+from . import lock, results
 from .cache import enable_compilation_cache
 from .config import ConfigError, RunConfig
 from .flow import FlowFailure, integrate
@@ -41,7 +41,7 @@ def check_out(out, force: bool = False) -> Path:
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"output directory {str(out)!r} exists and is not a directory")
-    if out.is_dir() and any(out.iterdir()) and not force:
+    if out.is_dir() and results.holds_files(out) and not force:
         raise ConfigError(f"output directory {str(out)!r} already holds files; choose another or use --force "
                           "(force=True) to replace the results in it")
     return out
@@ -51,7 +51,9 @@ def run(config: RunConfig, out=None, *, force: bool = False, progress: bool = Fa
     """Integrate ``config`` into the result directory ``out`` (default :func:`default_out`).
 
     Everything is checked (the data and initialization are drawn) before the directory is
-    created.  A checkpoint is written after every chunk.  On Ctrl-C it raises
+    created.  The directory is claimed (``flowsim.lock``) for the whole run: a second run or
+    resume into it raises :class:`ConfigError` naming the holder and touches nothing.  A
+    checkpoint is written after every chunk.  On Ctrl-C it raises
     :class:`RunInterrupted` with the run marked ``interrupted`` (finish it with :func:`resume`);
     on a solver failure it writes what was computed (status ``failed``) and re-raises
     :class:`~flowsim.FlowFailure`.
@@ -64,24 +66,28 @@ def run(config: RunConfig, out=None, *, force: bool = False, progress: bool = Fa
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise ConfigError(f"cannot create output directory {str(out)!r}: {e.strerror}") from None
-    for name in results.FILES:
-        (out / name).unlink(missing_ok=True)
-    return _execute(out, config, dataset, params, test_key, None, 0.0, progress)
+    with lock.claim(out):
+        check_out(out, force)  # again, now that nobody else writes here: another run may have finished
+        for name in results.FILES:
+            (out / name).unlink(missing_ok=True)
+        return _execute(out, config, dataset, params, test_key, None, 0.0, progress)
 
 
 def resume(path, *, progress: bool = False) -> results.Run:
     """Finish the interrupted (or killed) run in ``path`` from its last checkpoint; the files
-    end up equal to those of an uninterrupted run."""
-    saved = results.load(path)
-    if saved.status in ("complete", "failed"):
-        raise ConfigError(f"{path} holds a {saved.status} run; only an interrupted or running one can be resumed")
-    checkpoint = saved.result
-    if checkpoint is not None:
-        # The last checkpoint of an interrupted run is the running result it saved then.
-        checkpoint = dataclasses.replace(checkpoint, status="running")
-    test_key = saved.config.keys()[2]
-    return _execute(saved.path, saved.config, saved.dataset, saved.params_init, test_key, checkpoint,
-                    saved.meta["wall_time_s"], progress)
+    end up equal to those of an uninterrupted run.  The directory is claimed as by :func:`run`."""
+    results.read_meta(path)  # a directory that is not a run is refused before it is locked
+    with lock.claim(path):
+        saved = results.load(path)
+        if saved.status in ("complete", "failed"):
+            raise ConfigError(f"{path} holds a {saved.status} run; only an interrupted or running one can be resumed")
+        checkpoint = saved.result
+        if checkpoint is not None:
+            # The last checkpoint of an interrupted run is the running result it saved then.
+            checkpoint = dataclasses.replace(checkpoint, status="running")
+        test_key = saved.config.keys()[2]
+        return _execute(saved.path, saved.config, saved.dataset, saved.params_init, test_key, checkpoint,
+                        saved.meta["wall_time_s"], progress)
 
 
 def _execute(out, config, dataset, params, test_key, checkpoint, wall_before, progress) -> results.Run:

@@ -6,7 +6,9 @@ import io
 import json
 import os
 import re
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -20,6 +22,7 @@ import pytest
 
 import flowsim
 from flowsim import cli, results
+from flowsim.config import ConfigError
 
 # One tiny configuration for every run (JAX compiles the flow once per configuration).  50 chunks
 # leave a wide window for signalling a subprocess between its first checkpoint and its end.
@@ -27,6 +30,11 @@ TINY = ["--n", "12", "--L", "4", "--d", "8", "--m", "8", "--m1", "8", "--t-end",
         "--chunk", "2", "--n-test", "50"]
 COMMAND = [sys.executable, "-m", "flowsim.cli", "integrate"]
 BYTE_EQUAL = ("trajectory.npz", "state.npz")
+
+
+def tiny_config():
+    """TINY as a RunConfig (the flags over the paper preset, as the command builds it)."""
+    return flowsim.RunConfig.preset("paper").merge({f[2:].replace("-", "_"): v for f, v in zip(TINY[::2], TINY[1::2])})
 
 
 def main(argv) -> int:
@@ -319,3 +327,77 @@ def test_help_is_fast_and_does_not_import_jax():
     help_text = subprocess.run([*COMMAND, "--help"], capture_output=True, text=True, check=True).stdout
     for f in ("--n", "--t-end", "--precision", "--resume", "--force", "--quiet", "--preset", "theory", "d >= 3"):
         assert f in help_text
+
+
+@pytest.fixture(scope="module")
+def interrupted(reference, tmp_path_factory):
+    """TINY stopped by Ctrl-C right after its second checkpoint (status interrupted)."""
+    out = tmp_path_factory.mktemp("interrupted") / "run"
+    write = results.save
+
+    def save_then_stop(path, config, dataset, params, result, wall_time):
+        write(path, config, dataset, params, result, wall_time)
+        if result is not None and result.chunks_done == 2:
+            raise KeyboardInterrupt
+
+    with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stderr(io.StringIO()):
+        patch.setattr(results, "save", save_then_stop)
+        assert main(["integrate", *TINY, "--out", str(out), "--quiet"]) == 130
+    return out
+
+
+def copy_of(run, tmp_path):
+    shutil.copytree(run, tmp_path / "run")
+    return tmp_path / "run"
+
+
+def one_error_line(capsys, *pieces):
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    for piece in pieces:
+        assert piece in err, err
+    return err
+
+
+def test_two_runs_into_one_directory_one_wins(reference, tmp_path, monkeypatch):
+    """Both runs pass the output check before either writes (a barrier holds them there); one
+    of them must be refused, and the other's files are those of an undisturbed run."""
+    out, outcome, config = tmp_path / "run", [], tiny_config()
+    both_checked = threading.Barrier(2, timeout=120)
+    from flowsim import runner
+
+    enable = runner.enable_compilation_cache
+    monkeypatch.setattr(runner, "enable_compilation_cache", lambda: (both_checked.wait(), enable()))
+
+    def one():
+        try:
+            outcome.append(flowsim.run(config, out))
+        except Exception as e:
+            outcome.append(e)
+
+    threads = [threading.Thread(target=one) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=300)
+    refused = [e for e in outcome if isinstance(e, Exception)]
+    assert len(outcome) == 2 and len(refused) == 1, outcome
+    assert isinstance(refused[0], ConfigError) and re.search("in use by pid|already holds files", str(refused[0]))
+    assert_same_run(out, reference[2])
+    assert not (out / "flowsim.lock").exists()
+
+
+def test_a_run_in_progress_keeps_a_resume_out(interrupted, tmp_path, capsys):
+    out = copy_of(interrupted, tmp_path)
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        record = {"pid": holder.pid, "host": socket.gethostname(), "started": "2025-01-01T00:00:00"}
+        (out / "flowsim.lock").write_text(json.dumps(record))
+        before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+        assert main(["integrate", "--resume", str(out), "--quiet"]) == 2
+        one_error_line(capsys, f"in use by pid {holder.pid} on host {socket.gethostname()}")
+        assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
+    finally:
+        holder.kill()
+        holder.wait()
+    assert main(["integrate", "--resume", str(out), "--quiet"]) == 0  # its holder gone, the lock is stale

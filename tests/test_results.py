@@ -3,7 +3,11 @@
 import ast
 import io
 import json
+import os
 import re
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import jax
@@ -202,3 +206,30 @@ def test_messages_cut_what_they_echo(tmp_path):
         with pytest.raises(ConfigError) as e:
             make()
         assert len(str(e.value)) < 400, str(e.value)[:400]
+
+
+def test_a_lock_refuses_a_second_writer_and_is_released(tmp_path):
+    from flowsim import lock
+
+    with lock.claim(tmp_path):
+        with pytest.raises(ConfigError, match=f"in use by pid {os.getpid()} on host {socket.gethostname()}"):
+            with lock.claim(tmp_path):
+                pass
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(RuntimeError), lock.claim(tmp_path):
+        raise RuntimeError
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_stale_lock_is_taken_over_and_a_foreign_one_refused(tmp_path):
+    from flowsim import lock
+
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    record = {"pid": int(gone.stdout), "host": socket.gethostname(), "started": "2025-01-01T00:00:00"}
+    (tmp_path / "flowsim.lock").write_text(json.dumps(record))
+    with lock.claim(tmp_path):
+        assert json.loads((tmp_path / "flowsim.lock").read_text())["pid"] == os.getpid()
+    assert list(tmp_path.iterdir()) == []
+    (tmp_path / "flowsim.lock").write_text(json.dumps(record | {"host": "elsewhere"}))
+    with pytest.raises(ConfigError, match="in use by pid .* on host elsewhere"), lock.claim(tmp_path):
+        pass
