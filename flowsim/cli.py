@@ -8,12 +8,14 @@ import dataclasses
 import os
 import signal
 import sys
+from pathlib import Path
 
 from . import __version__
 from .config import PRESETS, ConfigError, RunConfig
 
 EXIT_FAILED = 1  # the solver failed; the files say how far it got
 EXIT_USAGE = 2  # bad input; nothing was written
+EXIT_IO = 74  # sysexits' EX_IOERR: files could not be written (a full disk); a run keeps its last checkpoint
 PROG = "flowsim integrate"
 
 
@@ -47,8 +49,10 @@ Precedence: flags > --config file > preset.  The config file is TOML with the ke
 flags written with underscores (t_end, data_mode, ...) and an optional `preset = "theory"`.
 
 exit status: 0 complete, 1 solver failure (files written, status failed), 2 bad input (nothing
-written), 130 stopped by Ctrl-C, 143 by SIGTERM (files written, status interrupted; finish
-with --resume DIR).
+written; also a directory in use by another run, or a damaged or edited one), 74 the files could
+not be written, e.g. a full disk (the last checkpoint is kept; free space and finish with
+--resume DIR), 130 stopped by Ctrl-C, 143 by SIGTERM (files written, status interrupted;
+finish with --resume DIR).
 """
 
 
@@ -261,6 +265,10 @@ def integrate(args) -> int:
     except FlowFailure as e:
         print(f"{PROG}: error: {_one_line(e)}; what was computed is in {out} (status failed)", file=sys.stderr)
         return EXIT_FAILED
+    except OSError as e:
+        resumable = (Path(out) / "run.json").exists()
+        return _io_error(e, PROG, f"; {out} keeps its last checkpoint: free space, then finish with "
+                                  f"flowsim integrate --resume {out}" if resumable else "; nothing was saved")
     if not args.quiet:
         print(summary(run))
     return 0
@@ -285,6 +293,12 @@ def _configuration(args) -> RunConfig | None:
 def _usage_error(e: ConfigError, prog: str = PROG) -> int:
     print(f"{prog}: error: {_one_line(e)}", file=sys.stderr)
     return EXIT_USAGE
+
+
+def _io_error(e: OSError, prog: str, advice: str = "") -> int:
+    print(f"{prog}: error: cannot write {e.filename or 'the output'}: {e.strerror or _one_line(e)}{advice}",
+          file=sys.stderr)
+    return EXIT_IO
 
 
 def summary(run) -> str:

@@ -2,6 +2,7 @@
 
 import ast
 import contextlib
+import errno
 import io
 import json
 import os
@@ -167,8 +168,7 @@ def test_sigint_subprocess_then_resume_equals_uninterrupted(sigint_run, referenc
     m = meta(out)
     assert m["status"] == "interrupted" and 1 <= m["chunks_done"] < m["n_chunks"]
     assert "--resume" in m["message"] and (out / "checkpoint.eqx").exists()
-    with np.load(out / "trajectory.npz") as z:
-        assert len(z["t"]) == m["saves_done"] == 1 + 2 * m["chunks_done"]
+    assert len(flowsim.load(out).result.ts) == m["saves_done"] == 1 + 2 * m["chunks_done"]
 
     assert main(["integrate", "--resume", str(out), "--quiet"]) == 0
     assert_same_run(out, reference[2])
@@ -359,6 +359,64 @@ def one_error_line(capsys, *pieces):
     return err
 
 
+def test_a_damaged_checkpoint_is_refused_and_deleting_it_restarts(interrupted, reference, tmp_path, capsys):
+    out = copy_of(interrupted, tmp_path)
+    good, before = (out / "checkpoint.eqx").read_bytes(), (out / "run.json").read_bytes()
+    run = flowsim.load(out)
+    nan = jax.tree.map(lambda x: np.full(np.shape(x), np.nan), run.result.state)
+    with open(out / "checkpoint.eqx", "wb") as f:
+        import equinox as eqx
+
+        eqx.tree_serialise_leaves(f, (np.asarray(2), np.asarray(run.result.dt_next), nan))
+    nan_bytes = (out / "checkpoint.eqx").read_bytes()
+    for damaged, why in ((nan_bytes, "non-finite"), (good[: len(good) // 2], "unreadable"),
+                         (np.random.default_rng(0).bytes(len(good)), "unreadable")):
+        (out / "checkpoint.eqx").write_bytes(damaged)
+        assert main(["integrate", "--resume", str(out), "--quiet"]) == 2
+        one_error_line(capsys, "damaged checkpoint", why, f"delete it and run flowsim integrate --resume {out}")
+        assert (out / "run.json").read_bytes() == before
+    with pytest.raises(ConfigError, match="damaged checkpoint"):  # from Python: refused, not a ValueError mid-run
+        flowsim.resume(out)
+    (out / "checkpoint.eqx").unlink()
+    assert main(["integrate", "--resume", str(out), "--quiet"]) == 0
+    assert_same_run(out, reference[2])
+
+
+def test_an_edited_run_json_is_refused(interrupted, reference, tmp_path, capsys):
+    out = copy_of(interrupted, tmp_path)
+    m = meta(out)
+    m["config"]["seed"] = 5
+    (out / "run.json").write_text(json.dumps(m))
+    assert main(["integrate", "--resume", str(out), "--quiet"]) == 2
+    one_error_line(capsys, "edited")
+    done = copy_of(reference[2], tmp_path / "done")
+    m = meta(done)
+    m["config"]["t_end"] = 4.0
+    (done / "run.json").write_text(json.dumps(m))
+    assert main(["report", str(done)]) == 2
+    one_error_line(capsys, "flowsim report: error:", "edited")
+
+
+def test_a_full_disk_exits_74_and_the_run_resumes(reference, tmp_path, monkeypatch, capsys):
+    out, calls, write = tmp_path / "run", [], results.write_npz
+
+    def fill_up(f, arrays):
+        calls.append(1)
+        if len(calls) == 5:  # state.npz, then the parts of chunks 1-3; the 4th finds the disk full
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        write(f, arrays)
+
+    monkeypatch.setattr(results, "write_npz", fill_up)
+    assert main(["integrate", *TINY, "--out", str(out), "--quiet"]) == 74
+    one_error_line(capsys, f"cannot write {out}/trajectory.parts/000004.npz: No space left on device",
+                   f"flowsim integrate --resume {out}")
+    m = meta(out)
+    assert m["status"] == "interrupted" and m["chunks_done"] == 3 and "write error" in m["message"]
+    monkeypatch.setattr(results, "write_npz", write)
+    assert main(["integrate", "--resume", str(out), "--quiet"]) == 0
+    assert_same_run(out, reference[2])
+
+
 def test_two_runs_into_one_directory_one_wins(reference, tmp_path, monkeypatch):
     """Both runs pass the output check before either writes (a barrier holds them there); one
     of them must be refused, and the other's files are those of an undisturbed run."""
@@ -401,3 +459,31 @@ def test_a_run_in_progress_keeps_a_resume_out(interrupted, tmp_path, capsys):
         holder.kill()
         holder.wait()
     assert main(["integrate", "--resume", str(out), "--quiet"]) == 0  # its holder gone, the lock is stale
+
+
+def test_an_unforeseen_error_ends_the_run_failed(reference, tmp_path, monkeypatch, capsys):
+    """An exception other than a solver failure (here raised after the second checkpoint) is
+    not left as status running: the run is recorded failed with the rows it had, exit 1."""
+    from flowsim import runner
+
+    integrate = runner.integrate
+
+    def breaks_after_two_chunks(*args, callback, **kwargs):
+        def save(result):
+            callback(result)
+            if result.chunks_done == 2:
+                raise ValueError("something unforeseen")
+        return integrate(*args, callback=save, **kwargs)
+
+    monkeypatch.setattr(runner, "integrate", breaks_after_two_chunks)
+    out = tmp_path / "run"
+    assert main(["integrate", *TINY, "--out", str(out), "--quiet"]) == 1
+    one_error_line(capsys, "ValueError: something unforeseen", "(status failed)")
+    m = meta(out)
+    assert m["status"] == "failed" and m["message"] == "ValueError: something unforeseen"
+    assert sorted(p.name for p in out.iterdir()) == ["run.json", "state.npz", "trajectory.npz"]
+    with np.load(out / "trajectory.npz") as z, np.load(reference[2] / "trajectory.npz") as ref:
+        assert len(z["t"]) == m["saves_done"] == 5
+        np.testing.assert_array_equal(z["loss"], ref["loss"][:5])
+    with pytest.raises(flowsim.FlowFailure, match="something unforeseen"):  # from Python
+        flowsim.run(tiny_config(), tmp_path / "python")
