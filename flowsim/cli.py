@@ -8,6 +8,7 @@ import dataclasses
 import os
 import signal
 import sys
+import tempfile
 from pathlib import Path
 
 from . import __version__
@@ -202,10 +203,13 @@ def plot(args) -> int:
         return _usage_error(e, "flowsim plot")
     from .plotting import plot as draw
 
-    out = args.out or f"{args.dirs[0]}/plots"
-    for path in draw(runs, out, kinds=args.kinds, logx=args.logx, labels=args.labels,
-                     formats=args.formats, dpi=args.dpi):
-        print(path)
+    out = args.out or _writable(Path(args.dirs[0]) / "plots", "flowsim plot", "the figures")
+    try:
+        for path in draw(runs, out, kinds=args.kinds, logx=args.logx, labels=args.labels,
+                         formats=args.formats, dpi=args.dpi):
+            print(path)
+    except OSError as e:
+        return _io_error(e, "flowsim plot")
     return 0
 
 
@@ -217,8 +221,25 @@ def report(args) -> int:
         return _usage_error(e, "flowsim report")
     from .reporting import report as check
 
-    check(result, args.out or args.dir)
+    try:
+        check(result, args.out or _writable(Path(args.dir), "flowsim report", "report.json"))
+    except OSError as e:
+        return _io_error(e, "flowsim report")
     return 0
+
+
+def _writable(default: Path, prog: str, what: str) -> Path:
+    """``default`` if files can be created in it, else a new temporary directory, said in one
+    line on stderr: a result directory on a read-only file system still gives its output."""
+    try:
+        default.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=default):
+            pass
+        return default
+    except OSError as e:
+        fallback = Path(tempfile.mkdtemp(prefix=f"flowsim-{prog.split()[-1]}-"))
+        print(f"{prog}: {default} is not writable ({e.strerror}); writing {what} to {fallback} instead", file=sys.stderr)
+        return fallback
 
 
 def main(argv=None) -> int:

@@ -1,6 +1,7 @@
 """``flowsim integrate``: end-to-end runs, interrupt and resume, solver failure, bad input (exit 2, one line, nothing written)."""
 
 import ast
+import builtins
 import contextlib
 import errno
 import io
@@ -459,6 +460,52 @@ def test_a_run_in_progress_keeps_a_resume_out(interrupted, tmp_path, capsys):
         holder.kill()
         holder.wait()
     assert main(["integrate", "--resume", str(out), "--quiet"]) == 0  # its holder gone, the lock is stale
+
+
+def read_only(monkeypatch, root):
+    """Make creating or writing anything under ``root`` fail as on a read-only file system (the
+    tests run as root, whom chmod does not stop)."""
+    root, real_open, real_os_open, real_mkdir = str(root), builtins.open, os.open, os.mkdir
+
+    def guard(path, writing):
+        if writing and os.path.abspath(os.fspath(path)).startswith(root):
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS), os.fspath(path))
+
+    def fake_open(file, mode="r", *args, **kwargs):
+        if isinstance(file, (str, bytes, os.PathLike)):
+            guard(file, any(c in mode for c in "wax+"))
+        return real_open(file, mode, *args, **kwargs)
+
+    def fake_os_open(path, flags, *args, **kwargs):
+        guard(path, flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT))
+        return real_os_open(path, flags, *args, **kwargs)
+
+    def fake_mkdir(path, *args, **kwargs):
+        guard(path, True)
+        return real_mkdir(path, *args, **kwargs)
+
+    for module, name, fake in ((builtins, "open", fake_open), (io, "open", fake_open),
+                               (os, "open", fake_os_open), (os, "mkdir", fake_mkdir)):
+        monkeypatch.setattr(module, name, fake)
+
+
+def test_report_and_plot_of_a_read_only_directory(reference, tmp_path, monkeypatch, capsys):
+    done = copy_of(reference[2], tmp_path)
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path / "elsewhere"))
+    (tmp_path / "elsewhere").mkdir()
+    before = sorted(done.rglob("*"))
+    read_only(monkeypatch, done)
+    assert main(["report", str(done)]) == 0
+    captured = capsys.readouterr()
+    assert "Thm 3.1" in captured.out
+    assert captured.err.count("\n") == 1 and "Read-only file system" in captured.err
+    [report] = (tmp_path / "elsewhere").glob("flowsim-report-*/report.json")
+    assert str(report.parent) in captured.err and json.loads(report.read_text())
+    assert main(["plot", str(done), "--kinds", "loss", "--formats", "png"]) == 0
+    captured = capsys.readouterr()
+    [figure] = (tmp_path / "elsewhere").glob("flowsim-plot-*/loss.png")
+    assert str(figure) in captured.out and str(figure.parent) in captured.err
+    assert sorted(done.rglob("*")) == before
 
 
 def test_an_unforeseen_error_ends_the_run_failed(reference, tmp_path, monkeypatch, capsys):
