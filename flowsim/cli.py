@@ -147,7 +147,15 @@ def _add_sweep(commands) -> None:
                    help="points per batched solve (default: 1 on CPU, where batching measured slower; "
                         "the whole group on accelerators)")
     p.add_argument("--distributed", action="store_true",
-                   help="call jax.distributed.initialize() first (multi-host; see docs/sweeps.md)")
+                   help="one of several processes sharing the sweep: call jax.distributed.initialize() first "
+                        "(multi-host; see docs/sweeps.md)")
+    p.add_argument("--coordinator", metavar="HOST:PORT",
+                   help="with --distributed: address of process 0 (default: $JAX_COORDINATOR_ADDRESS or the "
+                        "cluster manager's, e.g. SLURM)")
+    p.add_argument("--num-processes", type=int, metavar="P",
+                   help="with --distributed: number of processes (default: the cluster manager's)")
+    p.add_argument("--process-id", type=int, metavar="I",
+                   help="with --distributed: this process's number, 0..P-1 (default: the cluster manager's)")
     p.set_defaults(handler=sweep)
 
 
@@ -158,6 +166,7 @@ def sweep(args) -> int:
     try:
         plan = Sweep.from_toml(args.config, preset=args.preset)
         plan.points()
+        processes = _processes(args)
     except ConfigError as e:
         return _usage_error(e, "flowsim sweep")
     from . import runner
@@ -166,12 +175,14 @@ def sweep(args) -> int:
     if args.distributed:
         import jax
 
-        jax.distributed.initialize()
+        jax.distributed.initialize(**processes)
     out = args.out or runner.default_out().with_name("sweep-" + runner.default_out().name)
     try:
         index = run_sweep(plan, out, batch=args.batch, progress=not args.quiet, force=args.force)
     except ConfigError as e:
         return _usage_error(e, "flowsim sweep")
+    except OSError as e:
+        return _io_error(e, "flowsim sweep", f"; the finished points are in {out} (run again to continue)")
     except KeyboardInterrupt:
         print(f"flowsim sweep: interrupted; finished points are in {out} (run again to continue)", file=sys.stderr)
         return 128 + signal.SIGINT
@@ -179,6 +190,21 @@ def sweep(args) -> int:
     if not args.quiet:
         print(f"{len(done)} of {len(index['points'])} points complete; index: {out}/sweep.json, {out}/sweep.npz")
     return 0 if len(done) == len(index["points"]) else EXIT_FAILED
+
+
+def _processes(args) -> dict:
+    """The arguments of ``jax.distributed.initialize`` given on the command line (the rest it
+    finds itself: $JAX_COORDINATOR_ADDRESS, or a cluster manager such as SLURM)."""
+    given = {"coordinator_address": args.coordinator, "num_processes": args.num_processes,
+             "process_id": args.process_id}
+    given = {k: v for k, v in given.items() if v is not None}
+    if given and not args.distributed:
+        raise ConfigError("--coordinator, --num-processes and --process-id need --distributed")
+    if given.get("num_processes", 1) < 1:
+        raise ConfigError(f"--num-processes: must be an integer >= 1, got {args.num_processes}")
+    if "process_id" in given and not 0 <= args.process_id < given.get("num_processes", args.process_id + 1):
+        raise ConfigError(f"--process-id: must be an integer in [0, P - 1] for --num-processes P, got {args.process_id}")
+    return given
 
 
 def _load_results(dirs) -> list:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import itertools
 import json
@@ -12,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from . import lock
 from .cache import enable_compilation_cache
 from .config import ConfigError, RunConfig, read_toml, shown
 
@@ -137,9 +139,11 @@ def sweep(plan: Sweep, out, *, devices=None, batch: int | None = None, progress:
     ``devices`` (default: this process's ``jax.local_devices()``; the batch is padded to a
     multiple of their number).  Under ``jax.distributed`` (several processes, e.g. hosts) the
     groups are dealt round-robin to the processes, which write their points into the shared
-    ``out``; process 0 writes the index once all are done.  Running again on the same ``out``
-    skips the points already complete; a batch that fails is recorded as failed for its points
-    and the sweep goes on.  ``verdicts`` adds each point's claim verdicts
+    ``out``; process 0 writes the index once all are done.  Process 0 holds ``out``'s lock for
+    the whole sweep and every process the lock of each point it writes, so a second sweep or
+    run into them is refused (:class:`ConfigError`).  Running again on the same ``out`` skips
+    the points already complete; a batch that fails is recorded as failed for its points and
+    the sweep goes on.  ``verdicts`` adds each point's claim verdicts
     (:func:`flowsim.check_claims`) to the index.
 
     ``batch`` caps the points per solve.  Its default is 1 on a CPU backend, where a batched
@@ -152,15 +156,24 @@ def sweep(plan: Sweep, out, *, devices=None, batch: int | None = None, progress:
     points = plan.points()
     out = Path(out)
     definition = {"base": plan.base.to_dict(), "grid": {k: list(map(_jsonable, v)) for k, v in plan.grid.items()}}
-    _check_sweep_out(out, definition, force)
-    devices = list(jax.local_devices()) if devices is None else list(devices)
-    rank, ranks = jax.process_index(), jax.process_count()
-    (out / POINTS).mkdir(parents=True, exist_ok=True)
-    index = {p.name: _entry(out, p, verdicts) for p in points}
     if batch is None:
         batch = 1 if jax.default_backend() == "cpu" else len(points)
     if int(batch) != batch or batch < 1:
         raise ConfigError(f"batch must be an integer >= 1, got {shown(batch)}")
+    _check_sweep_out(out, definition, force)
+    rank, ranks = jax.process_index(), jax.process_count()
+    _barrier(ranks, "flowsim sweep checked")  # every process has looked at out before any writes to it
+    (out / POINTS).mkdir(parents=True, exist_ok=True)
+    with lock.claim(out) if rank == 0 else contextlib.nullcontext():
+        return _run(points, out, definition, devices, batch, progress, verdicts, rank, ranks)
+
+
+def _run(points, out, definition, devices, batch, progress, verdicts, rank, ranks) -> dict:
+    """:func:`sweep` once its output is checked and claimed."""
+    import jax
+
+    devices = list(jax.local_devices()) if devices is None else list(devices)
+    index = {p.name: _entry(out, p, verdicts) for p in points}
     solves = [g[i:i + batch] for g in batches(points) for i in range(0, len(g), batch)]
     mine = [g for i, g in enumerate(solves) if i % ranks == rank]
     if rank == 0:
@@ -181,16 +194,32 @@ def sweep(plan: Sweep, out, *, devices=None, batch: int | None = None, progress:
         if bar is not None:
             bar.close()
     if ranks > 1:
-        from jax.experimental import multihost_utils
-
-        multihost_utils.sync_global_devices("flowsim sweep done")
+        _barrier(ranks, "flowsim sweep done")
         index = {p.name: _entry(out, p, verdicts) for p in points}
         if rank == 0:
             _write_index(out, definition, points, index)
     return {"definition": definition, "points": [index[p.name] for p in points]}
 
 
+def _barrier(ranks: int, name: str) -> None:
+    """Wait for every process of a ``jax.distributed`` sweep (nothing to wait for alone)."""
+    if ranks > 1:
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices(name)
+
+
 def _integrate_group(out: Path, todo: Sequence[Point], devices) -> Sequence[Point]:
+    """:func:`_solve_group` with each point's directory claimed while it is written."""
+    with contextlib.ExitStack() as held:
+        for point in todo:
+            path = out / POINTS / point.name
+            path.mkdir(parents=True, exist_ok=True)
+            held.enter_context(lock.claim(path))
+        return _solve_group(out, todo, devices)
+
+
+def _solve_group(out: Path, todo: Sequence[Point], devices) -> Sequence[Point]:
     """One batched solve for points that share shapes; each point's directory written (failed,
     with the reason, if the solve raised)."""
     import jax
@@ -235,7 +264,6 @@ def _save_point(out: Path, point: Point, dataset, params0, result, wall: float, 
     from . import results
 
     path = out / POINTS / point.name
-    path.mkdir(parents=True, exist_ok=True)
     results.save(path, point.config.resolved(), dataset, params0, result, wall)
     if result is None:
         (path / FAILURE).write_text(reason + "\n")
@@ -250,7 +278,9 @@ def _jsonable(v):
 def _check_sweep_out(out: Path, definition: dict, force: bool) -> None:
     if out.exists() and not out.is_dir():
         raise ConfigError(f"sweep directory {str(out)!r} exists and is not a directory")
-    if not out.is_dir() or not any(out.iterdir()) or force:
+    from .results import holds_files
+
+    if not out.is_dir() or not holds_files(out) or force:
         return
     try:
         previous = json.loads((out / INDEX_JSON).read_text())["definition"]
