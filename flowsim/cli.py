@@ -7,12 +7,15 @@ import contextlib
 import dataclasses
 import signal
 import sys
+import tempfile
+from pathlib import Path
 
 from . import __version__
 from .config import PRESETS, ConfigError, RunConfig
 
 EXIT_FAILED = 1  # the solver failed; the files say how far it got
 EXIT_USAGE = 2  # bad input; nothing was written
+EXIT_IO = 74  # sysexits' EX_IOERR: files could not be written (a full disk); a run keeps its last checkpoint
 PROG = "flowsim integrate"
 
 
@@ -46,8 +49,10 @@ Precedence: flags > --config file > preset.  The config file is TOML with the ke
 flags written with underscores (t_end, data_mode, ...) and an optional `preset = "theory"`.
 
 exit status: 0 complete, 1 solver failure (files written, status failed), 2 bad input (nothing
-written), 130 stopped by Ctrl-C, 143 by SIGTERM (files written, status interrupted; finish
-with --resume DIR).
+written; also a directory in use by another run, or a damaged or edited one), 74 the files could
+not be written, e.g. a full disk (the last checkpoint is kept; free space and finish with
+--resume DIR), 130 stopped by Ctrl-C, 143 by SIGTERM (files written, status interrupted;
+finish with --resume DIR).
 """
 
 
@@ -165,7 +170,15 @@ def _add_sweep(commands) -> None:
                    help="points per batched solve (default: 1 on CPU, where batching measured slower; "
                         "the whole group on accelerators)")
     p.add_argument("--distributed", action="store_true",
-                   help="call jax.distributed.initialize() first (multi-host; see docs/sweeps.md)")
+                   help="one of several processes sharing the sweep: call jax.distributed.initialize() first "
+                        "(multi-host; see docs/sweeps.md)")
+    p.add_argument("--coordinator", metavar="HOST:PORT",
+                   help="with --distributed: address of process 0 (default: $JAX_COORDINATOR_ADDRESS or the "
+                        "cluster manager's, e.g. SLURM)")
+    p.add_argument("--num-processes", type=int, metavar="P",
+                   help="with --distributed: number of processes (default: the cluster manager's)")
+    p.add_argument("--process-id", type=int, metavar="I",
+                   help="with --distributed: this process's number, 0..P-1 (default: the cluster manager's)")
     p.set_defaults(handler=sweep)
 
 
@@ -176,6 +189,7 @@ def sweep(args) -> int:
     try:
         plan = Sweep.from_toml(args.config, preset=args.preset)
         plan.points()
+        processes = _processes(args)
     except ConfigError as e:
         return _usage_error(e, "flowsim sweep")
     from . import runner
@@ -184,12 +198,14 @@ def sweep(args) -> int:
     if args.distributed:
         import jax
 
-        jax.distributed.initialize()
+        jax.distributed.initialize(**processes)
     out = args.out or runner.default_out().with_name("sweep-" + runner.default_out().name)
     try:
         index = run_sweep(plan, out, batch=args.batch, progress=not args.quiet, force=args.force)
     except ConfigError as e:
         return _usage_error(e, "flowsim sweep")
+    except OSError as e:
+        return _io_error(e, "flowsim sweep", f"; the finished points are in {out} (run again to continue)")
     except KeyboardInterrupt:
         print(f"flowsim sweep: interrupted; finished points are in {out} (run again to continue)", file=sys.stderr)
         return 128 + signal.SIGINT
@@ -197,6 +213,21 @@ def sweep(args) -> int:
     if not args.quiet:
         print(f"{len(done)} of {len(index['points'])} points complete; index: {out}/sweep.json, {out}/sweep.npz")
     return 0 if len(done) == len(index["points"]) else EXIT_FAILED
+
+
+def _processes(args) -> dict:
+    """The arguments of ``jax.distributed.initialize`` given on the command line (the rest it
+    finds itself: $JAX_COORDINATOR_ADDRESS, or a cluster manager such as SLURM)."""
+    given = {"coordinator_address": args.coordinator, "num_processes": args.num_processes,
+             "process_id": args.process_id}
+    given = {k: v for k, v in given.items() if v is not None}
+    if given and not args.distributed:
+        raise ConfigError("--coordinator, --num-processes and --process-id need --distributed")
+    if given.get("num_processes", 1) < 1:
+        raise ConfigError(f"--num-processes: must be an integer >= 1, got {args.num_processes}")
+    if "process_id" in given and not 0 <= args.process_id < given.get("num_processes", args.process_id + 1):
+        raise ConfigError(f"--process-id: must be an integer in [0, P - 1] for --num-processes P, got {args.process_id}")
+    return given
 
 
 def _load_runs(dirs) -> list:
@@ -236,12 +267,12 @@ def plot(args) -> int:
         return _usage_error(e, "flowsim plot")
     from .plotting import plot as draw
 
-    out = args.out or f"{args.dirs[0]}/plots"
+    out = args.out or _writable(Path(args.dirs[0]) / "plots", "flowsim plot", "the figures")
     try:
         written = draw([r.result for r in runs], out, kinds=args.kinds or PLOT_KINDS, logx=not args.linear_time,
                        labels=args.labels or run_labels(runs), formats=args.formats, dpi=args.dpi)
     except OSError as e:
-        return _usage_error(ConfigError(f"--out: cannot write the figures into {out!r}: {e.strerror or e}"), "flowsim plot")
+        return _io_error(e, "flowsim plot")
     for path in written:
         print(path)
     return 0
@@ -314,11 +345,17 @@ def report(args) -> int:
     from .claims import RunContext
     from .reporting import report as check
 
-    check(run.result, args.out or args.dir, context=RunContext.from_config(run.config))
+    try:
+        check(run.result, args.out or _writable(Path(args.dir), "flowsim report", "report.json"),
+              context=RunContext.from_config(run.config))
+    except OSError as e:
+        return _io_error(e, "flowsim report")
     return 0
 
 
 def _report_sweep(args) -> int:
+    from pathlib import Path
+
     from .reporting import SWEEP_REPORT, format_sweep_table, sweep_report
 
     try:
@@ -326,13 +363,25 @@ def _report_sweep(args) -> int:
     except ConfigError as e:
         return _usage_error(e, "flowsim report")
     print(format_sweep_table(table))
-    out = args.out or args.dir
     try:
-        table.write(out)
+        table.write(args.out or _writable(Path(args.dir), "flowsim report", SWEEP_REPORT))
     except OSError as e:
-        return _usage_error(ConfigError(f"cannot write {SWEEP_REPORT} into {out} ({e.strerror}); "
-                                        "choose a writable directory with --out"), "flowsim report")
+        return _io_error(e, "flowsim report")
     return 0
+
+
+def _writable(default: Path, prog: str, what: str) -> Path:
+    """``default`` if files can be created in it, else a new temporary directory, said in one
+    line on stderr: a result directory on a read-only file system still gives its output."""
+    try:
+        default.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=default):
+            pass
+        return default
+    except OSError as e:
+        fallback = Path(tempfile.mkdtemp(prefix=f"flowsim-{prog.split()[-1]}-"))
+        print(f"{prog}: {default} is not writable ({e.strerror}); writing {what} to {fallback} instead", file=sys.stderr)
+        return fallback
 
 
 def main(argv=None) -> int:
@@ -373,6 +422,10 @@ def integrate(args) -> int:
     except FlowFailure as e:
         print(f"{PROG}: error: {_one_line(e)}; what was computed is in {out} (status failed)", file=sys.stderr)
         return EXIT_FAILED
+    except OSError as e:
+        resumable = (Path(out) / "run.json").exists()
+        return _io_error(e, PROG, f"; {out} keeps its last checkpoint: free space, then finish with "
+                                  f"flowsim integrate --resume {out}" if resumable else "; nothing was saved")
     if not args.quiet:
         print(summary(run))
     return 0
@@ -397,6 +450,12 @@ def _configuration(args) -> RunConfig | None:
 def _usage_error(e: ConfigError, prog: str = PROG) -> int:
     print(f"{prog}: error: {_one_line(e)}", file=sys.stderr)
     return EXIT_USAGE
+
+
+def _io_error(e: OSError, prog: str, advice: str = "") -> int:
+    print(f"{prog}: error: cannot write {e.filename or 'the output'}: {e.strerror or _one_line(e)}{advice}",
+          file=sys.stderr)
+    return EXIT_IO
 
 
 def summary(run) -> str:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
+import reprlib
+import stat
 import tomllib
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -25,6 +28,21 @@ class ConfigError(ValueError):
     """An invalid configuration; the message is one line that names the option and what is allowed."""
 
 
+#: Largest configuration or sweep file read (bytes): real ones are a few hundred.
+MAX_FILE_BYTES = 2**20
+_SHOWN = reprlib.Repr()  # keyword arguments only from Python 3.12
+_SHOWN.maxlevel, _SHOWN.maxtuple, _SHOWN.maxlist, _SHOWN.maxdict, _SHOWN.maxset = 2, 6, 6, 4, 4
+_SHOWN.maxstring, _SHOWN.maxlong, _SHOWN.maxother = 60, 40, 60
+
+
+def shown(value, *, bare: bool = False) -> str:
+    """``value`` as an error message echoes it: its repr (the text itself if ``bare``), cut to a
+    readable length, so that a huge input never makes a huge message."""
+    if bare and isinstance(value, str):
+        return value if len(value) <= _SHOWN.maxstring else f"{value[:_SHOWN.maxstring]}...({len(value)} characters)"
+    return _SHOWN.repr(value)
+
+
 def _integer(low: int, high: int | None = None, scientific: bool = False):
     """An integer parser; ``scientific`` also takes integral values written as floats (``1e8``)."""
     allowed = f"an integer >= {low}" if high is None else f"an integer in [{low}, {high}]"
@@ -35,7 +53,7 @@ def _integer(low: int, high: int | None = None, scientific: bool = False):
             v = _from_text(v, float)
             v = int(v) if isinstance(v, float) and v.is_integer() else v
         if isinstance(v, bool) or not isinstance(v, int) or v < low or (high is not None and v > high):
-            raise ValueError(f"must be {allowed}, got {value!r}")
+            raise ValueError(f"must be {allowed}, got {shown(value)}")
         return v
 
     parse.allowed = allowed
@@ -56,7 +74,7 @@ def _from_text(value, cast):
 def _positive(value):
     v = _from_text(value, float)
     if isinstance(v, bool) or not isinstance(v, (int, float)) or not (math.isfinite(v) and v > 0):
-        raise ValueError(f"must be a positive finite number, got {value!r}")
+        raise ValueError(f"must be a positive finite number, got {shown(value)}")
     return float(v)
 
 
@@ -70,7 +88,7 @@ def _choice(options: tuple):
         for option in options:
             if str(value).strip() == str(option) and not isinstance(value, bool):
                 return option
-        raise ValueError(f"must be {allowed}, got {value!r}")
+        raise ValueError(f"must be {allowed}, got {shown(value)}")
 
     parse.allowed = allowed
     return parse
@@ -85,19 +103,30 @@ def _counts(value):
             raise ValueError
         return tuple(count(c) for c in items)
     except ValueError:
-        raise ValueError(f"must be 4 non-negative integers (sizes of I1..I4, e.g. 30,10,10,10), got {value!r}") from None
+        raise ValueError(f"must be 4 non-negative integers (sizes of I1..I4, e.g. 30,10,10,10), got {shown(value)}") from None
 
 
 _counts.allowed = "4 comma-separated group sizes I1,I2,I3,I4"
 
 
 def read_toml(path, what: str) -> dict:
-    """A TOML file as a dict, or a one-line :class:`ConfigError` naming ``what`` could not be read."""
+    """A TOML file as a dict, or a one-line :class:`ConfigError` naming ``what`` could not be read.
+
+    Only a regular file of at most :data:`MAX_FILE_BYTES` is read (not a device, a pipe or a
+    huge file); a UTF-8 byte-order mark, which some editors write, is accepted."""
     try:
         with open(path, "rb") as f:
-            return tomllib.load(f)
+            info = os.fstat(f.fileno())
+            if not stat.S_ISREG(info.st_mode):
+                raise ConfigError(f"{what} {str(path)!r} is not a regular file")
+            data = f.read(MAX_FILE_BYTES + 1)  # bounded even if the file grows meanwhile
     except OSError as e:
         raise ConfigError(f"cannot read {what} {str(path)!r}: {e.strerror}") from None
+    if len(data) > MAX_FILE_BYTES:
+        raise ConfigError(f"{what} {str(path)!r} is larger than {MAX_FILE_BYTES // 2**20} MB; "
+                          "a configuration is a few lines")
+    try:
+        return tomllib.loads(data.decode("utf-8-sig"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise ConfigError(f"{what} {str(path)!r} is not valid TOML: {e}") from None
 
@@ -166,7 +195,7 @@ class RunConfig:
     @classmethod
     def preset(cls, name: str) -> RunConfig:
         if name not in PRESETS:
-            raise ConfigError(f"unknown preset {name!r}; allowed: {', '.join(PRESETS)}")
+            raise ConfigError(f"unknown preset {shown(name)}; allowed: {', '.join(PRESETS)}")
         return cls().merge(PRESETS[name])
 
     @classmethod
@@ -176,7 +205,7 @@ class RunConfig:
         table = read_toml(path, "config file")
         named = table.pop("preset", None)
         if named is not None and not isinstance(named, str):
-            raise ConfigError(f"{path}: preset must be one of {', '.join(PRESETS)}, got {named!r}")
+            raise ConfigError(f"{path}: preset must be one of {', '.join(PRESETS)}, got {shown(named)}")
         return cls.preset(preset or named or "paper").merge(table, label=lambda k: f"{path}: {k}")
 
     def merge(self, values: Mapping[str, Any], label: Callable[[str], str] = str) -> RunConfig:
@@ -186,7 +215,7 @@ class RunConfig:
         changes = {}
         for key, value in values.items():
             if key not in fields:
-                raise ConfigError(f"{label(key)}: unknown key; allowed: {', '.join(fields)}")
+                raise ConfigError(f"{label(shown(key, bare=True))}: unknown key; allowed: {', '.join(fields)}")
             meta = fields[key].metadata
             if value is None and meta["optional"]:
                 changes[key] = None
@@ -234,11 +263,12 @@ class RunConfig:
         into the data, init and test-set keys.  The draws depend on the seed alone, not on the
         precision (float64 numpy arrays; the flow casts).  Raises :class:`ConfigError` for any
         combination the library refuses."""
-        from .data import make_dataset
+        from .data import check_fits_data, make_dataset
         from .init import draws_matrices, init_params, init_subspace
 
         try:
             self.resolved().options()
+            check_fits_data(self.n_test, self.L, self.d, "n_test")  # drawn by the run, refused before it
             k_data, k_init, k_test = self.keys()
             dataset = make_dataset(k_data, self.n, self.L, self.d, mode=self.data_mode,
                                    counts=self.counts, embedding=self.embedding)

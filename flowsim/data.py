@@ -12,7 +12,9 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
+from .config import shown
 from .draws import draw
+from .resources import check_fits
 
 Mode = Literal["theory", "sampled", "iid"]
 Basis = Literal["standard", "random"]
@@ -108,13 +110,13 @@ def make_embedding(d: int, basis: str = "standard", key: PRNGKeyArray | None = N
         gauss = draw(jax.random.normal, key, (d, d), jnp.float64)
         q, r = np.linalg.qr(gauss)
         return q * np.sign(np.diagonal(r))[None, :]
-    raise ValueError(f"embedding must be one of {', '.join(BASES)}, got {basis!r}")
+    raise ValueError(f"embedding must be one of {', '.join(BASES)}, got {shown(basis)}")
 
 
 def check_sizes(n: int, L: int, d: int, mode: str) -> None:
     """Refuse sizes for which the data distribution or the chosen mode cannot be built."""
     if mode not in MODES:
-        raise ValueError(f"data mode must be one of {', '.join(MODES)}, got {mode!r}")
+        raise ValueError(f"data mode must be one of {', '.join(MODES)}, got {shown(mode)}")
     if n < 1:
         raise ValueError(f"n must be a positive integer, got {n}")
     if L < 3:
@@ -130,6 +132,20 @@ def check_sizes(n: int, L: int, d: int, mode: str) -> None:
                 f"theory mode with n={n}, L={L} uses every irrelevant word once and needs "
                 f"d >= {need}, got {d}"
             )
+
+
+def dataset_bytes(n: int, L: int, d: int) -> int:
+    """Peak memory of drawing ``n`` sequences of length ``L`` over ``d`` words: about 40 bytes
+    per token (positions drawn as float64 and argsorted, the tokens, the words of the open
+    slots), the per-sample arrays, and the d x d embedding with its QR for a random basis."""
+    return 40 * n * L + 24 * n + 32 * d * d
+
+
+def check_fits_data(n: int, L: int, d: int, option: str = "n") -> None:
+    """Refuse, before anything is allocated, ``n`` sequences that cannot fit in memory
+    (:class:`flowsim.resources.ResourceError`); ``option`` names the size in the message."""
+    check_fits(dataset_bytes(n, L, d), f"a data set of {option}={n} sequences of length L={L} over d={d} words",
+               f"choose a smaller {option}")
 
 
 def make_dataset(
@@ -157,6 +173,7 @@ def make_dataset(
     ``jax.enable_x64`` (:func:`flowsim.draws.draw`).
     """
     check_sizes(n, L, d, mode)
+    check_fits_data(n, L, d)
     if mode == "iid":
         if counts is not None:
             raise ValueError("counts cannot be given in iid mode")
@@ -215,7 +232,11 @@ def _draw_words(key, *, n_free, d, distinct):
 
 
 def sample_test_set(key: PRNGKeyArray, n: int, like: Dataset) -> Dataset:
-    """Fresh i.i.d. draws from the data distribution, with ``like``'s L, d and embedding."""
+    """``n`` fresh i.i.d. draws from the data distribution (the test set of size ``n_test``),
+    with ``like``'s L, d and embedding."""
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise ValueError(f"the test set size n_test must be a positive integer, got {shown(n)}")
+    check_fits_data(n, like.L, like.d, "n_test")
     fresh = make_dataset(key, n, like.L, like.d, mode="iid")
     return Dataset(
         tokens=fresh.tokens,

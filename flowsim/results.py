@@ -1,14 +1,16 @@
-"""Result directories (run.json, trajectory.npz, state.npz, checkpoint.eqx): writing them atomically, reading them back."""
+"""Result directories (run.json, trajectory.npz, state.npz, checkpoint.eqx): written atomically, checked when read back."""
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 import importlib.metadata
 import json
 import math
 import os
 import platform
+import shutil
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -19,7 +21,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .config import ConfigError, RunConfig
+from . import lock
+from .config import ConfigError, RunConfig, shown
 from .data import Dataset
 from .engines import make_engine
 from .events import EVENT_NAMES
@@ -28,10 +31,13 @@ from .model import Params
 from .subspace import SubspaceStart
 
 FORMAT = "flowsim-run"
-FORMAT_VERSION = 2  # 2: the checkpoint carries the proposed next step
-RUN_JSON, TRAJECTORY, STATE, CHECKPOINT = "run.json", "trajectory.npz", "state.npz", "checkpoint.eqx"
-FILES = (RUN_JSON, TRAJECTORY, STATE, CHECKPOINT)
+# 3: trajectory parts while a run goes on, digests of the configuration and the start, a lock file;
+# 2: the checkpoint carries the proposed next step
+FORMAT_VERSION = 3
+RUN_JSON, TRAJECTORY, STATE, CHECKPOINT, PARTS = "run.json", "trajectory.npz", "state.npz", "checkpoint.eqx", "trajectory.parts"
+FILES = (RUN_JSON, TRAJECTORY, STATE, CHECKPOINT, PARTS)
 MATRICES = ("W", "W_V", "W_K", "W_Q")
+FINAL = "_final"  # suffix of the state.npz arrays written when a run ends: every other one is an input
 PACKAGES = ("flowsim", "jax", "jaxlib", "diffrax", "equinox", "optimistix", "numpy")
 
 
@@ -58,7 +64,8 @@ class Run:
 
 def atomic_write(path: Path, write: Callable) -> None:
     """Write through a temporary file in the same directory, then rename it over ``path``, so
-    a reader (or a resume after a crash) sees the old file or the new one, never a mix."""
+    a reader (or a resume after a crash) sees the old file or the new one, never a mix.  An
+    OSError (a full disk, a read-only directory) names ``path``, not the temporary file."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         with open(tmp, "wb") as f:
@@ -66,6 +73,8 @@ def atomic_write(path: Path, write: Callable) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as e:
+        raise OSError(e.errno, e.strerror, str(path)) from None
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -100,24 +109,86 @@ def versions() -> dict[str, str]:
     return out
 
 
+def holds_files(path) -> bool:
+    """Whether the directory ``path`` holds anything besides a lock."""
+    return any(p.name != lock.NAME for p in Path(path).iterdir())
+
+
+def clear(path) -> None:
+    """Remove the result files of ``path`` (anything else in it is left)."""
+    path = Path(path)
+    shutil.rmtree(path / PARTS, ignore_errors=True)
+    for name in FILES:
+        if name != PARTS:
+            (path / name).unlink(missing_ok=True)
+
+
+def digest(arrays: dict[str, np.ndarray]) -> str:
+    """sha256 of named arrays (names, dtypes, shapes and bytes), independent of their order."""
+    h = hashlib.sha256()
+    for name in sorted(arrays):
+        a = np.ascontiguousarray(arrays[name])
+        h.update(json.dumps([name, a.dtype.str, a.shape]).encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def config_digest(config: RunConfig) -> str:
+    return hashlib.sha256(json.dumps(config.to_dict(), sort_keys=True).encode()).hexdigest()
+
+
+def inputs(dataset: Dataset, params_init) -> dict[str, np.ndarray]:
+    """What state.npz holds that determines the run: the training set and the start (``a`` and
+    ``W_init``, ...; or for a width-free start its coordinates ``start_u``, ``start_W_V``, ... and
+    widths ``start_m``, ``start_m1``)."""
+    data = dict(tokens=dataset.tokens, labels=dataset.labels, groups=dataset.groups, embedding=dataset.embedding)
+    if isinstance(params_init, SubspaceStart):
+        start = {"start_u": params_init.u, **{f"start_{k}": getattr(params_init, k) for k in MATRICES[1:]},
+                 "start_m": params_init.m, "start_m1": params_init.m1}
+    else:
+        start = {"a": params_init.a, **{f"{k}_init": getattr(params_init, k) for k in MATRICES}}
+    return {k: np.asarray(v) for k, v in (data | start).items()}
+
+
+def rows_after(config: RunConfig, chunks: int) -> int:
+    """Saved times a flow run holds after ``chunks`` chunks (the first chunk brings t = 0 too)."""
+    chunk = min(config.chunk, config.saves - 1)
+    return 0 if chunks == 0 else min(1 + chunks * chunk, config.saves)
+
+
+def part(path: Path, chunks: int) -> Path:
+    """The file of the saved times that chunk number ``chunks`` (1, 2, ...) added."""
+    return Path(path) / PARTS / f"{chunks:06d}.npz"
+
+
 def save(path, config: RunConfig, dataset: Dataset, params_init: Params, result: FlowResult | None,
          wall_time: float) -> None:
     """Write the directory for ``result`` (``None``: nothing integrated yet, status running).
 
-    A running result also writes ``checkpoint.eqx``; a complete or failed one removes it.
+    What a checkpoint writes is proportional to what is new: a running result adds the saved
+    times of its last chunk as one file of ``trajectory.parts/`` and replaces ``checkpoint.eqx``;
+    ``state.npz`` is written when the run starts (or at its first save) and when it ends.  A complete or failed
+    result writes the whole ``trajectory.npz`` and removes the parts and the checkpoint.
     ``run.json`` is written last, so it never describes files that are not there yet.
     """
     path = Path(path)
     status = "running" if result is None else result.status
+    start = inputs(dataset, params_init)
     if status == "running" and result is not None:
+        first = rows_after(config, result.chunks_done - 1)
+        (path / PARTS).mkdir(exist_ok=True)
+        atomic_write(part(path, result.chunks_done),
+                     lambda f: write_npz(f, {"t": result.ts[first:]} | {k: v[first:] for k, v in result.observables.items()}))
         atomic_write(path / CHECKPOINT,
-                      lambda f: eqx.tree_serialise_leaves(
+                     lambda f: eqx.tree_serialise_leaves(
                          f, (np.asarray(result.chunks_done), np.asarray(result.dt_next, float), result.state)))
-    if result is not None:
+    elif result is not None:
         atomic_write(path / TRAJECTORY, lambda f: write_npz(f, {"t": result.ts, **result.observables}))
-    state = dict(tokens=dataset.tokens, labels=dataset.labels, groups=dataset.groups, embedding=dataset.embedding)
-    state |= start_arrays(params_init, params_init if result is None else result.params_final)
-    atomic_write(path / STATE, lambda f: write_npz(f, state))
+    if status != "running" or result is None or not (path / STATE).exists():
+        # The final matrices are known when the run ends; until then they are NaN (the checkpoint
+        # holds the current state), and NaN for good where the engine carries none.
+        atomic_write(path / STATE, lambda f: write_npz(f, start | finals(params_init, None if status == "running"
+                                                                          else result.params_final)))
     n_chunks = math.ceil((config.saves - 1) / config.chunk)
     write_json(path / RUN_JSON, {
         "format": FORMAT,
@@ -125,6 +196,7 @@ def save(path, config: RunConfig, dataset: Dataset, params_init: Params, result:
         "status": status,
         "message": "" if result is None else result.message,
         "config": config.to_dict(),
+        "digests": {"config": config_digest(config), "state": digest(start)},
         "events": dict.fromkeys(EVENT_NAMES) if result is None else result.events,
         "stats": None if result is None else result.stats,
         "engine": None if result is None else result.options.engine,
@@ -138,78 +210,92 @@ def save(path, config: RunConfig, dataset: Dataset, params_init: Params, result:
     })
     if status in ("complete", "failed"):
         (path / CHECKPOINT).unlink(missing_ok=True)
+        shutil.rmtree(path / PARTS, ignore_errors=True)
 
 
-def start_arrays(start, final: Params | None) -> dict[str, np.ndarray]:
-    """state.npz's arrays of a start and the final matrices: ``a``, ``W_init``.. and ``W_final``..
-    (NaN where the engine gave none) for matrices; the coordinates ``start_u``, ``start_W_V``..
-    and the widths ``start_m``, ``start_m1`` for a width-free start (no final matrices)."""
+def finals(start, final: Params | None) -> dict[str, np.ndarray]:
+    """state.npz's final matrices ``W_final``, ...: NaN where they are not known; none at all for
+    a width-free start, which has no m-sized array."""
     if isinstance(start, SubspaceStart):
-        return {"start_u": start.u, **{f"start_{k}": getattr(start, k) for k in MATRICES[1:]},
-                "start_m": start.m, "start_m1": start.m1}
-    if final is None:  # the engine carries no matrices: the final ones are unknown
-        final = jax.tree.map(lambda x: np.full(np.shape(x), np.nan), start)
-    return {"a": start.a, **{f"{k}_init": getattr(start, k) for k in MATRICES},
-            **{f"{k}_final": getattr(final, k) for k in MATRICES}}
+        return {}
+    return {f"{k}{FINAL}": np.full(np.shape(getattr(start, k)), np.nan) if final is None else np.asarray(getattr(final, k))
+            for k in MATRICES}
 
 
-def start_from(state: dict) -> tuple[Params | SubspaceStart, Params | None]:
-    """The start and the final matrices (``None`` if not available) from state.npz's arrays."""
-    if "start_u" in state:
-        start = SubspaceStart(u=state["start_u"], **{k: state[f"start_{k}"] for k in MATRICES[1:]},
-                              m=state["start_m"], m1=state["start_m1"], drawn="sampled")
-        return start, None
-    start = Params(**{k: state[f"{k}_init"] for k in MATRICES}, a=state["a"])
-    final = None if np.isnan(state["W_final"]).all() else Params(**{k: state[f"{k}_final"] for k in MATRICES},
-                                                                  a=state["a"])
-    return start, final
+def start_from(arrays: dict) -> Params | SubspaceStart:
+    """The start from state.npz's arrays (:func:`inputs`)."""
+    if "start_u" in arrays:
+        return SubspaceStart(u=arrays["start_u"], **{k: arrays[f"start_{k}"] for k in MATRICES[1:]},
+                             m=arrays["start_m"], m1=arrays["start_m1"], drawn="sampled")
+    return Params(**{k: arrays[f"{k}_init"] for k in MATRICES}, a=arrays["a"])
 
 
-def mark_interrupted(path, wall_time: float) -> str:
-    """Set the status of the run in ``path`` to interrupted (its files are the last
-    checkpoint's) and return the message recorded."""
+def mark(path, status: str, message: str, wall_time: float) -> None:
+    """Set the status and message of the run in ``path`` (its files are the last checkpoint's)."""
     path = Path(path)
     meta = json.loads((path / RUN_JSON).read_text())
-    meta["status"] = "interrupted"
-    meta["message"] = (f"interrupted at t={meta['t_reached']:.6g} after {meta['chunks_done']} of "
-                       f"{meta['n_chunks']} chunks; resume with: flowsim integrate --resume {path}")
-    meta["wall_time_s"] = wall_time
-    write_json(path / RUN_JSON, meta)
-    return meta["message"]
+    write_json(path / RUN_JSON, meta | {"status": status, "message": message, "wall_time_s": wall_time})
 
 
-def load(path) -> Run:
-    """Read the result directory ``path`` (written by ``flowsim integrate`` or
-    :func:`flowsim.run`) back.  Only numpy and json are used; nothing is unpickled."""
+def mark_interrupted(path, wall_time: float, why: str = "interrupted") -> str:
+    """Set the status of the run in ``path`` to interrupted (its files are the last
+    checkpoint's) and return the message recorded, which starts with ``why``."""
+    meta = read_meta(path)
+    message = (f"{why} at t={meta['t_reached']:.6g} after {meta['chunks_done']} of "
+               f"{meta['n_chunks']} chunks; resume with: flowsim integrate --resume {path}")
+    mark(path, "interrupted", message, wall_time)
+    return message
+
+
+def read_meta(path) -> dict:
+    """``run.json`` of the result directory ``path``, or a one-line :class:`ConfigError` saying
+    that ``path`` is not one (or one of another format version)."""
     path = Path(path)
     try:
         meta = json.loads((path / RUN_JSON).read_text())
     except (OSError, ValueError) as e:
-        raise ConfigError(f"{path} is not a flowsim result directory (cannot read {RUN_JSON}: {e})") from None
+        raise ConfigError(f"{path} is not a flowsim result directory (cannot read {RUN_JSON}: "
+                          f"{getattr(e, 'strerror', None) or e})") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise ConfigError(f"{path / RUN_JSON} is not a flowsim run description")
     if meta.get("format_version") != FORMAT_VERSION:
-        raise ConfigError(f"{path / RUN_JSON} has format version {meta.get('format_version')}, "
+        raise ConfigError(f"{path / RUN_JSON} has format version {shown(meta.get('format_version'))}, "
                           f"this flowsim reads {FORMAT_VERSION}")
+    return meta
+
+
+def load(path) -> Run:
+    """Read the result directory ``path`` (written by ``flowsim integrate`` or
+    :func:`flowsim.run`) back, checking that its files belong together: run.json's
+    configuration and state.npz against the digests recorded when the run started, the
+    trajectory against the saved times, the checkpoint against the state.  Anything else is
+    refused with a one-line :class:`ConfigError`.  Only numpy and json are used; nothing is
+    unpickled."""
+    path = Path(path)
+    meta = read_meta(path)
     try:
         return _load(path, meta)
     except ConfigError:
         raise
-    except (OSError, KeyError, ValueError, zipfile.BadZipFile) as e:
+    except (OSError, KeyError, TypeError, ValueError, zipfile.BadZipFile) as e:
         raise ConfigError(f"{path} is a damaged result directory ({type(e).__name__}: {e})") from None
 
 
 def _load(path: Path, meta: dict) -> Run:
     config = RunConfig.from_dict(meta["config"])
     state = _read_npz(path / STATE)
-    with jax.enable_x64(config.precision == 64):
-        dataset = Dataset(**{k: jnp.asarray(state[k]) for k in ("tokens", "labels", "groups", "embedding")},
-                          basis=config.embedding)
-        params_init, params_final = start_from(state)
+    start = {k: v for k, v in state.items() if not k.endswith(FINAL)}
+    _check_inputs(path, meta, config, start)
+    # The arrays as stored (float64 whatever the precision, as RunConfig.build draws them): a
+    # resumed run then writes the same state.npz, with the same digest, as the original.
+    dataset = Dataset(**{k: state[k] for k in ("tokens", "labels", "groups", "embedding")}, basis=config.embedding)
+    params_init = start_from(start)
+    # Final matrices exist once a run has ended, where the engine gives them (else NaN or absent).
+    ended = meta["status"] in ("complete", "failed") and f"W{FINAL}" in state and not np.isnan(state[f"W{FINAL}"]).all()
+    params_final = Params(**{k: state[f"{k}{FINAL}"] for k in MATRICES}, a=state["a"]) if ended else None
     result = None
     if meta["saves_done"] > 0:
-        rows = _read_npz(path / TRAJECTORY)
-        rows = {k: v[: meta["saves_done"]] for k, v in rows.items()}
+        rows = _read_rows(path, meta, config)
         ts = rows.pop("t")
         gd = config.method == "gd"
         options = config.options()
@@ -225,15 +311,71 @@ def _load(path: Path, meta: dict) -> Run:
     return Run(path=path, config=config, meta=meta, dataset=dataset, params_init=params_init, result=result)
 
 
+def _check_inputs(path: Path, meta: dict, config: RunConfig, start: dict) -> None:
+    """run.json's configuration against state.npz: the data's shapes (for the arrays present; the
+    start's shapes depend on the engine), then the digests recorded when the run was written."""
+    expected = {"tokens": (config.n, config.L), "labels": (config.n,), "groups": (config.n,),
+                "embedding": (config.d, config.d)}
+    for name, shape in expected.items():
+        if name in start and start[name].shape != shape:
+            raise ConfigError(f"{path / STATE}: {name} has shape {start[name].shape} but the configuration in "
+                              f"{RUN_JSON} (n={config.n}, L={config.L}, d={config.d}) needs {shape}")
+    recorded = meta.get("digests") or {}
+    if recorded.get("config") != config_digest(config):
+        raise ConfigError(f"{path / RUN_JSON}: the configuration differs from the one the run was written "
+                          "with (the file was edited); the directory is refused")
+    if recorded.get("state") != digest(start):
+        raise ConfigError(f"{path / STATE} does not hold the data and start the run was written with "
+                          "(replaced or damaged); the directory is refused")
+
+
+def _read_rows(path: Path, meta: dict, config: RunConfig) -> dict[str, np.ndarray]:
+    """The saved rows: trajectory.npz once a run has ended, its parts while it is unfinished;
+    checked to be ``saves_done`` rows at the run's saved times."""
+    n = meta["saves_done"]
+    if meta["status"] in ("complete", "failed"):
+        rows = _read_npz(path / TRAJECTORY)
+    else:
+        chunks = [_read_npz(part(path, k)) for k in range(1, meta["chunks_done"] + 1)]
+        rows = {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]} if chunks else {}
+    lengths = {len(v) for v in rows.values()}
+    if lengths != {n}:
+        raise ConfigError(f"{path} holds {sorted(lengths)} saved times but {RUN_JSON} says {n}; "
+                          "the directory is damaged")
+    if config.method == "flow" and not np.array_equal(rows["t"], config.flow_options().times()[:n]):
+        raise ConfigError(f"{path}: the saved times are not those of the configuration in {RUN_JSON}; "
+                          "the directory is damaged")
+    return rows
+
+
 def _read_checkpoint(path: Path, meta: dict, config: RunConfig, params_init: Params, dataset: Dataset):
     if not (path / CHECKPOINT).exists():
         return dict(state=None)
-    # The engine resolves from the same start and data as the run did, so its state has the run's shapes.
+    # The engine resolves from the same start and data as the run did, so its state has the run's
+    # shapes; the flow integrates in the run's precision, so its floating arrays have that dtype.
+    dtype = np.float64 if config.precision == 64 else np.float32
     with jax.enable_x64(config.precision == 64):
-        engine = make_engine(meta.get("engine") or config.engine, params_init, dataset)
-        like = jax.tree.map(np.asarray, engine.init_state(params_init, dataset))
-    chunks, dt, state = eqx.tree_deserialise_leaves(path / CHECKPOINT, (np.asarray(0), np.asarray(0.0), like))
+        start = make_engine(meta.get("engine") or config.engine, params_init, dataset).init_state(params_init, dataset)
+    like = jax.tree.map(lambda x: np.asarray(x, dtype if jnp.issubdtype(x.dtype, jnp.floating) else x.dtype), start)
+    try:
+        with open(path / CHECKPOINT, "rb") as f:
+            chunks, dt, state = eqx.tree_deserialise_leaves(f, (np.asarray(0), np.asarray(0.0), like))
+            trailing = f.read(1)
+    except OSError:
+        raise
+    except Exception:  # random bytes fail in many ways: zip, npy headers, refused pickles, tree paths
+        raise _damaged(path, "unreadable") from None
+    got, want = jax.tree.leaves(state), jax.tree.leaves(like)
+    if trailing or [(np.shape(x), np.asarray(x).dtype) for x in got] != [(x.shape, x.dtype) for x in want]:
+        raise _damaged(path, "its arrays do not have the run's shapes")
+    if not (all(np.all(np.isfinite(x)) for x in got) and np.isfinite(dt) and dt >= 0):
+        raise _damaged(path, "it holds non-finite values")
     if int(chunks) != meta["chunks_done"]:
-        raise ConfigError(f"{path / CHECKPOINT} is from chunk {int(chunks)} but {RUN_JSON} says "
-                          f"{meta['chunks_done']} (the run was killed while writing); it cannot be resumed")
+        raise _damaged(path, f"from chunk {int(chunks)} but {RUN_JSON} says {meta['chunks_done']}: the run was "
+                             "killed while writing")
     return dict(state=state, dt_next=float(dt))
+
+
+def _damaged(path: Path, why: str) -> ConfigError:
+    return ConfigError(f"damaged checkpoint {path / CHECKPOINT} ({why}); it cannot be resumed: delete it and "
+                       f"run flowsim integrate --resume {path} to start this run again from t = 0")

@@ -10,7 +10,7 @@ import threading
 import time
 from pathlib import Path
 
-from . import results
+from . import lock, results
 from .cache import enable_compilation_cache
 from .config import ConfigError, RunConfig
 from .flow import FlowFailure, integrate, plan
@@ -41,7 +41,7 @@ def check_out(out, force: bool = False) -> Path:
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"output directory {str(out)!r} exists and is not a directory")
-    if out.is_dir() and any(out.iterdir()) and not force:
+    if out.is_dir() and results.holds_files(out) and not force:
         raise ConfigError(f"output directory {str(out)!r} already holds files; choose another or use --force "
                           "(force=True) to replace the results in it")
     return out
@@ -51,10 +51,13 @@ def run(config: RunConfig, out=None, *, force: bool = False, progress: bool = Fa
     """Integrate ``config`` into the result directory ``out`` (default :func:`default_out`).
 
     Everything is checked (the data and initialization are drawn) before the directory is
-    created.  A checkpoint is written after every chunk.  On Ctrl-C it raises
-    :class:`RunInterrupted` with the run marked ``interrupted`` (finish it with :func:`resume`);
-    on a solver failure it writes what was computed (status ``failed``) and re-raises
-    :class:`~flowsim.FlowFailure`.
+    created.  The directory is claimed (``flowsim.lock``) for the whole run: a second run or
+    resume into it raises :class:`ConfigError` naming the holder and touches nothing.  A
+    checkpoint is written after every chunk.  On Ctrl-C it raises :class:`RunInterrupted` with
+    the run marked ``interrupted`` (finish it with :func:`resume`); on a solver failure it
+    writes what was computed (status ``failed``) and re-raises :class:`~flowsim.FlowFailure`;
+    when the files cannot be written (a full disk) it re-raises the ``OSError`` with the last
+    checkpoint intact (resumable).
     """
     out = check_out(default_out() if out is None else out, force)
     enable_compilation_cache()  # before the draws, so that their programs are cached too
@@ -69,32 +72,40 @@ def run(config: RunConfig, out=None, *, force: bool = False, progress: bool = Fa
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise ConfigError(f"cannot create output directory {str(out)!r}: {e.strerror}") from None
-    for name in results.FILES:
-        (out / name).unlink(missing_ok=True)
-    return _execute(out, config, dataset, params, test_key, None, 0.0, progress)
+    with lock.claim(out):
+        check_out(out, force)  # again, now that nobody else writes here: another run may have finished
+        results.clear(out)
+        return _execute(out, config, dataset, params, test_key, None, 0.0, progress)
 
 
 def resume(path, *, progress: bool = False) -> results.Run:
     """Finish the interrupted (or killed) run in ``path`` from its last checkpoint; the files
-    end up equal to those of an uninterrupted run."""
-    saved = results.load(path)
-    if saved.status in ("complete", "failed"):
-        raise ConfigError(f"{path} holds a {saved.status} run; only an interrupted or running one can be resumed")
-    checkpoint = saved.result
-    if checkpoint is not None:
-        # The last checkpoint of an interrupted run is the running result it saved then.
-        checkpoint = dataclasses.replace(checkpoint, status="running")
-    test_key = saved.config.keys()[2]
-    return _execute(saved.path, saved.config, saved.dataset, saved.params_init, test_key, checkpoint,
-                    saved.meta["wall_time_s"], progress)
+    end up equal to those of an uninterrupted run.  A run without a checkpoint (none was
+    written yet, or a damaged one was deleted) starts again from t = 0.  The directory is
+    claimed as by :func:`run`."""
+    results.read_meta(path)  # a directory that is not a run is refused before it is locked
+    with lock.claim(path):
+        saved = results.load(path)
+        if saved.status in ("complete", "failed"):
+            raise ConfigError(f"{path} holds a {saved.status} run; only an interrupted or running one can be resumed")
+        checkpoint = saved.result
+        if checkpoint is not None and checkpoint.state is None:
+            checkpoint = None
+        if checkpoint is not None:
+            # The last checkpoint of an interrupted run is the running result it saved then.
+            checkpoint = dataclasses.replace(checkpoint, status="running")
+        test_key = saved.config.keys()[2]
+        return _execute(saved.path, saved.config, saved.dataset, saved.params_init, test_key, checkpoint,
+                        saved.meta["wall_time_s"], progress)
 
 
 def _execute(out, config, dataset, params, test_key, checkpoint, wall_before, progress) -> results.Run:
     started = time.perf_counter()
+    wall = lambda: wall_before + time.perf_counter() - started
 
     def save(result):
         with _signals_held():
-            results.save(out, config, dataset, params, result, wall_before + time.perf_counter() - started)
+            results.save(out, config, dataset, params, result, wall())
 
     try:
         if checkpoint is None:
@@ -107,13 +118,35 @@ def _execute(out, config, dataset, params, test_key, checkpoint, wall_before, pr
                                resume=checkpoint, options=config.flow_options())
     except KeyboardInterrupt:
         with _signals_held():
-            message = results.mark_interrupted(out, wall_before + time.perf_counter() - started)
+            message = results.mark_interrupted(out, wall())
         raise RunInterrupted(message, out) from None
     except FlowFailure as e:
         save(e.result)
         raise
+    except OSError as e:
+        # Writing failed (a full disk): the files are the last checkpoint's, which a resume
+        # continues from; run.json says so if it can still be written.
+        with contextlib.suppress(OSError, ConfigError), _signals_held():
+            results.mark_interrupted(out, wall(), f"stopped by a write error ({e.strerror})")
+        raise
+    except Exception as e:  # anything unforeseen ends the run as failed, not left running
+        raise _failed(out, config, dataset, params, f"{type(e).__name__}: {' '.join(str(e).split())}", wall()) from e
     save(result)
     return results.load(out)
+
+
+def _failed(out, config, dataset, params, message: str, wall: float) -> FlowFailure:
+    """Record the run in ``out`` as failed with ``message`` (the rows of its last checkpoint kept)
+    and return the :class:`FlowFailure` to raise."""
+    last = None
+    with contextlib.suppress(OSError, ConfigError), _signals_held():  # recorded if the directory still can be
+        last = results.load(out).result
+        if last is None:
+            results.mark(out, "failed", message, wall)
+        else:
+            last = dataclasses.replace(last, status="failed", message=message)
+            results.save(out, config, dataset, params, last, wall)
+    return FlowFailure(message, last)
 
 
 @contextlib.contextmanager

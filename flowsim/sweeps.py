@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import itertools
 import json
@@ -12,8 +13,9 @@ from typing import Any
 
 import numpy as np
 
+from . import lock
 from .cache import enable_compilation_cache
-from .config import ConfigError, RunConfig, read_toml
+from .config import ConfigError, RunConfig, read_toml, shown
 
 #: Fields that change only the values of the arrays, not their shapes or the compiled solve: points
 #: that differ only in these are integrated together as one batch.
@@ -66,7 +68,7 @@ class Sweep:
         if not isinstance(base_table, dict):
             raise ConfigError(f"{path}: base must be a table of configuration keys")
         if named is not None and named not in ("paper", "theory"):
-            raise ConfigError(f"{path}: preset must be one of paper, theory, got {named!r}")
+            raise ConfigError(f"{path}: preset must be one of paper, theory, got {shown(named)}")
         base = RunConfig.preset(preset or named or "paper").merge({**table, **base_table},
                                                                     label=lambda k: f"{path}: {k}")
         return cls.make(base, grid, tie, label=lambda k: f"{path}: grid.{k}")
@@ -86,12 +88,12 @@ class Sweep:
         checked = {}
         for key, values in grid.items():
             if isinstance(values, (str, bytes)) or not isinstance(values, Sequence) or not values:
-                raise ConfigError(f"{label(key)}: must be a non-empty list of values, got {values!r}")
+                raise ConfigError(f"{label(key)}: must be a non-empty list of values, got {shown(values)}")
             parsed = []
             for i, value in enumerate(values):
                 parsed.append(getattr(base.merge({key: value}, label=lambda k: f"{label(k)}[{i}]"), key))
             if len(set(map(repr, parsed))) != len(parsed):
-                raise ConfigError(f"{label(key)}: values must be distinct, got {list(values)!r}")
+                raise ConfigError(f"{label(key)}: values must be distinct, got {shown(list(values))}")
             checked[key] = tuple(parsed)
         for key, target in tie.items():
             for value in checked[target]:
@@ -121,11 +123,13 @@ def _fmt(value) -> str:
 
 
 def _check(config: RunConfig, name: str) -> None:
-    from .data import check_sizes
+    from .data import check_fits_data, check_sizes
     from .init import init_scales
 
     try:
         check_sizes(config.n, config.L, config.d, config.data_mode)
+        check_fits_data(config.n, config.L, config.d)
+        check_fits_data(config.n_test, config.L, config.d, "n_test")
         init_scales(config.init, d=config.d, m=config.m, m1=config.m1, L=config.L,
                     sigma0=config.sigma0, sigma1=config.sigma1)
         config.resolved().options()
@@ -153,9 +157,11 @@ def sweep(plan: Sweep, out, *, devices=None, batch: int | None = None, progress:
     ``devices`` (default: this process's ``jax.local_devices()``; the batch is padded to a
     multiple of their number).  Under ``jax.distributed`` (several processes, e.g. hosts) the
     groups are dealt round-robin to the processes, which write their points into the shared
-    ``out``; process 0 writes the index once all are done.  Running again on the same ``out``
-    skips the points already complete; a batch that fails is recorded as failed for its points
-    and the sweep goes on.  ``verdicts`` adds each point's claim verdicts
+    ``out``; process 0 writes the index once all are done.  Process 0 holds ``out``'s lock for
+    the whole sweep and every process the lock of each point it writes, so a second sweep or
+    run into them is refused (:class:`ConfigError`).  Running again on the same ``out`` skips
+    the points already complete; a batch that fails is recorded as failed for its points and
+    the sweep goes on.  ``verdicts`` adds each point's claim verdicts
     (:func:`flowsim.check_claims` with the point's :class:`~flowsim.RunContext`), by claim id,
     to the index.
 
@@ -171,15 +177,24 @@ def sweep(plan: Sweep, out, *, devices=None, batch: int | None = None, progress:
     definition = {"base": plan.base.to_dict(), "grid": {k: list(map(_jsonable, v)) for k, v in plan.grid.items()}}
     if plan.tie:
         definition["tie"] = plan.tie
-    _check_sweep_out(out, definition, force)
-    devices = list(jax.local_devices()) if devices is None else list(devices)
-    rank, ranks = jax.process_index(), jax.process_count()
-    (out / POINTS).mkdir(parents=True, exist_ok=True)
-    index = {p.name: _entry(out, p, verdicts) for p in points}
     if batch is None:
         batch = 1 if jax.default_backend() == "cpu" else len(points)
     if int(batch) != batch or batch < 1:
-        raise ConfigError(f"batch must be an integer >= 1, got {batch!r}")
+        raise ConfigError(f"batch must be an integer >= 1, got {shown(batch)}")
+    _check_sweep_out(out, definition, force)
+    rank, ranks = jax.process_index(), jax.process_count()
+    _barrier(ranks, "flowsim sweep checked")  # every process has looked at out before any writes to it
+    (out / POINTS).mkdir(parents=True, exist_ok=True)
+    with lock.claim(out) if rank == 0 else contextlib.nullcontext():
+        return _run(points, out, definition, devices, batch, progress, verdicts, rank, ranks)
+
+
+def _run(points, out, definition, devices, batch, progress, verdicts, rank, ranks) -> dict:
+    """:func:`sweep` once its output is checked and claimed."""
+    import jax
+
+    devices = list(jax.local_devices()) if devices is None else list(devices)
+    index = {p.name: _entry(out, p, verdicts) for p in points}
     solves = [g[i:i + batch] for g in batches(points) for i in range(0, len(g), batch)]
     mine = [g for i, g in enumerate(solves) if i % ranks == rank]
     if rank == 0:
@@ -200,16 +215,32 @@ def sweep(plan: Sweep, out, *, devices=None, batch: int | None = None, progress:
         if bar is not None:
             bar.close()
     if ranks > 1:
-        from jax.experimental import multihost_utils
-
-        multihost_utils.sync_global_devices("flowsim sweep done")
+        _barrier(ranks, "flowsim sweep done")
         index = {p.name: _entry(out, p, verdicts) for p in points}
         if rank == 0:
             _write_index(out, definition, points, index)
     return {"definition": definition, "points": [index[p.name] for p in points]}
 
 
+def _barrier(ranks: int, name: str) -> None:
+    """Wait for every process of a ``jax.distributed`` sweep (nothing to wait for alone)."""
+    if ranks > 1:
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices(name)
+
+
 def _integrate_group(out: Path, todo: Sequence[Point], devices) -> Sequence[Point]:
+    """:func:`_solve_group` with each point's directory claimed while it is written."""
+    with contextlib.ExitStack() as held:
+        for point in todo:
+            path = out / POINTS / point.name
+            path.mkdir(parents=True, exist_ok=True)
+            held.enter_context(lock.claim(path))
+        return _solve_group(out, todo, devices)
+
+
+def _solve_group(out: Path, todo: Sequence[Point], devices) -> Sequence[Point]:
     """One batched solve for points that share shapes; each point's directory written (failed,
     with the reason, if the solve raised)."""
     import jax
@@ -252,7 +283,6 @@ def _save_point(out: Path, point: Point, dataset, params0, result, wall: float, 
     from . import results
 
     path = out / POINTS / point.name
-    path.mkdir(parents=True, exist_ok=True)
     results.save(path, point.config.resolved(), dataset, params0, result, wall)
     if result is None:
         (path / FAILURE).write_text(reason + "\n")
@@ -267,7 +297,9 @@ def _jsonable(v):
 def _check_sweep_out(out: Path, definition: dict, force: bool) -> None:
     if out.exists() and not out.is_dir():
         raise ConfigError(f"sweep directory {str(out)!r} exists and is not a directory")
-    if not out.is_dir() or not any(out.iterdir()) or force:
+    from .results import holds_files
+
+    if not out.is_dir() or not holds_files(out) or force:
         return
     try:
         previous = json.loads((out / INDEX_JSON).read_text())["definition"]

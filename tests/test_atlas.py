@@ -26,10 +26,14 @@ def T1_of(m, seed):
     return PREFACTOR * m**-ALPHA * (1.0, 1.5)[seed]
 
 
+#: What every synthetic point's configuration says beside its grid values, so that its files agree with it.
+POINT = dict(n=6, L=3, d=D, t_end=100.0, saves=41, t_first=1e-3)
+
+
 def synthetic_result(m, seed) -> flowsim.FlowResult:
     """Random observables of the recorded shapes, with positive losses and the point's T1."""
     rng = np.random.default_rng(seed * 1000 + m)
-    ts = np.concatenate([[0.0], np.geomspace(1e-3, 100.0, 40)])
+    ts = flowsim.RunConfig.preset("paper").merge(POINT).flow_options().times()
     obs = {k: rng.normal(size=(len(ts), *ast.literal_eval(shape.replace("d", str(D)))))
            for k, (shape, _) in DESCRIPTIONS.items()}
     for key in ("loss", "test_loss", "C_irrelevant_max"):
@@ -54,7 +58,7 @@ def make_sweep(root, grid: dict, pending: tuple[str, ...] = ()):
         names.append(name)
         if name in pending:
             continue
-        config = flowsim.RunConfig.preset("paper").merge(values)
+        config = flowsim.RunConfig.preset("paper").merge(values | POINT)
         data = flowsim.Dataset(tokens=np.zeros((6, 3), int), labels=np.ones(6), groups=np.arange(6) % 4 + 1,
                                embedding=np.eye(D))
         result = synthetic_result(config.m, config.seed)

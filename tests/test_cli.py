@@ -1,12 +1,16 @@
 """``flowsim integrate``: end-to-end runs, interrupt and resume, solver failure, bad input (exit 2, one line, nothing written)."""
 
 import ast
+import builtins
 import contextlib
+import errno
 import io
 import json
 import os
 import re
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -20,6 +24,7 @@ import pytest
 
 import flowsim
 from flowsim import cli, results
+from flowsim.config import ConfigError
 
 # One tiny configuration for every run (JAX compiles the flow once per configuration).  50 chunks
 # leave a wide window for signalling a subprocess between its first checkpoint and its end.
@@ -27,6 +32,11 @@ TINY = ["--n", "12", "--L", "4", "--d", "8", "--m", "8", "--m1", "8", "--t-end",
         "--chunk", "2", "--n-test", "50"]
 COMMAND = [sys.executable, "-m", "flowsim.cli", "integrate"]
 BYTE_EQUAL = ("trajectory.npz", "state.npz")
+
+
+def tiny_config():
+    """TINY as a RunConfig (the flags over the paper preset, as the command builds it)."""
+    return flowsim.RunConfig.preset("paper").merge({f[2:].replace("-", "_"): v for f, v in zip(TINY[::2], TINY[1::2])})
 
 
 def main(argv) -> int:
@@ -159,8 +169,7 @@ def test_sigint_subprocess_then_resume_equals_uninterrupted(sigint_run, referenc
     m = meta(out)
     assert m["status"] == "interrupted" and 1 <= m["chunks_done"] < m["n_chunks"]
     assert "--resume" in m["message"] and (out / "checkpoint.eqx").exists()
-    with np.load(out / "trajectory.npz") as z:
-        assert len(z["t"]) == m["saves_done"] == 1 + 2 * m["chunks_done"]
+    assert len(flowsim.load(out).result.ts) == m["saves_done"] == 1 + 2 * m["chunks_done"]
 
     assert main(["integrate", "--resume", str(out), "--quiet"]) == 0
     assert_same_run(out, reference[2])
@@ -266,6 +275,9 @@ BAD = [
     (["--config", "TOML:t_end = -5"], "t_end: must be a positive finite number"),
     (["--config", "TOML:preset = 3"], "preset"),
     (["--config", "TOML:[solver]\nname = 'x'"], "solver"),
+    (["--config", "/dev/zero"], "is not a regular file"),
+    (["--config", "TOML:#" + "x" * 2**20], "larger than 1 MB"),
+    (["--n-test", "1000000000"], "n_test=1000000000 sequences of length L=4 over d=8 words needs about"),
     (["--out", "{tmp}/file.txt"], "not a directory"),
     (["--out", "{tmp}/full"], "already holds files"),
     (["--out", "{tmp}/file.txt/run"], "cannot create output directory"),
@@ -280,7 +292,7 @@ BAD = [
 ]
 
 
-@pytest.mark.parametrize("argv, named", BAD, ids=[" ".join(a) for a, _ in BAD])
+@pytest.mark.parametrize("argv, named", BAD, ids=[" ".join(a)[:40] for a, _ in BAD])
 def test_bad_input_exit_2_one_line_nothing_written(argv, named, reference, tmp_path, monkeypatch, capsys):
     (tmp_path / "file.txt").write_text("x")
     (tmp_path / "full").mkdir()
@@ -290,6 +302,7 @@ def test_bad_input_exit_2_one_line_nothing_written(argv, named, reference, tmp_p
         argv = TINY + argv  # the sizes already drawn by the reference run: no new compilation
     before = sorted(tmp_path.rglob("*"))
     monkeypatch.chdir(tmp_path)  # the default output directory would be ./runs/...
+    monkeypatch.setenv("FLOWSIM_MEMORY_LIMIT", "1G")  # memory refusals do not depend on the machine
     assert main(["integrate", *argv]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and re.match(r"flowsim( integrate)?: error: ", err), err
@@ -344,3 +357,209 @@ def test_integrate_help_states_each_options_real_default():
     assert flowsim.init_scales("theory", d=d, m=m, m1=m1, L=L) == (1 / math.sqrt(L * m), 1 / math.sqrt(m1))
     assert "n/2, n/6, n/6, n/6" in helps["counts"]
     assert flowsim.RunConfig.preset("paper").merge({"n": 12}).resolved().counts == (6, 2, 2, 2)
+
+
+@pytest.fixture(scope="module")
+def interrupted(reference, tmp_path_factory):
+    """TINY stopped by Ctrl-C right after its second checkpoint (status interrupted)."""
+    out = tmp_path_factory.mktemp("interrupted") / "run"
+    write = results.save
+
+    def save_then_stop(path, config, dataset, params, result, wall_time):
+        write(path, config, dataset, params, result, wall_time)
+        if result is not None and result.chunks_done == 2:
+            raise KeyboardInterrupt
+
+    with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stderr(io.StringIO()):
+        patch.setattr(results, "save", save_then_stop)
+        assert main(["integrate", *TINY, "--out", str(out), "--quiet"]) == 130
+    return out
+
+
+def copy_of(run, tmp_path):
+    shutil.copytree(run, tmp_path / "run")
+    return tmp_path / "run"
+
+
+def one_error_line(capsys, *pieces):
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    for piece in pieces:
+        assert piece in err, err
+    return err
+
+
+def test_a_damaged_checkpoint_is_refused_and_deleting_it_restarts(interrupted, reference, tmp_path, capsys):
+    out = copy_of(interrupted, tmp_path)
+    good, before = (out / "checkpoint.eqx").read_bytes(), (out / "run.json").read_bytes()
+    run = flowsim.load(out)
+    nan = jax.tree.map(lambda x: np.full(np.shape(x), np.nan), run.result.state)
+    with open(out / "checkpoint.eqx", "wb") as f:
+        import equinox as eqx
+
+        eqx.tree_serialise_leaves(f, (np.asarray(2), np.asarray(run.result.dt_next), nan))
+    nan_bytes = (out / "checkpoint.eqx").read_bytes()
+    for damaged, why in ((nan_bytes, "non-finite"), (good[: len(good) // 2], "unreadable"),
+                         (np.random.default_rng(0).bytes(len(good)), "unreadable")):
+        (out / "checkpoint.eqx").write_bytes(damaged)
+        assert main(["integrate", "--resume", str(out), "--quiet"]) == 2
+        one_error_line(capsys, "damaged checkpoint", why, f"delete it and run flowsim integrate --resume {out}")
+        assert (out / "run.json").read_bytes() == before
+    with pytest.raises(ConfigError, match="damaged checkpoint"):  # from Python: refused, not a ValueError mid-run
+        flowsim.resume(out)
+    (out / "checkpoint.eqx").unlink()
+    assert main(["integrate", "--resume", str(out), "--quiet"]) == 0
+    assert_same_run(out, reference[2])
+
+
+def test_an_edited_run_json_is_refused(interrupted, reference, tmp_path, capsys):
+    out = copy_of(interrupted, tmp_path)
+    m = meta(out)
+    m["config"]["seed"] = 5
+    (out / "run.json").write_text(json.dumps(m))
+    assert main(["integrate", "--resume", str(out), "--quiet"]) == 2
+    one_error_line(capsys, "edited")
+    done = copy_of(reference[2], tmp_path / "done")
+    m = meta(done)
+    m["config"]["t_end"] = 4.0
+    (done / "run.json").write_text(json.dumps(m))
+    assert main(["report", str(done)]) == 2
+    one_error_line(capsys, "flowsim report: error:", "edited")
+
+
+def test_a_full_disk_exits_74_and_the_run_resumes(reference, tmp_path, monkeypatch, capsys):
+    out, calls, write = tmp_path / "run", [], results.write_npz
+
+    def fill_up(f, arrays):
+        calls.append(1)
+        if len(calls) == 5:  # state.npz, then the parts of chunks 1-3; the 4th finds the disk full
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        write(f, arrays)
+
+    monkeypatch.setattr(results, "write_npz", fill_up)
+    assert main(["integrate", *TINY, "--out", str(out), "--quiet"]) == 74
+    one_error_line(capsys, f"cannot write {out}/trajectory.parts/000004.npz: No space left on device",
+                   f"flowsim integrate --resume {out}")
+    m = meta(out)
+    assert m["status"] == "interrupted" and m["chunks_done"] == 3 and "write error" in m["message"]
+    monkeypatch.setattr(results, "write_npz", write)
+    assert main(["integrate", "--resume", str(out), "--quiet"]) == 0
+    assert_same_run(out, reference[2])
+
+
+def test_two_runs_into_one_directory_one_wins(reference, tmp_path, monkeypatch):
+    """Both runs pass the output check before either writes (a barrier holds them there); one
+    of them must be refused, and the other's files are those of an undisturbed run."""
+    out, outcome, config = tmp_path / "run", [], tiny_config()
+    both_checked = threading.Barrier(2, timeout=120)
+    from flowsim import runner
+
+    enable = runner.enable_compilation_cache
+    monkeypatch.setattr(runner, "enable_compilation_cache", lambda: (both_checked.wait(), enable()))
+
+    def one():
+        try:
+            outcome.append(flowsim.run(config, out))
+        except Exception as e:
+            outcome.append(e)
+
+    threads = [threading.Thread(target=one) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=300)
+    refused = [e for e in outcome if isinstance(e, Exception)]
+    assert len(outcome) == 2 and len(refused) == 1, outcome
+    assert isinstance(refused[0], ConfigError) and re.search("in use by pid|already holds files", str(refused[0]))
+    assert_same_run(out, reference[2])
+    assert not (out / "flowsim.lock").exists()
+
+
+def test_a_run_in_progress_keeps_a_resume_out(interrupted, tmp_path, capsys):
+    out = copy_of(interrupted, tmp_path)
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        record = {"pid": holder.pid, "host": socket.gethostname(), "started": "2025-01-01T00:00:00"}
+        (out / "flowsim.lock").write_text(json.dumps(record))
+        before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+        assert main(["integrate", "--resume", str(out), "--quiet"]) == 2
+        one_error_line(capsys, f"in use by pid {holder.pid} on host {socket.gethostname()}")
+        assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
+    finally:
+        holder.kill()
+        holder.wait()
+    assert main(["integrate", "--resume", str(out), "--quiet"]) == 0  # its holder gone, the lock is stale
+
+
+def read_only(monkeypatch, root):
+    """Make creating or writing anything under ``root`` fail as on a read-only file system (the
+    tests run as root, whom chmod does not stop)."""
+    root, real_open, real_os_open, real_mkdir = str(root), builtins.open, os.open, os.mkdir
+
+    def guard(path, writing):
+        if writing and os.path.abspath(os.fspath(path)).startswith(root):
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS), os.fspath(path))
+
+    def fake_open(file, mode="r", *args, **kwargs):
+        if isinstance(file, (str, bytes, os.PathLike)):
+            guard(file, any(c in mode for c in "wax+"))
+        return real_open(file, mode, *args, **kwargs)
+
+    def fake_os_open(path, flags, *args, **kwargs):
+        guard(path, flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT))
+        return real_os_open(path, flags, *args, **kwargs)
+
+    def fake_mkdir(path, *args, **kwargs):
+        guard(path, True)
+        return real_mkdir(path, *args, **kwargs)
+
+    for module, name, fake in ((builtins, "open", fake_open), (io, "open", fake_open),
+                               (os, "open", fake_os_open), (os, "mkdir", fake_mkdir)):
+        monkeypatch.setattr(module, name, fake)
+
+
+def test_report_and_plot_of_a_read_only_directory(reference, tmp_path, monkeypatch, capsys):
+    done = copy_of(reference[2], tmp_path)
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path / "elsewhere"))
+    (tmp_path / "elsewhere").mkdir()
+    before = sorted(done.rglob("*"))
+    read_only(monkeypatch, done)
+    assert main(["report", str(done)]) == 0
+    captured = capsys.readouterr()
+    assert "Thm 3.1" in captured.out
+    assert captured.err.count("\n") == 1 and "Read-only file system" in captured.err
+    [report] = (tmp_path / "elsewhere").glob("flowsim-report-*/report.json")
+    assert str(report.parent) in captured.err and json.loads(report.read_text())
+    assert main(["plot", str(done), "--kinds", "loss", "--formats", "png"]) == 0
+    captured = capsys.readouterr()
+    [figure] = (tmp_path / "elsewhere").glob("flowsim-plot-*/loss.png")
+    assert str(figure) in captured.out and str(figure.parent) in captured.err
+    assert sorted(done.rglob("*")) == before
+
+
+def test_an_unforeseen_error_ends_the_run_failed(reference, tmp_path, monkeypatch, capsys):
+    """An exception other than a solver failure (here raised after the second checkpoint) is
+    not left as status running: the run is recorded failed with the rows it had, exit 1."""
+    from flowsim import runner
+
+    integrate = runner.integrate
+
+    def breaks_after_two_chunks(*args, callback, **kwargs):
+        def save(result):
+            callback(result)
+            if result.chunks_done == 2:
+                raise ValueError("something unforeseen")
+        return integrate(*args, callback=save, **kwargs)
+
+    monkeypatch.setattr(runner, "integrate", breaks_after_two_chunks)
+    out = tmp_path / "run"
+    assert main(["integrate", *TINY, "--out", str(out), "--quiet"]) == 1
+    one_error_line(capsys, "ValueError: something unforeseen", "(status failed)")
+    m = meta(out)
+    assert m["status"] == "failed" and m["message"] == "ValueError: something unforeseen"
+    assert sorted(p.name for p in out.iterdir()) == ["run.json", "state.npz", "trajectory.npz"]
+    with np.load(out / "trajectory.npz") as z, np.load(reference[2] / "trajectory.npz") as ref:
+        assert len(z["t"]) == m["saves_done"] == 5
+        np.testing.assert_array_equal(z["loss"], ref["loss"][:5])
+    with pytest.raises(flowsim.FlowFailure, match="something unforeseen"):  # from Python
+        flowsim.run(tiny_config(), tmp_path / "python")

@@ -98,7 +98,6 @@ def test_report_writes_a_verdict_for_every_claim(dirs):
     (["plot", "DIR", "--labels", "a", "b"], "--labels: give one label per DIR"),
     (["plot", "DIR", "--kinds", "nope"], "invalid choice"),
     (["plot", "DIR", "--dpi", "0"], "--dpi: must be an integer in [10, 600]"),
-    (["plot", "DIR", "--out", "DIR/run.json"], "--out: cannot write the figures into"),
     (["integrate", "--method", "sgd"], "--method: must be one of flow, gd"),
     (["integrate", "--method", "gd", "--lr", "0"], "--lr: must be a positive finite number"),
     (["integrate", "--method", "gd", "--steps", "-5"], "--steps: must be an integer >= 1"),
@@ -107,3 +106,9 @@ def test_bad_input_is_one_line_and_exit_2(dirs, argv, match):
     argv = [a.replace("DIR", str(dirs[0])) for a in argv]
     rc, out, err = run_cli(argv)
     assert rc == 2 and match in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_an_out_that_cannot_be_written_is_one_line_and_exit_74(dirs):
+    """An --out under a file is an I/O failure (EX_IOERR), like a full disk: one line, nothing drawn."""
+    rc, out, err = run_cli(["plot", str(dirs[0]), "--out", f"{dirs[0]}/run.json/plots"])
+    assert rc == 74 and "flowsim plot: error: cannot write" in err and len(err.strip().splitlines()) == 1

@@ -126,3 +126,16 @@ def test_the_readme_draws_are_the_cli_seed():
     for x, y in zip(jax.tree.leaves((data, params)), jax.tree.leaves(by_hand)):
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
     np.testing.assert_array_equal(jax.random.key_data(k_test), jax.random.key_data(k_readme))
+
+
+def test_sizes_that_cannot_fit_are_refused_before_allocating(tiny, monkeypatch):
+    from flowsim.resources import ResourceError
+
+    monkeypatch.setenv("FLOWSIM_MEMORY_LIMIT", "1G")
+    like = tiny[1]
+    with pytest.raises(ResourceError, match=r"n=1000000000 .*needs about 209 GB of memory but 1 GB is available; choose a smaller n$"):
+        flowsim.make_dataset(jax.random.key(0), n=10**9, L=5, d=64)
+    with pytest.raises(ResourceError, match="n_test=100000000 .*choose a smaller n_test"):
+        flowsim.sample_test_set(jax.random.key(0), 10**8, like)
+    with pytest.raises(ValueError, match="test set size n_test must be a positive integer, got 0"):
+        flowsim.sample_test_set(jax.random.key(0), 0, like)

@@ -285,7 +285,9 @@ def test_m_and_sigma0_come_from_the_context_not_from_the_initial_matrices():
 
 def _save_point(root, m, seed, change=None, engine="params"):
     """A synthetic point of a sweep over m and seed, saved as a result directory."""
-    config = flowsim.RunConfig.preset("paper").merge(dict(m=m, seed=seed, engine=engine))
+    # What the synthetic files hold: 6 samples of 3 words over 5, saves log-spaced from 1e-3 to 100.
+    config = flowsim.RunConfig.preset("paper").merge(dict(m=m, seed=seed, engine=engine, n=6, L=3, d=5, t_end=100.0,
+                                                          saves=301, t_first=1e-3))
     data = flowsim.Dataset(tokens=np.zeros((6, 3), int), labels=np.ones(6), groups=np.arange(6) % 4 + 1,
                            embedding=np.eye(5))
     result = synthetic(change, engine=engine)

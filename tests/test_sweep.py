@@ -4,9 +4,11 @@ import contextlib
 import io
 import json
 import os
+import socket
 import subprocess
 import sys
 import textwrap
+import time
 
 import numpy as np
 import pytest
@@ -15,6 +17,7 @@ import flowsim
 from flowsim import cli
 from flowsim.sweeps import Sweep, sweep
 
+COMMAND = [sys.executable, "-m", "flowsim.cli", "sweep"]
 BASE = 'n = 12\nL = 4\nd = 8\nm1 = 6\nt_end = 2.0\nsaves = 11\nn_test = 32\nengine = "params"\n'
 
 
@@ -60,10 +63,16 @@ def test_index_files_and_rerun_skips_finished_points(swept):
     assert json.loads((out / "sweep.json").read_text())["points"] == again["points"]
 
 
-def test_one_solve_per_point_equals_the_batched_sweep(swept, tmp_path):
-    plan, _, index = swept
-    single = sweep(plan, tmp_path / "single", verdicts=False)
-    np.testing.assert_allclose([p["final_loss"] for p in single["points"]],
+@pytest.fixture(scope="module")
+def single(swept, tmp_path_factory):
+    """The same sweep with one solve per point (the CPU default)."""
+    out = tmp_path_factory.mktemp("single") / "out"
+    return out, sweep(swept[0], out, verdicts=False)
+
+
+def test_one_solve_per_point_equals_the_batched_sweep(swept, single):
+    _, _, index = swept
+    np.testing.assert_allclose([p["final_loss"] for p in single[1]["points"]],
                                [p["final_loss"] for p in index["points"]], rtol=1e-6)
 
 
@@ -89,6 +98,10 @@ def test_cli_sweep_and_bad_input(tmp_path):
     with contextlib.redirect_stderr(err):
         rc = cli.main(["sweep", "--config", str(sweep_file(tmp_path, "seed = [4]\n")), "--out", str(tmp_path / "s")])
     assert rc == 2 and "holds a different sweep" in err.getvalue()
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        rc = cli.main(["sweep", "--config", str(sweep_file(tmp_path)), "--num-processes", "2"])
+    assert rc == 2 and "need --distributed" in err.getvalue()
 
 
 def test_two_forced_host_devices_give_the_same_points(swept, tmp_path):
@@ -107,3 +120,65 @@ def test_two_forced_host_devices_give_the_same_points(swept, tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     sharded = json.loads(done.stdout.strip().splitlines()[-1])
     np.testing.assert_allclose(sharded, [p["final_loss"] for p in index["points"]], rtol=1e-9)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_for(condition, procs, what, timeout=240):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline or any(p.poll() not in (None, 0) for p in procs):
+            for p in procs:
+                p.kill()
+            pytest.fail(f"waiting for {what}: " + " | ".join(p.stderr.read()[-1500:] for p in procs))
+        time.sleep(0.01)
+
+
+def _complete(out, name) -> bool:
+    with contextlib.suppress(OSError, ValueError):
+        return json.loads((out / "points" / name / "run.json").read_text())["status"] == "complete"
+    return False
+
+
+def test_distributed_sweep_over_two_processes(single, tmp_path):
+    """``flowsim sweep --distributed`` as two real processes (jax.distributed, CPU collectives,
+    coordinator on 127.0.0.1), one point each.  Process 1 is killed while it integrates its
+    point, and process 0, left waiting at the final barrier, is killed too (as a job scheduler
+    would); the finished point stays as it is, and the same command again finishes the sweep,
+    point for point equal to the single-process one."""
+    config, out = sweep_file(tmp_path, "m = [4]\nseed = [0, 1]\n"), tmp_path / "dist"
+    names = ["m=4_seed=0", "m=4_seed=1"]  # dealt round-robin: one to each process
+
+    def launch():
+        port = _free_port()
+        return [subprocess.Popen([*COMMAND, "--config", str(config), "--out", str(out), "--quiet", "--distributed",
+                                  "--coordinator", f"127.0.0.1:{port}", "--num-processes", "2", "--process-id", str(i)],
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(2)]
+
+    procs = launch()
+    _wait_for(lambda: (out / "points" / names[1] / "flowsim.lock").exists(), procs, "process 1's point")
+    procs[1].kill()
+    _wait_for(lambda: _complete(out, names[0]), procs[:1], "process 0's point")
+    procs[0].kill()
+    for p in procs:
+        p.communicate()
+    assert not _complete(out, names[1])
+    finished = (out / "points" / names[0] / "trajectory.npz").read_bytes()
+
+    procs = launch()
+    for p in procs:
+        _, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err[-2000:]
+    assert (out / "points" / names[0] / "trajectory.npz").read_bytes() == finished
+    index = json.loads((out / "sweep.json").read_text())
+    assert [p["status"] for p in index["points"]] == ["complete"] * 2
+    for name in names:
+        with np.load(out / "points" / name / "trajectory.npz") as got, \
+                np.load(single[0] / "points" / name / "trajectory.npz") as want:
+            assert got.files == want.files
+            for key in want.files:
+                np.testing.assert_array_equal(got[key], want[key], err_msg=f"{name} {key}")
