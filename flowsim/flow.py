@@ -181,6 +181,9 @@ def _integrate(members, datasets, options: FlowOptions, batched, *, test_sets=No
         raise ValueError(f"resume: only a running (checkpointed) result can be resumed, not a {resume.status} one")
     if resume is not None and not np.array_equal(resume.grid, grid):
         raise ValueError("resume: the saved times differ from the run being resumed")
+    if resume is not None and not all(np.all(np.isfinite(np.asarray(x))) for x in jax.tree.leaves(resume.state)):
+        # A non-finite state would have every step rejected until max_steps.
+        raise ValueError("resume: the partial result's state is not finite; it cannot be resumed")
     if members[0].d != datasets[0].d:
         raise ValueError(f"params have d={members[0].d} but the dataset has d={datasets[0].d}")
     if resume is not None:

@@ -86,10 +86,21 @@ class LoopState:
     t: float  # time reached
     dt: float  # the step the controller proposed next (<= 0: let diffrax guess the first)
     chunks_done: int
-    saved: list[list[dict]]  # per member, blocks of saved observables
+    saved: list[dict]  # per member, observable -> rows for every saved time, filled up to `rows`
+    rows: int  # saved times recorded so far
     events: list[dict]  # per member, event name -> time or None
     stats: dict
     failure: Failure | None = None
+
+    def record(self, b: int, block: dict) -> None:
+        """Member ``b``'s observables at the next saved times: written in place, so that a run's
+        cost in copies is proportional to its saves, not to their square."""
+        n = len(next(iter(block.values())))
+        for k, v in block.items():
+            self.saved[b][k][self.rows:self.rows + n] = v
+
+    def observables(self, b: int) -> dict:
+        return {k: v[:self.rows] for k, v in self.saved[b].items()}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -122,19 +133,26 @@ def begin(problem: Problem) -> LoopState:
     obs0, values0 = jax.device_get(aot.call("observe", programs.observe, problem.engine, problem.y0,
                                             problem.flow_args, problem.batched))
     B = problem.members
-    return LoopState(
-        y=problem.y0, t=0.0, dt=0.0, chunks_done=0,
-        saved=[[{k: v[b][None] for k, v in obs0.items()}] for b in range(B)],
+    state = LoopState(
+        y=problem.y0, t=0.0, dt=0.0, chunks_done=0, saved=[_buffers(problem, {k: v[b] for k, v in obs0.items()}) for b in range(B)], rows=0,
         events=[{k: (0.0 if v >= 0 else None) for k, v in zip(EVENT_NAMES, values0[b])} for b in range(B)],
         stats=dict(steps=0, accepted_steps=0, rejected_steps=0, nfev=0 if problem.per_step else None, solves=0))
+    for b in range(B):
+        state.record(b, {k: v[b][None] for k, v in obs0.items()})
+    state.rows = 1
+    return state
 
 
 def from_checkpoint(problem: Problem, result: FlowResult) -> LoopState:
     """The loop where the running ``result`` (handed to a callback between chunks) stopped."""
-    return LoopState(y=as_dtype(result.state, problem.dtype), t=float(problem.grid[problem.chunk_indices(result.chunks_done - 1)[-1]]),
-                     dt=result.dt_next, chunks_done=result.chunks_done,
-                     saved=[[{k: np.asarray(v) for k, v in result.observables.items()}]],
-                     events=[dict(result.events)], stats=dict(result.stats))
+    state = LoopState(y=as_dtype(result.state, problem.dtype),
+                      t=float(problem.grid[problem.chunk_indices(result.chunks_done - 1)[-1]]),
+                      dt=result.dt_next, chunks_done=result.chunks_done,
+                      saved=[_buffers(problem, {k: np.asarray(v)[0] for k, v in result.observables.items()})],
+                      rows=0, events=[dict(result.events)], stats=dict(result.stats))
+    state.record(0, {k: np.asarray(v) for k, v in result.observables.items()})
+    state.rows = len(result.ts)
+    return state
 
 
 def finished(problem: Problem, state: LoopState) -> bool:
@@ -166,7 +184,8 @@ def advance(problem: Problem, state: LoopState) -> LoopState:
     done = [r for r in rows[: len(idx)] if r is not None]
     if done:
         for b in range(problem.members):
-            state.saved[b].append({k: np.stack([r[k][b] for r in done]) for k in done[0]})
+            state.record(b, {k: np.stack([r[k][b] for r in done]) for k in done[0]})
+        state.rows += len(done)
     if out.code != programs.SUCCESS or not out.finite:
         why = programs.describe(out.code) if out.code != programs.SUCCESS else "non-finite state"
         if out.finite:
@@ -205,7 +224,7 @@ def run(problem: Problem, state: LoopState, *, progress: bool = False,
                 break
             if bar is not None:
                 bar.update(len(problem.chunk_indices(state.chunks_done - 1)))
-                bar.set_postfix_str(f"t={state.t:.4g} loss={state.saved[0][-1]['loss'][-1]:.3e}")
+                bar.set_postfix_str(f"t={state.t:.4g} loss={state.saved[0]['loss'][state.rows - 1]:.3e}")
             if callback is not None and not finished(problem, state):
                 callback(results(problem, state, "running")[0])
     finally:
@@ -235,8 +254,9 @@ def _count(stats: dict, steps, per_step) -> None:
 
 def _result(problem: Problem, state: LoopState, b: int, status: str, failure: Failure | None,
             dt: float) -> FlowResult:
-    obs = {k: np.concatenate([s[k] for s in state.saved[b]]) for k in state.saved[b][0]}
-    n = len(next(iter(obs.values())))
+    # A running result (a checkpoint) shares the loop's buffers: it is read before the loop moves on.
+    obs = state.observables(b) if status == "running" else {k: v.copy() for k, v in state.observables(b).items()}
+    n = state.rows
     y = jax.tree.map(lambda x: x[b], state.y) if problem.batched else state.y
     t_reached = failure.t_reached if failure else (problem.grid[-1] if status == "complete" else state.t)
     chunks = failure.chunks_done if failure else state.chunks_done
@@ -248,8 +268,17 @@ def _result(problem: Problem, state: LoopState, b: int, status: str, failure: Fa
 
 
 def _final_params(problem: Problem, b: int, y) -> Params | None:
+    """The four matrices at ``y``; ``None`` where the engine has none, or where they are not finite
+    (a failed run's last state), which ``Params`` would refuse."""
     leaves = aot.call("to_params", programs.final_params, problem.engines[b], y, problem.args[b])
-    return None if leaves is None else Params(*leaves)
+    if leaves is None or not all(np.all(np.isfinite(np.asarray(x))) for x in leaves):
+        return None
+    return Params(*leaves)
+
+
+def _buffers(problem: Problem, one: dict) -> dict:
+    """Observable arrays for every saved time, shaped and typed like ``one`` observation."""
+    return {k: np.empty((len(problem.grid), *np.shape(v)), np.asarray(v).dtype) for k, v in one.items()}
 
 
 def as_dtype(tree, dtype):

@@ -1,6 +1,8 @@
 """The integrated flow against independent computations: SciPy's DOP853 on an independently
 written loss, tolerance convergence, conservation laws, monotone loss, events by bisection."""
 
+import dataclasses
+
 import diffrax
 import jax
 import jax.numpy as jnp
@@ -165,6 +167,10 @@ def test_resume_is_bit_identical(tiny, tiny_run):
     for k in whole.observables:
         assert np.array_equal(resumed.observables[k], whole.observables[k], equal_nan=True), k
     assert all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(resumed.params_final), jax.tree.leaves(whole.params_final)))
+    # A damaged state is refused at once (it used to be stepped until max_steps, then a ValueError).
+    damaged = dataclasses.replace(partial[-1], state=jax.tree.map(lambda x: np.full(np.shape(x), np.nan), partial[-1].state))
+    with pytest.raises(ValueError, match="state is not finite"):
+        flowsim.integrate(params, data, t_end=20.0, saves=41, n_test=64, chunk=8, resume=damaged)
 
 
 def test_float32_on_request(tiny, tiny_run):
