@@ -5,7 +5,6 @@
 
 from pathlib import Path
 
-import jax
 import numpy as np
 
 import flowsim
@@ -15,14 +14,13 @@ OUT = Path(__file__).resolve().parent / "figures"
 
 
 def main():
-    with jax.enable_x64(True):
-        data = flowsim.make_dataset(jax.random.key(0), 60, 5, 64, counts=(30, 10, 10, 10))
-        params = flowsim.init_params(jax.random.key(1), 64, 128, 256, scheme="kaiming")
-    # The paper preset's sizes, data mode and init scheme (drawn above from keys 0 and 1): each
-    # claim table then rests on the run's m and sigma0, and its assumptions are known.
-    context = flowsim.RunContext.from_config(flowsim.RunConfig.preset("paper"))
-    flow = flowsim.integrate(params, data, t_end=300.0)
-    gd = flowsim.gradient_descent(params, data, lr=0.01, steps=30_000)
+    config = flowsim.RunConfig.preset("paper")  # `flowsim integrate` with its defaults: seed 0
+    data, params, test_key = config.build()
+    # The configuration as context: each claim table rests on the run's m and sigma0, and says
+    # which of the theory's assumptions the run meets.
+    context = flowsim.RunContext.from_config(config.resolved())
+    flow = flowsim.integrate(params, data, t_end=300.0, test_key=test_key)
+    gd = flowsim.gradient_descent(params, data, lr=0.01, steps=30_000, test_key=test_key)
     flowsim.plot([flow, gd], OUT, formats=["png"])
     flowsim.plot([flow, gd], OUT, kinds=["scores", "loss"], logx=False, formats=["png"], prefix="linear_")
     for name, r in (("flow", flow), ("gradient descent, lr 0.01 x 30000", gd)):

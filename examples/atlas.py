@@ -41,32 +41,43 @@ def run(plan, out: Path) -> None:
     flowsim.plot_sweep(out, out / "plots", formats=["png"])
 
 
+def width(m) -> str:
+    return f"10^{round(np.log10(m))}"
+
+
 def reading(fraction: np.ndarray, widths: list) -> tuple[str, int | None]:
-    """``"holds from width ~X on"`` (every applicable seed, at X and every larger width), or how
-    often it holds; and X (None if there is none)."""
+    """``"holds from width ~X on"`` (on every applicable seed, at X and every larger width), or
+    how often it holds; and X (None if there is none)."""
     if np.all(np.isnan(fraction)):
         return "not applicable", None
     full = np.nan_to_num(fraction, nan=0.0) == 1.0
     for i in range(len(widths)):
         if full[i:].all():
-            return ("holds at every width" if i == 0 else f"holds from width ~{widths[i]:.0e} on"), widths[i]
+            return ("holds at every width" if i == 0 else f"holds from width {width(widths[i])} on"), widths[i]
     if np.nanmax(fraction) == 0:
         return "never holds", None
-    return f"holds on {np.nanmin(fraction):.0%}-{np.nanmax(fraction):.0%} of seeds", None
+    lo, hi = np.nanmin(fraction), np.nanmax(fraction)
+    return (f"holds on {lo:.0%} of seeds" if lo == hi else f"holds on {lo:.0%}-{hi:.0%} of seeds"), None
 
 
 def verdict(readings: dict[str, tuple[str, int | None]]) -> str:
-    theory, paper = readings["theory"], readings["paper"]
-    if theory[0] == "not applicable":
+    """One of "holds from width ~X on", "holds only in the theory regime", "never holds in our runs",
+    or else how often, from the readings of the three sweeps."""
+    theory = [readings[k] for k in ("theory", "theory-n120")]
+    paper = readings["paper"]
+    if readings["theory"][0] == "not applicable":
         return "not applicable to a width-free start (second look below)"
-    if theory[1] is not None and paper[1] is None:
-        return f"holds only in the theory regime (from width ~{theory[1]:.0e} on)"
-    if theory[1] is not None:
-        return f"holds from width ~{max(theory[1], paper[1]):.0e} on in both regimes"
-    if "never" in theory[0] and "never" in paper[0]:
-        return "never holds in our runs at n = 18" + (
-            f"; at n = 120 it {readings['theory-n120'][0]}" if readings.get("theory-n120") else "")
-    return f"theory: {theory[0]}; paper: {paper[0]}"
+    held = [r[1] for r in theory if r[1] is not None]
+    if held and paper[1] is not None:
+        x = max(min(held), paper[1])
+        return "holds at every width in both regimes" if x == min(readings["theory"][1] or x, x) and x <= 10 \
+            else f"holds from width {width(x)} on in both regimes"
+    if held:
+        where = "n = 18 and n = 120" if len(held) == 2 else ("n = 18" if readings["theory"][1] is not None else "n = 120")
+        return f"holds only in the theory regime (at {where}, from width {width(min(held))} on)"
+    if all("never" in r[0] for r in (*theory, paper)):
+        return "never holds in our runs"
+    return "holds on some seeds only"
 
 
 def table(rep) -> list[str]:

@@ -32,12 +32,12 @@ def main():
     ap.add_argument("--init", default="kaiming")
     ns = ap.parse_args()
 
-    counts = flowsim.data.balanced_counts(ns.n)
-    data = flowsim.make_dataset(jax.random.key(ns.seed), ns.n, ns.L, ns.d, counts=counts)
-    params = flowsim.init_params(jax.random.key(ns.seed + 1), ns.d, ns.m, ns.m1, scheme=ns.init, L=ns.L)
+    config = flowsim.RunConfig.preset("paper").merge(
+        {"n": ns.n, "L": ns.L, "d": ns.d, "m": ns.m, "m1": ns.m1, "seed": ns.seed, "init": ns.init})
+    data, params, test_key = config.build()  # as `flowsim integrate --seed SEED` draws them
 
     t0 = time.perf_counter()
-    run = flowsim.integrate(params, data, t_end=ns.t_end)
+    run = flowsim.integrate(params, data, t_end=ns.t_end, test_key=test_key)
     print(f"flowsim (defaults): {time.perf_counter() - t0:.1f} s, {run.stats['steps']} steps, T1 = {run.phase1_end}")
 
     with jax.enable_x64(True):

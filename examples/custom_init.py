@@ -46,12 +46,13 @@ def orthogonal_values(attention_scale: float):
 
 
 def main():
-    with jax.enable_x64(True):
-        data = flowsim.make_dataset(jax.random.key(0), 60, 5, d, counts=(30, 10, 10, 10))
+    config = flowsim.RunConfig.preset("paper")  # the data and keys of `flowsim integrate` (seed 0)
+    data, _, test_key = config.build()
+    _, k_init, _ = config.keys()
     runs = []
     for scale in (0.0, 1e-2):
-        params = flowsim.init_params(jax.random.key(1), d, m, m1, scheme=orthogonal_values(scale))
-        r = flowsim.integrate(params, data, t_end=300.0)
+        params = flowsim.init_params(k_init, d, m, m1, scheme=orthogonal_values(scale))
+        r = flowsim.integrate(params, data, t_end=300.0, test_key=test_key)
         runs.append(r)
         o = r.observables
         print(f"attention scale {scale:g}: T1 = {r.events['phase1_end']}, final loss {o['loss'][-1]:.3e}, "
