@@ -5,7 +5,6 @@ from __future__ import annotations
 import abc
 from typing import ClassVar
 
-import equinox as eqx
 import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, Int, PyTree
@@ -29,12 +28,13 @@ class AbstractWordRows(AbstractEngine):
     (:attr:`mlp_width`)."""
 
     shaped_by_words: ClassVar[bool] = True
-    present: eqx.AbstractVar[Int[Array, " k"]]  # the words present in the training set
-    local: eqx.AbstractVar[Int[Array, " d"]]  # each word's index among the present ones (-1 if absent)
-    u0: eqx.AbstractVar[Float[Array, " r"]]
-    V0: eqx.AbstractVar[Float[Array, "r d"]]  # W_V mu_k, W_K mu_k, W_Q mu_k at t = 0, as columns
-    K0: eqx.AbstractVar[Float[Array, "r d"]]
-    Q0: eqx.AbstractVar[Float[Array, "r d"]]
+    # r: the rows, m for the reduced engine, p = 3d + 1 coordinates for the subspace one.
+    present: Int[Array, " k"]  # the words present in the training set
+    local: Int[Array, " d"]  # each word's index among the present ones (-1 if absent)
+    u0: Float[Array, " r"]
+    V0: Float[Array, "r d"]  # W_V mu_k, W_K mu_k, W_Q mu_k at t = 0, as columns
+    K0: Float[Array, "r d"]
+    Q0: Float[Array, "r d"]
 
     @property
     @abc.abstractmethod
@@ -96,12 +96,6 @@ class ReducedEngine(AbstractWordRows):
     from t = 0."""
 
     name: ClassVar[str] = "reduced"
-    present: Int[Array, " k"]
-    local: Int[Array, " d"]
-    u0: Float[Array, " m"]
-    V0: Float[Array, "m d"]
-    K0: Float[Array, "m d"]
-    Q0: Float[Array, "m d"]
     W0: Float[Array, "m1 m"]
     a: Float[Array, " m1"]
 

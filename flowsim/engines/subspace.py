@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 import jax.numpy as jnp
-from jaxtyping import Array, Float, Int, PyTree
+from jaxtyping import Array, Float, PyTree
 
 from ..data import Dataset
 from ..model import Params
@@ -30,12 +30,6 @@ class SubspaceEngine(AbstractWordRows):
 
     name: ClassVar[str] = "subspace"
     needs_matrices: ClassVar[bool] = False
-    present: Int[Array, " k"]
-    local: Int[Array, " d"]
-    u0: Float[Array, " p"]
-    V0: Float[Array, "p d"]
-    K0: Float[Array, "p d"]
-    Q0: Float[Array, "p d"]
     m: Float[Array, ""]
     m1: Float[Array, ""]
     basis: Float[Array, "m p"] | None
