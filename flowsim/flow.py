@@ -18,6 +18,7 @@ from .controller import evaluations_per_step, make_solver
 from .data import Dataset, sample_test_set
 from .engines import AbstractEngine, FlowArgs, Reference, Sizes, check_memory, make_engine, resolve_engine
 from .events import EVENT_NAMES
+from .observables import check_saves_fit
 from .loop import as_dtype
 from .options import FlowOptions
 from .trajectory import FlowFailure, FlowResult
@@ -139,6 +140,7 @@ def plan(start, dataset: Dataset, options: FlowOptions, *, test_set: Dataset | N
     sizes = Sizes.of(start, dataset, options.n_test if test_set is None else test_set.n)
     name = resolve_engine(options.engine, sizes, shared_words=shared_words)
     check_memory(name, sizes, 8 if options.precision == 64 else 4)
+    check_saves_fit(len(options.save.ts) if options.save.ts is not None else options.save.saves, sizes.d)
     return dataclasses.replace(options, engine=name)
 
 
@@ -174,6 +176,12 @@ def prepare(start, dataset: Dataset, *, dtype, engine: str = "params", band: flo
 def _integrate(members, datasets, options: FlowOptions, batched, *, test_sets=None, test_set=None,
                test_key=None, devices=None, progress=False, callback=None, resume=None) -> list[FlowResult]:
     enable_compilation_cache()
+    if members[0].d != datasets[0].d:
+        raise ValueError(f"params have d={members[0].d} but the dataset has d={datasets[0].d}")
+    if resume is not None:
+        members = [resume.params_init]
+    # What the run will allocate is checked first: the saved times, the engine.
+    options = plan(members[0], datasets[0], options, test_set=test_set, shared_words=batched != programs.OWN_DATA)
     grid = options.times()
     if resume is not None and resume.status != "running":
         # Only the partial results handed to ``callback`` are resume points: a failed result's
@@ -184,11 +192,6 @@ def _integrate(members, datasets, options: FlowOptions, batched, *, test_sets=No
     if resume is not None and not all(np.all(np.isfinite(np.asarray(x))) for x in jax.tree.leaves(resume.state)):
         # A non-finite state would have every step rejected until max_steps.
         raise ValueError("resume: the partial result's state is not finite; it cannot be resumed")
-    if members[0].d != datasets[0].d:
-        raise ValueError(f"params have d={members[0].d} but the dataset has d={datasets[0].d}")
-    if resume is not None:
-        members = [resume.params_init]
-    options = plan(members[0], datasets[0], options, test_set=test_set, shared_words=batched != programs.OWN_DATA)
     solver, controller = make_solver(options.solver)
     with jax.enable_x64(options.precision == 64):
         dtype = jnp.float64 if options.precision == 64 else jnp.float32

@@ -11,7 +11,7 @@ from .data import Dataset
 from .events import EVENT_NAMES, event_values
 from .flow import prepare
 from .model import Params
-from .observables import observables
+from .observables import check_saves_fit, observables
 from .options import DescentOptions, SaveOptions, check_count, save_times
 from .trajectory import FlowFailure, FlowResult
 
@@ -84,6 +84,8 @@ def gradient_descent(
         raise ValueError("gradient descent needs the four matrices (Params), not a width-free start")
     if params.d != dataset.d:
         raise ValueError(f"params have d={params.d} but the dataset has d={dataset.d}")
+    check_saves_fit(options.save.saves if options.save_every is None else options.steps // options.save_every + 2,
+                    params.d)
     if options.save_every is None:
         at = save_steps(options.steps, options.save.saves, options.save.grid)
     else:

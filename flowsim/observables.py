@@ -32,6 +32,18 @@ DESCRIPTIONS: dict[str, tuple[str, str]] = {
 }
 
 
+def check_saves_fit(saves: int, d: int, members: int = 1) -> None:
+    """Refuse (one line, before allocating) a trajectory of ``saves`` saved times that would not
+    fit in memory: every observable of :data:`DESCRIPTIONS` in float64, per member."""
+    import math
+
+    from .resources import check_fits
+
+    per_save = sum(math.prod(eval(shape, {"d": d})) for shape, _ in DESCRIPTIONS.values())
+    check_fits(8 * (per_save + 1) * saves * members, f"{saves} saved times of every observable (d={d})",
+               "save fewer times (saves, or save_every for gradient descent)")
+
+
 def observables(engine, y, args) -> dict:
     """Every observable of :data:`DESCRIPTIONS` at state ``y``."""
     q = engine.quantities(y, args)

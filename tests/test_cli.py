@@ -289,6 +289,7 @@ BAD = [
     (["--start", "matrices", "--engine", "reduced", "--m", "50000", "--m1", "100"], "engine subspace"),
     (["--start", "subspace", "--engine", "reduced"], "needs the four matrices"),
     (["--m", "12.5"], "--m: must be an integer in [1, "),
+    (["--saves", "10000000000"], "10000000000 saved times of every observable (d=8) needs about"),
 ]
 
 
