@@ -5,12 +5,12 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-import reprlib
 import stat
 import tomllib
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from .messages import shown
 from .options import GRIDS, PRECISIONS, SOLVERS, DescentOptions, FlowOptions, SaveOptions, SolverOptions
 
 # The names the library accepts, kept here (a test holds them equal to the library's) so that
@@ -30,19 +30,6 @@ class ConfigError(ValueError):
 
 #: Largest configuration or sweep file read (bytes): real ones are a few hundred.
 MAX_FILE_BYTES = 2**20
-_SHOWN = reprlib.Repr()  # keyword arguments only from Python 3.12
-_SHOWN.maxlevel, _SHOWN.maxtuple, _SHOWN.maxlist, _SHOWN.maxdict, _SHOWN.maxset = 2, 6, 6, 4, 4
-_SHOWN.maxstring, _SHOWN.maxlong, _SHOWN.maxother = 60, 40, 60
-
-
-def shown(value, *, bare: bool = False) -> str:
-    """``value`` as an error message echoes it: its repr (the text itself if ``bare``), cut to a
-    readable length, so that a huge input never makes a huge message."""
-    if bare and isinstance(value, str):
-        return value if len(value) <= _SHOWN.maxstring else f"{value[:_SHOWN.maxstring]}...({len(value)} characters)"
-    return _SHOWN.repr(value)
-
-
 def _integer(low: int, high: int | None = None, scientific: bool = False):
     """An integer parser; ``scientific`` also takes integral values written as floats (``1e8``)."""
     allowed = f"an integer >= {low}" if high is None else f"an integer in [{low}, {high}]"

@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
-from .config import shown
+from .messages import shown
 from .draws import draw
 from .resources import check_fits
 

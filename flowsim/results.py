@@ -22,7 +22,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import lock
-from .config import ConfigError, RunConfig, shown
+from .config import ConfigError, RunConfig
+from .messages import shown
 from .data import Dataset
 from .engines import make_engine
 from .events import EVENT_NAMES

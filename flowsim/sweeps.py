@@ -15,7 +15,8 @@ import numpy as np
 
 from . import lock
 from .cache import enable_compilation_cache
-from .config import ConfigError, RunConfig, read_toml, shown
+from .config import ConfigError, RunConfig, read_toml
+from .messages import shown
 
 #: Fields that change only the values of the arrays, not their shapes or the compiled solve: points
 #: that differ only in these are integrated together as one batch.
