@@ -165,7 +165,7 @@ class RunConfig:
     saves: int = _field(SaveOptions.saves, _integer(2), "number of saved times, t = 0 included")
     grid: str = _field(SaveOptions.grid, _choice(GRIDS), "spacing of the saved times")
     t_first: float | None = _field(SaveOptions.t_first, _positive, "first saved time after 0 of the log grid",
-                                   optional=True, default_text="min(1e-3, t_end / saves)")
+                                   optional=True, default_text="min(1e-3, t_end / saves, 1/m)")
     precision: int = _field(FlowOptions.precision, _choice(PRECISIONS), "floating-point bits")
     max_steps: int = _field(SolverOptions.max_steps, _integer(1), "limit on the total number of solver steps")
     chunk: int = _field(SaveOptions.chunk, _integer(1), "saved times per chunk (a checkpoint is written after each)")

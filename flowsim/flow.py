@@ -182,7 +182,7 @@ def _integrate(members, datasets, options: FlowOptions, batched, *, test_sets=No
         members = [resume.params_init]
     # What the run will allocate is checked first: the saved times, the engine.
     options = plan(members[0], datasets[0], options, test_set=test_set, shared_words=batched != programs.OWN_DATA)
-    grid = options.times()
+    grid = options.times(m=members[0].m)
     if resume is not None and resume.status != "running":
         # Only the partial results handed to ``callback`` are resume points: a failed result's
         # state and saved rows are not those of a chunk boundary.

@@ -135,10 +135,11 @@ class SaveOptions(_Options):
         if self.ts is not None:
             object.__setattr__(self, "ts", tuple(_check_ts(self.ts).tolist()))
 
-    def times(self, t_end: float) -> np.ndarray:
-        """The saved times of a run to ``t_end``; explicit ``ts`` must end at ``t_end``."""
+    def times(self, t_end: float, m: float | None = None) -> np.ndarray:
+        """The saved times of a run to ``t_end`` at attention width ``m``; explicit ``ts`` must
+        end at ``t_end``."""
         if self.ts is None:
-            return save_times(t_end, self.saves, self.grid, self.t_first)
+            return save_times(t_end, self.saves, self.grid, self.t_first, m=m)
         ts = np.asarray(self.ts)
         if ts[-1] != t_end:
             raise ValueError(f"ts must end at t_end={t_end:g} (the run integrates to its last saved time), "
@@ -182,8 +183,9 @@ class FlowOptions(_RunOptions):
         object.__setattr__(self, "t_end", check_positive("t_end", self.t_end))
         object.__setattr__(self, "solver", self.solver.for_precision(self.precision))
 
-    def times(self) -> np.ndarray:
-        return self.save.times(self.t_end)
+    def times(self, m: float | None = None) -> np.ndarray:
+        """The saved times at attention width ``m`` (see :func:`save_times`)."""
+        return self.save.times(self.t_end, m)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -212,16 +214,19 @@ class DescentOptions(_RunOptions):
 
 
 def save_times(t_end: float, saves: int = SaveOptions.saves, grid: str = SaveOptions.grid,
-               t_first: float | None = None) -> np.ndarray:
+               t_first: float | None = None, *, m: float | None = None) -> np.ndarray:
     """Saved times: ``0``, then ``saves - 1`` points up to ``t_end``, log-spaced from ``t_first``
-    (default ``min(1e-3, t_end / saves)``; Phase 1 ends near ``6 / m`` under the theory's scales,
-    so wide runs need an earlier one) or evenly spaced."""
+    or evenly spaced.  The default ``t_first`` is ``min(1e-3, t_end / saves, 1 / m)``: Phase 1
+    ends near 5-50/m (Theorem 3.1's T1 = O~(1/m)), so a run at attention width ``m`` saves from
+    a fifth to a fiftieth of it on, and a wide run's Phase 1 is on its grid."""
     check_positive("t_end", t_end)
     check_count("saves", saves, 2)
     if grid == "linear":
         return np.linspace(0.0, t_end, int(saves))
     check_choice("grid", grid, GRIDS)
-    t_first = min(1e-3, t_end / saves) if t_first is None else float(t_first)
+    if t_first is None:
+        t_first = min(1e-3, t_end / saves, 1 / m if m else np.inf)
+    t_first = float(t_first)
     if not 0 < t_first < t_end:
         raise ValueError(f"t_first must be in (0, t_end={t_end}), got {t_first}")
     if saves == 2:  # geomspace would give t_first alone

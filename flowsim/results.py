@@ -306,7 +306,7 @@ def _load(path: Path, meta: dict) -> Run:
             ts=ts, observables=rows, events=meta["events"], stats=meta["stats"],
             params_init=params_init, params_final=params_final, t_reached=meta["t_reached"],
             status=meta["status"], message=meta["message"],
-            grid=ts if gd else options.times(), chunks_done=meta["chunks_done"],
+            grid=ts if gd else options.times(m=config.m), chunks_done=meta["chunks_done"],
             options=options, **_read_checkpoint(path, meta, config, params_init, dataset),
         )
     return Run(path=path, config=config, meta=meta, dataset=dataset, params_init=params_init, result=result)
@@ -343,7 +343,7 @@ def _read_rows(path: Path, meta: dict, config: RunConfig) -> dict[str, np.ndarra
     if lengths != {n}:
         raise ConfigError(f"{path} holds {sorted(lengths)} saved times but {RUN_JSON} says {n}; "
                           "the directory is damaged")
-    if config.method == "flow" and not np.array_equal(rows["t"], config.flow_options().times()[:n]):
+    if config.method == "flow" and not np.array_equal(rows["t"], config.flow_options().times(m=config.m)[:n]):
         raise ConfigError(f"{path}: the saved times are not those of the configuration in {RUN_JSON}; "
                           "the directory is damaged")
     return rows

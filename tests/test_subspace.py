@@ -120,6 +120,8 @@ def test_width_is_a_number_in_the_configuration(tmp_path, monkeypatch):
     back = flowsim.load(tmp_path / "wide")
     assert isinstance(back.params_init, SubspaceStart) and int(back.params_init.m) == 10**9
     assert back.result.params_final is None and back.result.events == run.result.events
+    # The default save grid starts at 1/m, so a wide run's Phase 1 (T1 ~ 6/m) is on it.
+    assert run.result.ts[1] == 1e-9 < run.result.events["phase1_end"] < run.result.ts[-1]
     with pytest.raises(ConfigError, match="m: must be an integer in"):
         RunConfig().merge({"m": "12.5"})
     # Explicit matrices that cannot fit are refused before anything is allocated, with the way out.
