@@ -144,8 +144,13 @@ def begin(problem: Problem) -> LoopState:
 
 
 def from_checkpoint(problem: Problem, result: FlowResult) -> LoopState:
-    """The loop where the running ``result`` (handed to a callback between chunks) stopped."""
-    state = LoopState(y=as_dtype(result.state, problem.dtype),
+    """The loop where the running ``result`` (handed to a callback between chunks) stopped.
+
+    The state is placed on the device as a fresh run's initial state is: host arrays there
+    would make the solve a different program (uncommitted inputs), compiled a second time in a
+    process that has already run this configuration."""
+    y = jax.tree.map(lambda x, like: jax.device_put(x, like.sharding), as_dtype(result.state, problem.dtype), problem.y0)
+    state = LoopState(y=y,
                       t=float(problem.grid[problem.chunk_indices(result.chunks_done - 1)[-1]]),
                       dt=result.dt_next, chunks_done=result.chunks_done,
                       saved=[_buffers(problem, {k: np.asarray(v)[0] for k, v in result.observables.items()})],
