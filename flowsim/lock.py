@@ -16,6 +16,12 @@ from .config import ConfigError
 NAME = "flowsim.lock"
 
 
+def is_lock_file(name: str) -> bool:
+    """Whether a file name is the lock or the private file a claim writes before linking it
+    into place (``.flowsim.lock.<pid>.<thread>.tmp``, present while a claim is being tried)."""
+    return name == NAME or name.startswith(f".{NAME}.") and name.endswith(".tmp")
+
+
 @contextlib.contextmanager
 def claim(path):
     """Hold ``path/flowsim.lock`` (pid, host, start time) while the block runs, or raise a one-line

@@ -111,8 +111,10 @@ def versions() -> dict[str, str]:
 
 
 def holds_files(path) -> bool:
-    """Whether the directory ``path`` holds anything besides a lock."""
-    return any(p.name != lock.NAME for p in Path(path).iterdir())
+    """Whether the directory ``path`` holds anything besides a lock (or a claim being tried:
+    the loser of two runs started into one directory leaves its private lock file there for a
+    moment, which the winner's second look must not take for results)."""
+    return any(not lock.is_lock_file(p.name) for p in Path(path).iterdir())
 
 
 def clear(path) -> None:
