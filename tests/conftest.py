@@ -15,6 +15,13 @@ import flowsim
 if "FLOWSIM_CACHE_DIR" not in os.environ:
     os.environ["FLOWSIM_CACHE_DIR"] = tempfile.mkdtemp(prefix="flowsim-test-cache-")
     atexit.register(shutil.rmtree, os.environ["FLOWSIM_CACHE_DIR"], ignore_errors=True)
+# With the persistent cache on, JAX also points XLA's GPU autotuning cache at a directory under
+# it (and at a read-only mode in every process but process 0 of jax.distributed).  That goes into
+# the compile options and so into every cache key: entries would not be found from a copy of the
+# cache (test_aot.py) nor by process 1 of the distributed sweep (test_sweep.py), which would
+# compile everything again.  It does nothing on the CPU; off for this session and its subprocesses.
+os.environ["JAX_PERSISTENT_CACHE_ENABLE_XLA_CACHES"] = "none"
+jax.config.update("jax_persistent_cache_enable_xla_caches", "none")
 
 
 @pytest.fixture(scope="session")
