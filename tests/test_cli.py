@@ -26,10 +26,12 @@ import flowsim
 from flowsim import cli, results
 from flowsim.config import ConfigError
 
-# One tiny configuration for every run (JAX compiles the flow once per configuration).  50 chunks
-# leave a wide window for signalling a subprocess between its first checkpoint and its end.
-TINY = ["--n", "12", "--L", "4", "--d", "8", "--m", "8", "--m1", "8", "--t-end", "2", "--saves", "101",
-        "--chunk", "2", "--n-test", "50"]
+# One tiny configuration for every run (JAX compiles the flow once per configuration): the sizes
+# and test set of the `tiny` fixture (tests/conftest.py) and 2 save slots per solve, so that these
+# runs share their compiled programs with test_flow.py's chunked runs.  50 chunks leave a wide
+# window for signalling a subprocess between its first checkpoint and its end.
+TINY = ["--n", "12", "--L", "4", "--d", "8", "--m", "6", "--m1", "10", "--t-end", "2", "--saves", "101",
+        "--chunk", "2", "--n-test", "64"]
 COMMAND = [sys.executable, "-m", "flowsim.cli", "integrate"]
 BYTE_EQUAL = ("trajectory.npz", "state.npz")
 

@@ -14,7 +14,10 @@ import pytest
 import flowsim
 from flowsim import cli, reporting
 
-TINY = ["--n", "12", "--L", "4", "--d", "8", "--m", "8", "--m1", "8", "--saves", "21", "--n-test", "50"]
+# The `tiny` fixture's sizes and test set (tests/conftest.py), 11 saves as test_gd.py's descents
+# and 2 save slots per solve as test_flow.py's chunked flows, so that both runs reuse compiled programs.
+TINY = ["--n", "12", "--L", "4", "--d", "8", "--m", "6", "--m1", "10", "--n-test", "64", "--saves", "11",
+        "--chunk", "2"]
 
 
 def run_cli(argv):

@@ -4,6 +4,7 @@ written loss, tolerance convergence, conservation laws, monotone loss, events by
 import dataclasses
 
 import diffrax
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -117,8 +118,13 @@ def test_phase1_end_equals_bisection_on_dense_solution(tiny, tiny_run):
                                   stepsize_controller=diffrax.PIDController(rtol=1e-12, atol=1e-14),
                                   max_steps=100_000)
 
+        # One compiled program for brentq's evaluations (eagerly, each one compiled several);
+        # the solution is an argument, not a constant: its dense output holds max_steps rows.
+        margin_at = eqx.filter_jit(lambda sol, t: flowsim.margins(flowsim.Params(*sol.evaluate(t), a=params.a),
+                                                                  data).min())
+
         def min_margin(t):
-            return float(flowsim.margins(flowsim.Params(*sol.evaluate(t), a=params.a), data).min())
+            return float(margin_at(sol, jnp.asarray(t, jnp.float64)))
 
         t1 = brentq(min_margin, 1e-6, 2.0, xtol=1e-14)
     T1 = tiny_run.events["phase1_end"]
@@ -132,18 +138,21 @@ def test_phase1_end_equals_bisection_on_dense_solution(tiny, tiny_run):
 def test_events_at_start_and_never(tiny, tiny_run):
     params, data = tiny
     # Starting from a point past T1, the phase boundary holds at once: its time is 0.
-    after = flowsim.integrate(tiny_run.params_final, data, t_end=1.0, saves=5, n_test=64)
+    after = flowsim.integrate(tiny_run.params_final, data, t_end=1.0, saves=41, n_test=64)
     assert after.events["phase1_end"] == 0.0
     # A horizon shorter than T1 never reaches it.
-    short = flowsim.integrate(params, data, t_end=0.1, saves=5, n_test=64)
+    short = flowsim.integrate(params, data, t_end=0.1, saves=41, n_test=64)
     assert short.events["phase1_end"] is None
     assert tiny_run.events["G3_negative"] is not None
 
 
 def test_step_limit_fails_with_partial_result(tiny):
+    """diffrax's own step limit, inside one solve (saves=3: one chunk from 0 to t_end, which
+    takes some 80 steps); max_steps=20 and 2 save slots as test_cli.py's failing run, so that
+    the two share one compiled solve."""
     params, data = tiny
     with pytest.raises(FlowFailure, match=r"failed at t=") as info:
-        flowsim.integrate(params, data, t_end=20.0, saves=41, n_test=64, max_steps=5)
+        flowsim.integrate(params, data, t_end=20.0, saves=3, n_test=64, max_steps=20)
     res = info.value.result
     assert res.status == "failed" and 0 < res.t_reached < 20.0
     assert len(res.ts) == len(res.observables["loss"]) >= 1
@@ -158,11 +167,12 @@ def test_resume_is_bit_identical(tiny, tiny_run):
         if len(partial) == 2:
             raise KeyboardInterrupt
 
+    # chunk=2: the chunks of test_restarts_continue_with_the_carried_step (one compiled solve).
     with pytest.raises(KeyboardInterrupt):
-        flowsim.integrate(params, data, t_end=20.0, saves=41, n_test=64, chunk=8, callback=stop_after_two)
-    assert partial[-1].chunks_done == 2 and partial[-1].t_reached == partial[-1].grid[16]
-    whole = flowsim.integrate(params, data, t_end=20.0, saves=41, n_test=64, chunk=8)
-    resumed = flowsim.integrate(params, data, t_end=20.0, saves=41, n_test=64, chunk=8, resume=partial[-1])
+        flowsim.integrate(params, data, t_end=20.0, saves=41, n_test=64, chunk=2, callback=stop_after_two)
+    assert partial[-1].chunks_done == 2 and partial[-1].t_reached == partial[-1].grid[4]
+    whole = flowsim.integrate(params, data, t_end=20.0, saves=41, n_test=64, chunk=2)
+    resumed = flowsim.integrate(params, data, t_end=20.0, saves=41, n_test=64, chunk=2, resume=partial[-1])
     assert resumed.events == whole.events and resumed.stats == whole.stats
     for k in whole.observables:
         assert np.array_equal(resumed.observables[k], whole.observables[k], equal_nan=True), k
@@ -170,7 +180,7 @@ def test_resume_is_bit_identical(tiny, tiny_run):
     # A damaged state is refused at once (it used to be stepped until max_steps, then a ValueError).
     damaged = dataclasses.replace(partial[-1], state=jax.tree.map(lambda x: np.full(np.shape(x), np.nan), partial[-1].state))
     with pytest.raises(ValueError, match="state is not finite"):
-        flowsim.integrate(params, data, t_end=20.0, saves=41, n_test=64, chunk=8, resume=damaged)
+        flowsim.integrate(params, data, t_end=20.0, saves=41, n_test=64, chunk=2, resume=damaged)
 
 
 def test_float32_on_request(tiny, tiny_run):

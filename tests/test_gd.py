@@ -84,7 +84,8 @@ def test_converges_to_the_flow_as_lr_shrinks(tiny):
     errors = []
     for lr in (0.04, 0.02, 0.01):
         gd = flowsim.gradient_descent(params, data, lr=lr, steps=round(2 / lr), save_every=round(0.2 / lr), n_test=64)
-        flow = flowsim.integrate(params, data, ts=gd.ts, rtol=1e-10, atol=1e-12, n_test=64)
+        # chunk=2: 2 save slots per solve, as test_flow.py's chunked runs (one compiled solve).
+        flow = flowsim.integrate(params, data, ts=gd.ts, rtol=1e-10, atol=1e-12, n_test=64, chunk=2)
         errors.append(max(np.max(np.abs(gd.observables[k] - flow.observables[k])) for k in ("loss", "G", "scores")))
     assert all(1.7 < errors[i] / errors[i + 1] < 2.3 for i in range(2)), errors
 

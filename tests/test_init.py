@@ -45,7 +45,7 @@ def test_custom_init_round_trip(tiny):
     arrays = dict(W=rng.normal(size=(10, 6)), W_V=rng.normal(size=(6, 8)), W_K=rng.normal(size=(6, 8)) * 0.1,
                   W_Q=rng.normal(size=(6, 8)) * 0.1, a=rng.choice([-1.0, 1.0], size=10))
     params = flowsim.Params(**arrays)
-    run = flowsim.integrate(params, data, t_end=1.0, saves=5, n_test=64)
+    run = flowsim.integrate(params, data, t_end=1.0, saves=41, n_test=64)  # tiny_run's sizes and save slots
     for name, x in arrays.items():
         assert np.array_equal(np.asarray(getattr(run.params_init, name)), x), name
     assert np.array_equal(np.asarray(run.params_final.a), arrays["a"])
