@@ -18,12 +18,16 @@ from flowsim import cli
 from flowsim.sweeps import Sweep, sweep
 
 COMMAND = [sys.executable, "-m", "flowsim.cli", "sweep"]
-BASE = 'n = 12\nL = 4\nd = 8\nm1 = 6\nt_end = 2.0\nsaves = 11\nn_test = 32\nengine = "params"\n'
+# The `tiny` fixture's sizes, test set and save slots (tests/conftest.py): a lone point is the
+# plain run of test_flow.py, and its compiled programs serve here too.  The grid's two horizons
+# make two batches (t_end is not batch-free) of one shape, so the batched solve is one program.
+BASE = 'n = 12\nL = 4\nd = 8\nm = 6\nm1 = 10\nt_end = 2.0\nsaves = 41\nn_test = 64\n'
+GRID = "t_end = [1.0, 2.0]\nseed = [0, 1]\n"
 
 
-def sweep_file(tmp_path, grid="m = [4, 6]\nseed = [0, 1]\n"):
+def sweep_file(tmp_path, grid=GRID, base=BASE):
     path = tmp_path / "sweep.toml"
-    path.write_text(BASE + "[grid]\n" + grid)
+    path.write_text(base + "[grid]\n" + grid)
     return path
 
 
@@ -31,7 +35,7 @@ def sweep_file(tmp_path, grid="m = [4, 6]\nseed = [0, 1]\n"):
 def swept(tmp_path_factory):
     root = tmp_path_factory.mktemp("sweep")
     plan = Sweep.from_toml(sweep_file(root))
-    # batch=2: each width's two seeds in one batched solve (the CPU default is one solve per point).
+    # batch=2: each horizon's two seeds in one batched solve (the CPU default is one solve per point).
     return plan, root / "out", sweep(plan, root / "out", batch=2)
 
 
@@ -55,7 +59,7 @@ def test_points_equal_separate_runs(swept):
 def test_index_files_and_rerun_skips_finished_points(swept):
     plan, out, index = swept
     table = np.load(out / "sweep.npz")
-    assert list(table["m"]) == [4, 4, 6, 6] and list(table["seed"]) == [0, 1, 0, 1]
+    assert list(table["t_end"]) == [1.0, 1.0, 2.0, 2.0] and list(table["seed"]) == [0, 1, 0, 1]
     np.testing.assert_array_equal(table["final_loss"], [p["final_loss"] for p in index["points"]])
     stamps = [os.stat(out / p["path"] / "run.json").st_mtime_ns for p in index["points"]]
     again = sweep(plan, out, batch=2)
@@ -77,7 +81,8 @@ def test_one_solve_per_point_equals_the_batched_sweep(swept, single):
 
 
 def test_a_failing_batch_is_recorded_and_the_rest_runs(tmp_path):
-    plan = Sweep.from_toml(sweep_file(tmp_path, "m = [4]\nmax_steps = [2, 100000]\n"))
+    # 2 save slots per solve and max_steps=20: the compiled solves of test_cli.py's runs.
+    plan = Sweep.from_toml(sweep_file(tmp_path, "max_steps = [20, 100000]\n", BASE + "chunk = 2\n"))
     index = sweep(plan, tmp_path / "out", verdicts=False)
     first, second = index["points"]
     assert first["status"] == "failed" and "step limit" in first["message"]
@@ -150,8 +155,8 @@ def test_distributed_sweep_over_two_processes(single, tmp_path):
     point, and process 0, left waiting at the final barrier, is killed too (as a job scheduler
     would); the finished point stays as it is, and the same command again finishes the sweep,
     point for point equal to the single-process one."""
-    config, out = sweep_file(tmp_path, "m = [4]\nseed = [0, 1]\n"), tmp_path / "dist"
-    names = ["m=4_seed=0", "m=4_seed=1"]  # dealt round-robin: one to each process
+    config, out = sweep_file(tmp_path, "t_end = [2.0]\nseed = [0, 1]\n"), tmp_path / "dist"
+    names = ["t_end=2_seed=0", "t_end=2_seed=1"]  # dealt round-robin: one to each process
 
     def launch():
         port = _free_port()
