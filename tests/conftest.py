@@ -22,6 +22,16 @@ if "FLOWSIM_CACHE_DIR" not in os.environ:
 # compile everything again.  It does nothing on the CPU; off for this session and its subprocesses.
 os.environ["JAX_PERSISTENT_CACHE_ENABLE_XLA_CACHES"] = "none"
 jax.config.update("jax_persistent_cache_enable_xla_caches", "none")
+# Two host devices for this session and its subprocesses (the CPU backend is not started yet):
+# test_sweep.py splits a batch over them in-process.  The device count is part of every cache key,
+# so a subprocess that forced two devices would compile everything anew; here all share.
+os.environ["JAX_NUM_CPU_DEVICES"] = "2"
+jax.config.update("jax_num_cpu_devices", 2)
+# The suite's programs are small and run for milliseconds; compiling them is most of its time.
+# XLA's backend (LLVM) optimizations off for this session and its subprocesses: about a fifth less
+# wall time.  Every comparison in the suite is within one session's build or against an
+# independent reference with a tolerance, never against the bits of an optimized build.
+os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_backend_optimization_level=0").strip()
 
 
 @pytest.fixture(scope="session")

@@ -61,9 +61,10 @@ def assert_same_run(got, want):
 
 
 @pytest.fixture(scope="module")
-def sigint_run(tmp_path_factory):
+def sigint_run(reference, tmp_path_factory):
     """A CLI subprocess stopped by a real SIGINT once its first checkpoint is on disk.  It starts
-    before the in-process reference run so that the two compilations overlap."""
+    after the in-process reference run, so that it reads that run's exported and compiled
+    programs from the session's cache instead of compiling them a second time."""
     out = tmp_path_factory.mktemp("sigint") / "run"
     proc = subprocess.Popen([*COMMAND, *TINY, "--out", str(out)], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
@@ -90,7 +91,7 @@ def sigint_run(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def reference(sigint_run, tmp_path_factory):
+def reference(tmp_path_factory):
     """An uninterrupted in-process ``flowsim integrate`` of TINY, and what it printed."""
     out = tmp_path_factory.mktemp("reference") / "run"
     stdout = io.StringIO()

@@ -7,9 +7,9 @@ import os
 import socket
 import subprocess
 import sys
-import textwrap
 import time
 
+import jax
 import numpy as np
 import pytest
 
@@ -35,8 +35,9 @@ def sweep_file(tmp_path, grid=GRID, base=BASE):
 def swept(tmp_path_factory):
     root = tmp_path_factory.mktemp("sweep")
     plan = Sweep.from_toml(sweep_file(root))
-    # batch=2: each horizon's two seeds in one batched solve (the CPU default is one solve per point).
-    return plan, root / "out", sweep(plan, root / "out", batch=2)
+    # batch=2: each horizon's two seeds in one batched solve (the CPU default is one solve per
+    # point), on one device (the default would split it over the session's two).
+    return plan, root / "out", sweep(plan, root / "out", batch=2, devices=jax.devices()[:1])
 
 
 def test_points_equal_separate_runs(swept):
@@ -110,21 +111,13 @@ def test_cli_sweep_and_bad_input(tmp_path):
 
 
 def test_two_forced_host_devices_give_the_same_points(swept, tmp_path):
-    """The batch split over 2 XLA host devices (jax.sharding) against the one-device sweep."""
+    """The batch split over 2 XLA host devices (jax.sharding; tests/conftest.py gives the
+    session two) against the one-device sweep."""
     plan, out, index = swept
-    script = textwrap.dedent(f"""
-        import jax, json
-        from flowsim.sweeps import Sweep, sweep
-        assert len(jax.devices()) == 2
-        index = sweep(Sweep.from_toml({str(sweep_file(tmp_path))!r}), {str(tmp_path / 'sharded')!r}, batch=2,
-                      verdicts=False)
-        print(json.dumps([p["final_loss"] for p in index["points"]]))
-    """)
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2")
-    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-2000:]
-    sharded = json.loads(done.stdout.strip().splitlines()[-1])
-    np.testing.assert_allclose(sharded, [p["final_loss"] for p in index["points"]], rtol=1e-9)
+    assert len(jax.devices()) == 2
+    sharded = sweep(plan, tmp_path / "sharded", batch=2, devices=jax.devices(), verdicts=False)
+    np.testing.assert_allclose([p["final_loss"] for p in sharded["points"]],
+                               [p["final_loss"] for p in index["points"]], rtol=1e-9)
 
 
 def _free_port() -> int:
