@@ -3,6 +3,7 @@
 import atexit
 import os
 import shutil
+import signal
 import tempfile
 
 import jax
@@ -32,6 +33,11 @@ jax.config.update("jax_num_cpu_devices", 2)
 # wall time.  Every comparison in the suite is within one session's build or against an
 # independent reference with a tolerance, never against the bits of an optimized build.
 os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_backend_optimization_level=0").strip()
+# Tests stop runs with SIGINT, in this process and in the CLI processes it starts.  A shell that
+# starts a job in the background without job control makes it ignore SIGINT, and its children
+# inherit that; Python's own Ctrl-C handler for this session, which children reset to the default.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(scope="session")
