@@ -224,6 +224,8 @@ def test_function_evaluation_count_is_exact(tiny):
     (dict(precision=16), "precision must be one of 64, 32"),
     (dict(saves=1), "saves must be an integer >= 2"),
     (dict(engine="nope"), "engine must be one of"),
+    (dict(precision=32, rtol=1e-13), "rtol=1e-13 cannot be met in float32"),
+    (dict(ts=(0.0, 0.5, 2.0)), "ts must end at t_end=1"),
 ])
 def test_bad_arguments(tiny, kwargs, match):
     params, data = tiny
