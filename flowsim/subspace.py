@@ -109,7 +109,7 @@ def sample_start(key: PRNGKeyArray, d: int, m: int, m1: int, sigma0: float, sigm
     ``m = p`` the ``m x p`` Gaussian matrix itself is drawn and factored (it is small).
     """
     p = rank_bound(d)
-    R = draw(_bartlett, key, p=p, m=int(m)) if m >= p else _pad_rows(
+    R = draw(_bartlett, key, np.float64(m), p=p) if m >= p else _pad_rows(
         np.linalg.qr(draw(jax.random.normal, key, (int(m), p), jnp.float64))[1], p)
     scale = np.concatenate([[np.sqrt(m1) * sigma1], np.full(3 * d, sigma0)])
     R = R * scale[None, :]
@@ -117,9 +117,10 @@ def sample_start(key: PRNGKeyArray, d: int, m: int, m1: int, sigma0: float, sigm
                          m=np.asarray(m, np.int64), m1=np.asarray(m1, np.int64), drawn="sampled")
 
 
-@functools.partial(jax.jit, static_argnames=("p", "m"))
-def _bartlett(key, *, p, m):
-    """The R factor of the QR decomposition of an ``m x p`` standard Gaussian matrix (positive diagonal)."""
+@functools.partial(jax.jit, static_argnames=("p",))
+def _bartlett(key, m, *, p):
+    """The R factor of the QR decomposition of an ``m x p`` standard Gaussian matrix (positive
+    diagonal).  ``m`` is a value, not a shape, so one compiled program draws every width."""
     k_diag, k_upper = jax.random.split(key)
     dof = m - jnp.arange(p, dtype=jnp.float64)  # m - i + 1 for i = 1..p
     diag = jnp.sqrt(2 * jax.random.gamma(k_diag, dof / 2, dtype=jnp.float64))  # chi^2_k = 2 Gamma(k / 2)

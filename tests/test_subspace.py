@@ -91,7 +91,8 @@ def test_sampled_starts_are_distributed_as_compressed_wide_draws():
 
 
 def test_one_compiled_program_serves_every_width():
-    """m and m1 are values of the compiled programs, not shapes: a second width traces nothing."""
+    """m and m1 are values of the compiled programs, not shapes: a second width traces nothing,
+    neither to draw its start nor to integrate it."""
     data, _, key = RunConfig.preset("theory").build()
     events = collections.Counter()
     listener = lambda name, duration, **kw: events.update([name])
@@ -99,8 +100,8 @@ def test_one_compiled_program_serves_every_width():
     try:
         runs = []
         for m in (10**3, 10**9):
-            start = flowsim.init_subspace(jax.random.key(1), d=40, m=m, m1=m, scheme="theory", L=5)
             before = sum(v for k, v in events.items() if "trace" in k or "backend_compile" in k)
+            start = flowsim.init_subspace(jax.random.key(1), d=40, m=m, m1=m, scheme="theory", L=5)
             runs.append(flowsim.integrate(start, data, 1.0, saves=5, test_key=key, n_test=50))
             runs[-1].traced = sum(v for k, v in events.items() if "trace" in k or "backend_compile" in k) - before
     finally:
