@@ -249,10 +249,13 @@ class RunConfig:
         """Draw ``(dataset, params, test_key)`` from ``seed``: ``jax.random.key(seed)`` is split
         into the data, init and test-set keys.  The draws depend on the seed alone, not on the
         precision (float64 numpy arrays; the flow casts).  Raises :class:`ConfigError` for any
-        combination the library refuses."""
+        combination the library refuses.  Turns on JAX's persistent compilation cache first, as
+        :func:`~flowsim.integrate` does, so that a later process finds the draws' programs too."""
+        from .cache import enable_compilation_cache
         from .data import check_fits_data, make_dataset
         from .init import draws_matrices, init_params, init_subspace
 
+        enable_compilation_cache()
         try:
             self.resolved().options()
             check_fits_data(self.n_test, self.L, self.d, "n_test")  # drawn by the run, refused before it

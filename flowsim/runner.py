@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 
 from . import lock, results
-from .cache import enable_compilation_cache
 from .config import ConfigError, RunConfig
 from .flow import FlowFailure, integrate, plan
 from .gd import gradient_descent
@@ -60,7 +59,6 @@ def run(config: RunConfig, out=None, *, force: bool = False, progress: bool = Fa
     checkpoint intact (resumable).
     """
     out = check_out(default_out() if out is None else out, force)
-    enable_compilation_cache()  # before the draws, so that their programs are cached too
     dataset, params, test_key = config.build()
     config = config.resolved()
     if config.method == "flow":

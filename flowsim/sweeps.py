@@ -14,7 +14,6 @@ from typing import Any
 import numpy as np
 
 from . import lock
-from .cache import enable_compilation_cache
 from .config import ConfigError, RunConfig, read_toml
 from .messages import shown
 
@@ -251,7 +250,6 @@ def _solve_group(out: Path, todo: Sequence[Point], devices) -> Sequence[Point]:
 
     started = time.perf_counter()
     config = todo[0].config.resolved()
-    enable_compilation_cache()  # before the draws, so that their programs are cached too
     built = [p.config.build() for p in todo]
     if len(todo) == 1:
         # A lone point is a plain run: the same compiled solve as flowsim integrate.

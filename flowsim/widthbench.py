@@ -64,11 +64,15 @@ def width_bench(widths=WIDTHS, *, explicit: int | None = EXPLICIT, t_end: float 
                 seed: int = 0, printer=print) -> dict:
     """Time the theory preset at each of ``widths`` (m = m1, width-free start, ``subspace`` engine),
     and at ``explicit`` both that way and with the m-wide matrices on the ``reduced`` engine (one
-    call: it takes minutes).  A first, uncounted process compiles the programs (or loads them
-    from the caches), as a later run of any width would find them; its time and memory are
-    reported apart.  Prints a table with the ratios to the first width; returns the records."""
-    cold = _in_process(m=widths[0], start="subspace", engine="subspace", t_end=t_end, repeats=0, seed=seed)
-    printer(f"warm-up process (compiles or loads the programs): {cold['process_s']:.3g} s, peak {cold['peak_mb']:.0f} MB")
+    call: it takes minutes).  Uncounted processes at the smallest and the largest width first
+    compile the programs (or load them from the caches), as a later run of any width would find
+    them: below m = 3d + 1 the start is drawn as a Gaussian matrix, above it by its R factor
+    alone, two programs.  Their time and memory are reported apart.  Prints a table with the
+    ratios to the first width; returns the records."""
+    cold = [_in_process(m=m, start="subspace", engine="subspace", t_end=t_end, repeats=0, seed=seed)
+            for m in dict.fromkeys((widths[0], widths[-1]))]
+    printer("warm-up processes (compile or load the programs): "
+            + ", ".join(f"{c['process_s']:.3g} s, peak {c['peak_mb']:.0f} MB" for c in cold))
     records = [_in_process(m=m, start="subspace", engine="subspace", t_end=t_end, repeats=repeats, seed=seed)
                for m in widths]
     if explicit:

@@ -456,10 +456,8 @@ def test_two_runs_into_one_directory_one_wins(reference, tmp_path, monkeypatch):
     of them must be refused, and the other's files are those of an undisturbed run."""
     out, outcome, config = tmp_path / "run", [], tiny_config()
     both_checked = threading.Barrier(2, timeout=120)
-    from flowsim import runner
-
-    enable = runner.enable_compilation_cache
-    monkeypatch.setattr(runner, "enable_compilation_cache", lambda: (both_checked.wait(), enable()))
+    build = flowsim.RunConfig.build  # the first step after the output check
+    monkeypatch.setattr(flowsim.RunConfig, "build", lambda self: (both_checked.wait(), build(self))[1])
 
     def one():
         try:
