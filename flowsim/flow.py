@@ -124,12 +124,11 @@ def integrate_batch(params, dataset: Dataset | Sequence[Dataset], t_end: float |
 def _options(options: FlowOptions | None, t_end, keywords) -> FlowOptions:
     """The run's :class:`FlowOptions`: ``options`` (default: all defaults) updated by the
     keywords and ``t_end``; with explicit ``ts`` and no ``t_end``, the last saved time."""
-    given = {} if options is None else {k: v for k, v in options.flat().items() if k != "method"}
     if t_end is None and keywords.get("ts") is not None and "t_end" not in keywords:
         t_end = float(np.asarray(keywords["ts"])[-1])
     if t_end is not None:
         keywords["t_end"] = t_end
-    return FlowOptions.make(given, **keywords)
+    return FlowOptions.updated(options, **keywords)
 
 
 def plan(start, dataset: Dataset, options: FlowOptions, *, test_set: Dataset | None = None,
@@ -165,12 +164,17 @@ def prepare(start, dataset: Dataset, *, dtype, engine: str = "params", band: flo
     """
     start, dataset = as_dtype(start, dtype), as_dtype(dataset, dtype)
     if test_set is None:
-        test_set = sample_test_set(jax.random.key(0) if test_key is None else test_key, n_test, dataset)
+        test_set = _default_test_set(dataset, n_test, test_key)
     eng = make_engine(engine, start, dataset, n_test=test_set.n)
     y0, ref = aot.call("start", programs.start, eng, start, dataset)
     args = FlowArgs(dataset=dataset, test_set=as_dtype(test_set, dtype), ref=Reference(*ref),
                     band=np.asarray(band, dtype), watching=np.ones(len(EVENT_NAMES), bool))
     return Prepared(engine=eng, start=start, args=args, y0=y0)
+
+
+def _default_test_set(dataset: Dataset, n_test: int, test_key) -> Dataset:
+    """``n_test`` i.i.d. samples like ``dataset``'s, drawn from ``test_key`` (default ``jax.random.key(0)``)."""
+    return sample_test_set(jax.random.key(0) if test_key is None else test_key, n_test, dataset)
 
 
 def _integrate(members, datasets, options: FlowOptions, batched, *, test_sets=None, test_set=None,
@@ -196,8 +200,7 @@ def _integrate(members, datasets, options: FlowOptions, batched, *, test_sets=No
     with jax.enable_x64(options.precision == 64):
         dtype = jnp.float64 if options.precision == 64 else jnp.float32
         # One test set for every member unless each has its own: drawn once, not per member.
-        tests = test_sets or [test_set or sample_test_set(jax.random.key(0) if test_key is None else test_key,
-                                                          options.n_test, as_dtype(datasets[0], dtype))]
+        tests = test_sets or [test_set or _default_test_set(as_dtype(datasets[0], dtype), options.n_test, test_key)]
         prepared = [prepare(p, data, dtype=dtype, engine=options.engine, band=options.band, test_set=test)
                     for p, data, test in zip(members, itertools.cycle(datasets), itertools.cycle(tests))]
         problem = _problem(prepared, options, grid, solver, controller, dtype, batched, devices)

@@ -77,9 +77,8 @@ def gradient_descent(
     Raises :class:`flowsim.FlowFailure`, holding the saves up to the last finite one, if the
     iterates become non-finite (a learning rate too large for the loss landscape).
     """
-    given = {} if options is None else {k: v for k, v in options.flat().items() if k != "method"}
     keywords |= {k: v for k, v in (("lr", lr), ("steps", steps)) if v is not None}
-    options = DescentOptions.make(given, **keywords)
+    options = DescentOptions.updated(options, **keywords)
     if not isinstance(params, Params):
         raise ValueError("gradient descent needs the four matrices (Params), not a width-free start")
     if params.d != dataset.d:

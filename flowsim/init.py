@@ -62,9 +62,7 @@ def init_params(
     Draws are made in float64 and returned as numpy arrays whatever JAX's x64 setting, so a
     seed gives the same start for a float64 and a float32 flow (``integrate`` casts).
     """
-    for name, v in (("d", d), ("m", m), ("m1", m1)):
-        if int(v) != v or v < 1:
-            raise ValueError(f"{name} must be a positive integer, got {v}")
+    _check_widths(d, m, m1)
     if callable(scheme):
         made = scheme(key)
         params = made if isinstance(made, Params) else Params(**dict(made))
@@ -100,6 +98,12 @@ def draws_matrices(start: str, d: int, m: int, m1: int) -> bool:
     return start == "matrices" or start == "auto" and matrix_numbers(d, m, m1) <= AUTO_MATRICES
 
 
+def _check_widths(d, m, m1) -> None:
+    for name, v in (("d", d), ("m", m), ("m1", m1)):
+        if int(v) != v or v < 1:
+            raise ValueError(f"{name} must be a positive integer, got {v}")
+
+
 def init_subspace(key: PRNGKeyArray, d: int = 64, m: int = 128, m1: int = 256, *, scheme: str = "kaiming",
                   L: int | None = None, sigma0: float | None = None, sigma1: float | None = None) -> SubspaceStart:
     """Draw the Gaussian start of :func:`init_params` (scheme ``"kaiming"`` or ``"theory"``) at any
@@ -107,9 +111,7 @@ def init_subspace(key: PRNGKeyArray, d: int = 64, m: int = 128, m1: int = 256, *
     (:func:`flowsim.subspace.sample_start`, spec 7.7): exactly distributed as the coordinates of
     an m-wide draw.  Its flow runs on the ``subspace`` or ``gram`` engine and has no final matrices.
     A key draws a different start here than in :func:`init_params` (the draws differ in kind)."""
-    for name, v in (("d", d), ("m", m), ("m1", m1)):
-        if int(v) != v or v < 1:
-            raise ValueError(f"{name} must be a positive integer, got {v}")
+    _check_widths(d, m, m1)
     if callable(scheme):
         raise ValueError("a custom init gives matrices: use init_params, then flowsim.compress for the subspace engine")
     s0, s1 = init_scales(scheme, d=d, m=m, m1=m1, L=L, sigma0=sigma0, sigma1=sigma1)

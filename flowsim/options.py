@@ -167,6 +167,12 @@ class _RunOptions(_Options):
     def flat(self) -> dict[str, Any]:
         return {"method": self.method} | super().flat()
 
+    @classmethod
+    def updated(cls, options: _RunOptions | None, **keywords):
+        """``options`` (default: all defaults) with the flat ``keywords`` in place of its values."""
+        given = {} if options is None else {k: v for k, v in options.flat().items() if k != "method"}
+        return cls.make(given, **keywords)
+
 
 @dataclasses.dataclass(frozen=True)
 class FlowOptions(_RunOptions):

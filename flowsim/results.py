@@ -229,7 +229,7 @@ def start_from(arrays: dict) -> Params | SubspaceStart:
     """The start from state.npz's arrays (:func:`inputs`)."""
     if "start_u" in arrays:
         return SubspaceStart(u=arrays["start_u"], **{k: arrays[f"start_{k}"] for k in MATRICES[1:]},
-                             m=arrays["start_m"], m1=arrays["start_m1"], drawn="sampled")
+                             m=arrays["start_m"], m1=arrays["start_m1"])
     return Params(**{k: arrays[f"{k}_init"] for k in MATRICES}, a=arrays["a"])
 
 

@@ -46,7 +46,6 @@ class SubspaceStart(eqx.Module):
     W_Q: Float[Array, "p d"]
     m: Array  # the attention width, a number
     m1: Array  # the MLP width, a number
-    drawn: str = eqx.field(static=True, default="compressed")  # "compressed" or "sampled"
     basis: Float[Array, "m p"] | None = None
     W0: Float[Array, "m1 m"] | None = None
     a: Float[Array, " m1"] | None = None
@@ -56,11 +55,6 @@ class SubspaceStart(eqx.Module):
     @property
     def d(self) -> int:
         return self.W_V.shape[-1]
-
-    @property
-    def keeps_matrices(self) -> bool:
-        """Whether the final matrices can be rebuilt (a compressed start that kept its basis)."""
-        return self.basis is not None
 
     def columns(self, dataset: Dataset):
         """``(u, V, K, Q)``: the coordinates of ``u`` and of the word vectors ``W_V mu_k``, ... as columns."""
@@ -87,7 +81,7 @@ def compress(params: Params, *, final_params: bool = True) -> SubspaceStart:
         kept = dict(basis=_pad_rows(basis.T, p).T, W0=W, a=a, neuron_gram=_pad_rows(_pad_rows(WB.T @ WB, p).T, p),
                     neuron_scale=np.linalg.norm(W.T @ W if m <= W.shape[0] else W @ W.T))
     return SubspaceStart(u=R[:, 0], W_V=R[:, 1:d + 1], W_K=R[:, d + 1:2 * d + 1], W_Q=R[:, 2 * d + 1:],
-                         m=np.asarray(m, np.int64), m1=np.asarray(W.shape[0], np.int64), drawn="compressed", **kept)
+                         m=np.asarray(m, np.int64), m1=np.asarray(W.shape[0], np.int64), **kept)
 
 
 def _pad_rows(x: np.ndarray, rows: int) -> np.ndarray:
@@ -114,7 +108,7 @@ def sample_start(key: PRNGKeyArray, d: int, m: int, m1: int, sigma0: float, sigm
     scale = np.concatenate([[np.sqrt(m1) * sigma1], np.full(3 * d, sigma0)])
     R = R * scale[None, :]
     return SubspaceStart(u=R[:, 0], W_V=R[:, 1:d + 1], W_K=R[:, d + 1:2 * d + 1], W_Q=R[:, 2 * d + 1:],
-                         m=np.asarray(m, np.int64), m1=np.asarray(m1, np.int64), drawn="sampled")
+                         m=np.asarray(m, np.int64), m1=np.asarray(m1, np.int64))
 
 
 @functools.partial(jax.jit, static_argnames=("p",))

@@ -30,7 +30,7 @@ class GramEngine(AbstractEngine):
 
     @classmethod
     def build(cls, start, dataset: Dataset) -> GramEngine:
-        dtype = start.columns(dataset)[1].dtype
+        dtype = start.W_V.dtype  # prepare casts the start and the data to one dtype
         return cls(m=jnp.asarray(float(start.m), dtype), m1=jnp.asarray(float(start.m1), dtype))
 
     @classmethod

@@ -83,6 +83,23 @@ class AbstractWordRows(AbstractEngine):
         # Evaluated at every step by the event: only the three columns it needs.
         return self._columns(y[2], self.K0, slice(3)).T @ self._columns(y[3], self.Q0, slice(3))
 
+    def _rebuild(self, y, args: FlowArgs, W0, a, lift=lambda X: X) -> Params:
+        """The full matrices from the state, ``W(0)`` and ``a``: ``W = W(0) + a (u - u(0))^T / m1``,
+        the columns of present words from the state and the others from t = 0, each row mapped
+        to R^m by ``lift`` (the basis of the subspace the rows are coordinates in, if any)."""
+        p = self._full_basis(y)
+        data = args.dataset
+        back = lift if data.basis == "standard" else (lambda X: lift(X) @ data.embedding.T)
+        W = W0 + jnp.outer(a, lift(y[0] - self.u0)) / self.mlp_width
+        return Params(W=W, W_V=back(p.W_V), W_K=back(p.W_K), W_Q=back(p.W_Q), a=a)
+
+    def conserved(self, y: PyTree):
+        """The conserved matrices less their constant parts, in the rows' space (``r x r``; in
+        coordinates isometric to the ``m x m`` matrices): absent columns and W(0) drop out of
+        ``W_K W_K^T - W_Q W_Q^T`` and ``W^T W - W_V W_V^T = (u u^T - u0 u0^T) / m1 + const - W_V W_V^T``."""
+        u, V_a, K_a, Q_a = y
+        return K_a.T @ K_a - Q_a.T @ Q_a, jnp.outer(u, u) / self.mlp_width - V_a.T @ V_a
+
     def _quantities(self, y, args: FlowArgs, neuron_delta2) -> Quantities:
         g_u, *rest = self.vector_field(None, y, args)
         grad2 = sum_squares(rest) + jnp.sum(g_u**2) / self.mlp_width  # ||a g^T||^2 = m1 ||g||^2
@@ -130,17 +147,7 @@ class ReducedEngine(AbstractWordRows):
         return reference_of(self, y0, start, dataset.embedding)
 
     def to_params(self, y: PyTree, args: FlowArgs) -> Params:
-        p = self._full_basis(y)
-        data = args.dataset
-        back = (lambda X: X) if data.basis == "standard" else (lambda X: X @ data.embedding.T)
-        W = self.W0 + jnp.outer(self.a, y[0] - self.u0) / self.mlp_width
-        return Params(W=W, W_V=back(p.W_V), W_K=back(p.W_K), W_Q=back(p.W_Q), a=self.a)
-
-    def conserved(self, y: PyTree):
-        """The conserved matrices less their constant parts: absent columns and W(0) drop out of
-        ``W_K W_K^T - W_Q W_Q^T`` and ``W^T W - W_V W_V^T = (u u^T - u0 u0^T) / m1 + const - W_V W_V^T``."""
-        u, V_a, K_a, Q_a = y
-        return K_a.T @ K_a - Q_a.T @ Q_a, jnp.outer(u, u) / self.mlp_width - V_a.T @ V_a
+        return self._rebuild(y, args, self.W0, self.a)
 
     def quantities(self, y, args: FlowArgs) -> Quantities:
         # W W^T - W0 W0^T = v a^T + a v^T + c a a^T with v = W0 (u - u0) / m1, c = |u - u0|^2 / m1^2.

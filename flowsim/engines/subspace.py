@@ -89,18 +89,7 @@ class SubspaceEngine(AbstractWordRows):
     def to_params(self, y: PyTree, args: FlowArgs) -> Params | None:
         if self.basis is None:
             return None
-        p = self._full_basis(y)
-        data = args.dataset
-        back = (lambda X: X) if data.basis == "standard" else (lambda X: X @ data.embedding.T)
-        W = self.W0 + jnp.outer(self.a, self.basis @ (y[0] - self.u0)) / self.m1
-        return Params(W=W, W_V=back(self.basis @ p.W_V), W_K=back(self.basis @ p.W_K),
-                      W_Q=back(self.basis @ p.W_Q), a=self.a)
-
-    def conserved(self, y: PyTree):
-        """In coordinates (``p x p``, isometric to the ``m x m`` matrices), less their constant parts:
-        ``W_K W_K^T - W_Q W_Q^T`` and ``W^T W - W_V W_V^T = (u u^T - u(0) u(0)^T) / m1 + const - W_V W_V^T``."""
-        u, V_a, K_a, Q_a = y
-        return K_a.T @ K_a - Q_a.T @ Q_a, jnp.outer(u, u) / self.m1 - V_a.T @ V_a
+        return self._rebuild(y, args, self.W0, self.a, lift=lambda X: self.basis @ X)
 
     def quantities(self, y, args: FlowArgs) -> Quantities:
         if self.neuron_gram is None:
