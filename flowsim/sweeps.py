@@ -77,10 +77,10 @@ class Sweep:
     def make(cls, base: RunConfig, grid: Mapping[str, Sequence], tie: Mapping[str, str] | None = None,
              label=lambda k: f"grid.{k}") -> Sweep:
         """Check every grid value against ``base`` and every tie (one-line :class:`ConfigError` naming it)."""
+        if tie is not None and not isinstance(tie, Mapping):
+            raise ConfigError("tie must be a table of field = \"grid key\", e.g. [tie] m1 = \"m\"")
         tie = dict(tie or {})
         fields = {f.name for f in dataclasses.fields(RunConfig)}
-        if not isinstance(tie, dict):
-            raise ConfigError("tie must be a table of field = \"grid key\", e.g. [tie] m1 = \"m\"")
         for key, target in tie.items():
             if key not in fields or key in grid or target not in grid:
                 raise ConfigError(f"tie.{key}: must tie a configuration field outside the grid to a grid key "

@@ -34,6 +34,7 @@ def test_grid_points_and_batches(tmp_path):
     ("method = 'gd'\n[grid]\nseed = [0]\n", "method must be flow"),
     ("data_mode = 'theory'\nn = 12\nd = 20\n[grid]\nL = [4, 5]\n", "grid point L=4: theory mode .* needs d >= 23"),
     ("[grid\nseed = [0]\n", "not valid TOML"),
+    ("tie = 'm'\n[grid]\nm = [16]\n", "tie must be a table"),
 ])
 def test_bad_sweep_files(tmp_path, text, match):
     with pytest.raises(ConfigError, match=match):
