@@ -241,14 +241,8 @@ def _load_runs(dirs) -> list:
     return runs
 
 
-def _load_results(dirs) -> list:
-    return [r.result for r in _load_runs(dirs)]
-
-
 def plot(args) -> int:
     """``flowsim plot DIR...``: the figures of one or several runs, overlaid, or of one sweep."""
-    from pathlib import Path
-
     from .sweeps import INDEX_JSON
 
     if not DPI_RANGE[0] <= args.dpi <= DPI_RANGE[1]:
@@ -329,8 +323,6 @@ def run_labels(runs) -> list[str]:
 def report(args) -> int:
     """``flowsim report DIR``: the claim-by-claim table, printed and written as report.json; on a
     sweep directory the hold rates per claim and group, written as sweep_report.json."""
-    from pathlib import Path
-
     from .sweeps import INDEX_JSON
 
     if (Path(args.dir) / INDEX_JSON).exists():
@@ -354,8 +346,6 @@ def report(args) -> int:
 
 
 def _report_sweep(args) -> int:
-    from pathlib import Path
-
     from .reporting import SWEEP_REPORT, format_sweep_table, sweep_report
 
     try:

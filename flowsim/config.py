@@ -226,15 +226,13 @@ class RunConfig:
         """The same run with the defaults that depend on other fields written out (group
         counts, init scales, tolerances, how the start is drawn), as recorded in ``run.json``."""
         from .data import balanced_counts
-        from .init import init_scales
+        from .init import draws_matrices, init_scales
 
         counts = self.counts
         if counts is None and self.data_mode != "iid":
             counts = balanced_counts(self.n)
         s0, s1 = init_scales(self.init, d=self.d, m=self.m, m1=self.m1, L=self.L,
                              sigma0=self.sigma0, sigma1=self.sigma1)
-        from .init import draws_matrices
-
         tolerances = SolverOptions(rtol=self.rtol, atol=self.atol).for_precision(self.precision)
         start = "matrices" if draws_matrices(self.start, self.d, self.m, self.m1) else "subspace"
         resolved = dataclasses.replace(self, counts=counts, sigma0=s0, sigma1=s1, rtol=tolerances.rtol,
@@ -253,16 +251,17 @@ class RunConfig:
         :func:`~flowsim.integrate` does, so that a later process finds the draws' programs too."""
         from .cache import enable_compilation_cache
         from .data import check_fits_data, make_dataset
-        from .init import draws_matrices, init_params, init_subspace
+        from .init import init_params, init_subspace
 
         enable_compilation_cache()
         try:
-            self.resolved().options()
+            resolved = self.resolved()
+            resolved.options()
             check_fits_data(self.n_test, self.L, self.d, "n_test")  # drawn by the run, refused before it
             k_data, k_init, k_test = self.keys()
             dataset = make_dataset(k_data, self.n, self.L, self.d, mode=self.data_mode,
                                    counts=self.counts, embedding=self.embedding)
-            init = init_params if draws_matrices(self.start, self.d, self.m, self.m1) else init_subspace
+            init = init_params if resolved.start == "matrices" else init_subspace
             params = init(k_init, self.d, self.m, self.m1, scheme=self.init, L=self.L,
                           sigma0=self.sigma0, sigma1=self.sigma1)
         except ValueError as e:

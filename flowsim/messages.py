@@ -1,4 +1,4 @@
-"""User input echoed in one-line error messages, cut to a readable length (no JAX here)."""
+"""One-line messages: user input echoed cut to a readable length, exceptions on one line (no JAX here)."""
 
 from __future__ import annotations
 
@@ -15,3 +15,8 @@ def shown(value, *, bare: bool = False) -> str:
     if bare and isinstance(value, str):
         return value if len(value) <= _SHOWN.maxstring else f"{value[:_SHOWN.maxstring]}...({len(value)} characters)"
     return _SHOWN.repr(value)
+
+
+def failure(e: BaseException) -> str:
+    """An exception as one line for a result's status message: its type and its words."""
+    return f"{type(e).__name__}: {' '.join(str(e).split())}"

@@ -14,6 +14,7 @@ from . import lock, results
 from .config import ConfigError, RunConfig
 from .flow import FlowFailure, integrate, plan
 from .gd import gradient_descent
+from .messages import failure
 
 
 class RunInterrupted(KeyboardInterrupt):
@@ -128,7 +129,7 @@ def _execute(out, config, dataset, params, test_key, checkpoint, wall_before, pr
             results.mark_interrupted(out, wall(), f"stopped by a write error ({e.strerror})")
         raise
     except Exception as e:  # anything unforeseen ends the run as failed, not left running
-        raise _failed(out, config, dataset, params, f"{type(e).__name__}: {' '.join(str(e).split())}", wall()) from e
+        raise _failed(out, config, dataset, params, failure(e), wall()) from e
     save(result)
     return results.load(out)
 

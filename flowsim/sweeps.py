@@ -15,7 +15,7 @@ import numpy as np
 
 from . import lock
 from .config import ConfigError, RunConfig, read_toml
-from .messages import shown
+from .messages import failure, shown
 
 #: Fields that change only the values of the arrays, not their shapes or the compiled solve: points
 #: that differ only in these are integrated together as one batch.
@@ -124,15 +124,12 @@ def _fmt(value) -> str:
 
 def _check(config: RunConfig, name: str) -> None:
     from .data import check_fits_data, check_sizes
-    from .init import init_scales
 
     try:
         check_sizes(config.n, config.L, config.d, config.data_mode)
         check_fits_data(config.n, config.L, config.d)
         check_fits_data(config.n_test, config.L, config.d, "n_test")
-        init_scales(config.init, d=config.d, m=config.m, m1=config.m1, L=config.L,
-                    sigma0=config.sigma0, sigma1=config.sigma1)
-        config.resolved().options()
+        config.resolved().options()  # the init scales among them
     except ValueError as e:
         raise ConfigError(f"grid point {name}: {e}") from None
 
@@ -269,7 +266,7 @@ def _solve_group(out: Path, todo: Sequence[Point], devices) -> Sequence[Point]:
                                devices=devices if len(devices) > 1 else None, options=config.flow_options())
     except Exception as e:  # one failing batch must not stop the sweep
         runs = [None] * len(padded)
-        reason = f"{type(e).__name__}: {' '.join(str(e).split())}"
+        reason = failure(e)
     wall = (time.perf_counter() - started) / len(todo)
     for point, (dataset, params0, _), result in zip(todo, built, runs):
         _save_point(out, point, dataset, params0, result, wall, reason="" if result else reason)
