@@ -27,7 +27,7 @@ from .claims.base import plain
 from .claims.paper import ORDER
 from .config import ConfigError
 from .plotting import COLORS, FONT, Panel, _finish_axes, _new_figure, _wrap
-from .reporting import SweepReport, sweep_points, sweep_report
+from .reporting import SweepReport, report_points, sweep_points
 
 WIDTH = "m"  # the grid key on the x axis
 KINDS = ("claims", "T1", "loss", "C_ratio")
@@ -84,8 +84,8 @@ class Atlas:
     index into ``series``, the values of the grid keys ``series_keys``, i.e. all but m and
     seed), its width ``m``, ``T1`` (NaN if not reached), final training ``loss``, ``test_loss``
     and Theorem 3.3's ``ratio``.  ``report`` holds the claim hold rates per (series, m) group,
-    ``skipped`` the points not complete, ``setting`` what the grid keeps fixed, ``tied`` whether
-    m1 = m at every point."""
+    ``skipped`` (from it) the points not complete, ``setting`` what the grid keeps fixed,
+    ``tied`` whether m1 = m at every point."""
 
     series_keys: tuple[str, ...]
     series: tuple[dict, ...]
@@ -96,9 +96,12 @@ class Atlas:
     test_loss: np.ndarray
     ratio: np.ndarray
     report: SweepReport
-    skipped: tuple[str, ...]
     setting: str
     tied: bool
+
+    @property
+    def skipped(self) -> tuple[str, ...]:
+        return self.report.skipped
 
     def label(self, s: int) -> str:
         """Series ``s`` as ``m1=64, sigma0=0.1`` (empty for a sweep of widths and seeds alone)."""
@@ -134,8 +137,7 @@ def read(path: str | Path) -> Atlas:
     tied = all(c.m1 == c.m for c in configs)
     return Atlas(series_keys=keys, series=tuple(series.values()), which=np.array(which),
                  m=np.array([c.m for c in configs], float), T1=T1, loss=loss, test_loss=test_loss, ratio=ratio,
-                 report=sweep_report(path), skipped=tuple(f"{n} ({s})" for n, s, run in entries if run is None),
-                 setting=_setting(configs[0], grid, tied), tied=tied)
+                 report=report_points(path, grid, entries), setting=_setting(configs[0], grid, tied), tied=tied)
 
 
 def _finals(run) -> tuple[float, float, float, float]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -187,9 +187,13 @@ def sweep_report(path: str | Path, by: Iterable[str] | None = None) -> SweepRepo
 
     Verdicts are recomputed from the points' result directories, each with the context of its
     own configuration: the verdicts in ``sweep.json`` may come from an older flowsim."""
+    return report_points(path, *sweep_points(path), by)
+
+
+def report_points(path: str | Path, grid: Sequence[str], entries, by: Iterable[str] | None = None) -> SweepReport:
+    """:func:`sweep_report` of the ``grid`` keys and ``entries`` that :func:`sweep_points` read from ``path``."""
     from .config import ConfigError
 
-    grid, entries = sweep_points(path)
     by = tuple(k for k in grid if k != "seed") if by is None else tuple(by)
     unknown = [k for k in by if k not in grid]
     if unknown:
