@@ -85,9 +85,11 @@ def width_bench(widths=WIDTHS, *, explicit: int | None = EXPLICIT, t_end: float 
 
 
 def _print(records: list[dict], t_end: float, printer) -> None:
-    base = records[0]
-    printer(f"flowsim bench --preset width: theory preset (n=12, L=5, d=40), m = m1, flow time {t_end:g}, "
-            f"each width in its own process")
+    from .config import RunConfig
+
+    base, theory = records[0], RunConfig.preset("theory")
+    printer(f"flowsim bench --preset width: theory preset (n={theory.n}, L={theory.L}, d={theory.d}), m = m1, "
+            f"flow time {t_end:g}, each width in its own process")
     printer(f"{'m = m1':>12} {'start':>9} {'engine':>9} {'solve [s]':>10} {'x first':>8} {'first call':>11} "
             f"{'process':>8} {'peak MB':>8} {'steps':>6} {'T1 m':>8}")
     for r in records:
