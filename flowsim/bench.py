@@ -218,6 +218,7 @@ def _batch(config, data, size, t_end, rtol, atol, engine, repeats, single):
     with jax.enable_x64(True):
         keys = jax.random.split(config.keys()[1], size)  # members' inits from the run's init key
         params = jax.vmap(lambda k: init_params(k, config.d, config.m, config.m1, scheme=config.init, L=config.L,
+                                                n=config.n, delta=config.delta, c0=config.c0, c1=config.c1,
                                                 sigma0=config.sigma0, sigma1=config.sigma1))(keys)
     run = lambda: integrate_batch(params, data, t_end, rtol=rtol, atol=atol, engine=engine, saves=2)
     cold, res = _timed(run)

@@ -11,13 +11,13 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from .messages import shown
-from .options import GRIDS, PRECISIONS, SOLVERS, DescentOptions, FlowOptions, SaveOptions, SolverOptions
+from .options import GRIDS, PRECISIONS, SOLVERS, DescentOptions, FlowOptions, MarkerOptions, SaveOptions, SolverOptions
 
 # The names the library accepts, kept here (a test holds them equal to the library's) so that
 # building the command line does not import JAX.
 DATA_MODES = ("theory", "sampled", "iid")  # flowsim.data.MODES
 EMBEDDINGS = ("standard", "random")  # flowsim.data.BASES
-INITS = ("kaiming", "theory")  # flowsim.init.SCHEMES
+INITS = ("kaiming", "theory", "theory-unit")  # flowsim.init.SCHEMES
 ENGINES = ("auto", "params", "reduced", "subspace", "gram")  # "auto" and flowsim.engines.ENGINES
 STARTS = ("auto", "matrices", "subspace")  # flowsim.init.STARTS
 MAX_WIDTH = 10**12  # m, m1: numbers, not array sizes, with the subspace start
@@ -66,6 +66,16 @@ def _positive(value):
 
 
 _positive.allowed = "a positive finite number"
+
+
+def _probability(value):
+    v = _from_text(value, float)
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v < 1:
+        raise ValueError(f"must be a number in (0, 1), got {shown(value)}")
+    return float(v)
+
+
+_probability.allowed = "a number in (0, 1)"
 
 
 def _choice(options: tuple):
@@ -147,15 +157,23 @@ class RunConfig:
     counts: tuple | None = _field(None, _counts, "training-set group sizes I1..I4", optional=True,
                                   default_text="n/2, n/6, n/6, n/6; in iid mode drawn at random")
     embedding: str = _field("standard", _choice(EMBEDDINGS), "word embeddings: one-hot or a random orthonormal basis")
-    init: str = _field("kaiming", _choice(INITS), "initialization scheme (spec 4)")
+    init: str = _field("kaiming", _choice(INITS), "initialization scheme (spec 4): kaiming (the paper's "
+                       "experiment), theory (Condition 1 as the appendix sets it: c0 = c1 chosen so that Lemma D.8's "
+                       "bound on every initial output is 0.01), theory-unit (the same width scaling with c0 = c1 = 1)")
+    delta: float = _field(0.1, _probability, "failure probability delta of Condition 1's bounds (theory init, "
+                          "Lemma D.8, and the report's checks of the start)")
+    c0: float | None = _field(None, _positive, "theory inits: sigma0 = c0 / sqrt(L m)", optional=True,
+                              default_text="theory: sqrt(0.005 / sqrt(2 log(2 L n / delta))); theory-unit: 1")
+    c1: float | None = _field(None, _positive, "theory inits: sigma1 = c1 / sqrt(m1)", optional=True,
+                              default_text="as c0")
     start: str = _field("auto", _choice(STARTS), "how the start is drawn: matrices (the four m-wide arrays; final "
                         "matrices available), subspace (width-free: its coordinates drawn from their exact "
                         "distribution, spec 7.7; no final matrices), auto (matrices while they hold at most "
                         "1e7 numbers, else subspace)")
     sigma0: float | None = _field(None, _positive, "std of the entries of W_V, W_K, W_Q", optional=True,
-                                  default_text="the --init scheme's: sqrt(2/d) for kaiming, 1/sqrt(L m) for theory")
+                                  default_text="the --init scheme's: sqrt(2/d) for kaiming, c0/sqrt(L m) for the theory inits")
     sigma1: float | None = _field(None, _positive, "std of the entries of W", optional=True,
-                                  default_text="the --init scheme's: sqrt(2/m) for kaiming, 1/sqrt(m1) for theory")
+                                  default_text="the --init scheme's: sqrt(2/m) for kaiming, c1/sqrt(m1) for the theory inits")
     t_end: float = _field(FlowOptions.t_end, _positive, "flow time to integrate to (= GD steps x learning rate)")
     solver: str = _field(SolverOptions.solver, _choice(SOLVERS), "diffrax solver")
     rtol: float | None = _field(SolverOptions.rtol, _positive, "relative tolerance of the step-size controller",
@@ -170,7 +188,21 @@ class RunConfig:
     max_steps: int = _field(SolverOptions.max_steps, _integer(1), "limit on the total number of solver steps")
     chunk: int = _field(SaveOptions.chunk, _integer(1), "saved times per chunk (a checkpoint is written after each)")
     n_test: int = _field(FlowOptions.n_test, _integer(1), "size of the i.i.d. test set")
-    band: float = _field(FlowOptions.band, _positive, "relative half-width of the scores_leave_band event")
+    C_T1: float = _field(MarkerOptions.C_T1, _positive, "T1 (phase1_end, Definition E.2) is at most "
+                         "C_T1 / (sigma1^2 m m1)")
+    R_neuron: float = _field(MarkerOptions.R_neuron, _positive, "Definition E.2 (1): every neuron value "
+                             "w_j^T W_V mu (mu_1..mu_3) within R = R_neuron / m1 of its start")
+    R_irrelevant: float = _field(MarkerOptions.R_irrelevant, _positive, "Definition E.2 (2): irrelevant words' "
+                                 "neuron values within R_irrelevant (R / n + R / sqrt(m))")
+    R_scores: float = _field(MarkerOptions.R_scores, _positive, "Definition E.2 (3): every score within "
+                             "R_scores / (m sqrt(m)) of its start")
+    R_KQ: float = _field(MarkerOptions.R_KQ, _positive, "Definition E.2 (4): key and query self-correlations "
+                         "within R_KQ sigma0^2 sqrt(m)")
+    C_rates: float = _field(MarkerOptions.C_rates, _positive, "T0.5 (rates_ordered, Theorem E.19): first "
+                            "-dG3/dt >= (1 + C_rates) max(dG1/dt, dG2/dt)")
+    C_margin: float = _field(MarkerOptions.C_margin, _positive, "T' (one_target_margin, Corollary E.20): first "
+                             "min over I2, I3 of y_i F_i >= C_margin")
+    band: float = _field(MarkerOptions.band, _positive, "relative half-width of the scores_leave_band event")
     engine: str = _field(FlowOptions.engine, _choice(ENGINES), "state representation of the flow: auto (the cheapest "
                          "that keeps every observable), params (four matrices), reduced (spec 7.1-7.2), subspace "
                          "(spec 7.6: width-free), gram (spec 7.5: no final matrices, no conservation drifts)")
@@ -231,11 +263,13 @@ class RunConfig:
         counts = self.counts
         if counts is None and self.data_mode != "iid":
             counts = balanced_counts(self.n)
-        s0, s1 = init_scales(self.init, d=self.d, m=self.m, m1=self.m1, L=self.L,
-                             sigma0=self.sigma0, sigma1=self.sigma1)
+        s0, s1 = init_scales(self.init, d=self.d, m=self.m, m1=self.m1, L=self.L, n=self.n, delta=self.delta,
+                             c0=self.c0, c1=self.c1, sigma0=self.sigma0, sigma1=self.sigma1)
         tolerances = SolverOptions(rtol=self.rtol, atol=self.atol).for_precision(self.precision)
         start = "matrices" if draws_matrices(self.start, self.d, self.m, self.m1) else "subspace"
-        resolved = dataclasses.replace(self, counts=counts, sigma0=s0, sigma1=s1, rtol=tolerances.rtol,
+        # The theory schemes' constants as they came out (c0 = sigma0 sqrt(L m), c1 = sigma1 sqrt(m1)).
+        c0, c1 = (s0 * math.sqrt(self.L * self.m), s1 * math.sqrt(self.m1)) if self.init != "kaiming" else (None, None)
+        resolved = dataclasses.replace(self, counts=counts, sigma0=s0, sigma1=s1, c0=c0, c1=c1, rtol=tolerances.rtol,
                                        atol=tolerances.atol, start=start)
         if self.method == "gd":
             # Gradient descent's flow time is steps x lr; record the horizon it really reaches.
@@ -262,8 +296,8 @@ class RunConfig:
             dataset = make_dataset(k_data, self.n, self.L, self.d, mode=self.data_mode,
                                    counts=self.counts, embedding=self.embedding)
             init = init_params if resolved.start == "matrices" else init_subspace
-            params = init(k_init, self.d, self.m, self.m1, scheme=self.init, L=self.L,
-                          sigma0=self.sigma0, sigma1=self.sigma1)
+            params = init(k_init, self.d, self.m, self.m1, scheme=self.init, L=self.L, n=self.n, delta=self.delta,
+                          c0=self.c0, c1=self.c1, sigma0=self.sigma0, sigma1=self.sigma1)
         except ValueError as e:
             raise ConfigError(str(e)) from None
         return dataset, params, k_test

@@ -17,10 +17,10 @@ from .cache import enable_compilation_cache
 from .controller import evaluations_per_step, make_solver
 from .data import Dataset, sample_test_set
 from .engines import AbstractEngine, FlowArgs, Reference, Sizes, check_memory, make_engine, resolve_engine
-from .events import EVENT_NAMES
+from .events import EVENT_NAMES, markers_of
 from .observables import check_saves_fit
 from .loop import as_dtype
-from .options import FlowOptions
+from .options import FlowOptions, MarkerOptions
 from .trajectory import FlowFailure, FlowResult
 
 __all__ = ["FlowFailure", "FlowResult", "Prepared", "integrate", "integrate_batch", "plan", "prepare"]
@@ -58,7 +58,8 @@ def integrate(
       matrices), ``"reduced"`` (spec 7.1-7.2), ``"subspace"`` (spec 7.6: width-free), ``"gram"``
       (spec 7.5: no conservation drifts, no final parameters) or ``"auto"`` (the cheapest for
       these sizes that gives the final matrices back when the start has them);
-    - ``band``, the relative half-width of the ``scores_leave_band`` event (0.1);
+    - the phase markers' constants (:class:`~flowsim.options.MarkerOptions`: ``C_T1``, ``R_neuron``,
+      ``R_irrelevant``, ``R_scores``, ``R_KQ``, ``C_rates``, ``C_margin``, ``band``);
     - ``n_test``: the test set, unless ``test_set`` is given, is that many fresh i.i.d. samples
       drawn from ``test_key`` (default ``jax.random.key(0)``).
 
@@ -154,10 +155,11 @@ class Prepared:
     y0: PyTree
 
 
-def prepare(start, dataset: Dataset, *, dtype, engine: str = "params", band: float = FlowOptions.band,
+def prepare(start, dataset: Dataset, *, dtype, engine: str = "params", markers: MarkerOptions = MarkerOptions(),
             test_set: Dataset | None = None, n_test: int = FlowOptions.n_test, test_key=None) -> Prepared:
     """Cast a start and its data to ``dtype``, build the engine, the :class:`FlowArgs` that its
-    vector field, the events and the observables read, and the initial state.
+    vector field, the events and the observables read (with the ``markers``' constants made
+    absolute for this start, :func:`flowsim.events.markers_of`), and the initial state.
 
     Call inside ``jax.enable_x64(dtype == float64)``.  The test set defaults to ``n_test`` fresh
     i.i.d. samples drawn from ``test_key`` (default ``jax.random.key(0)``).
@@ -167,8 +169,8 @@ def prepare(start, dataset: Dataset, *, dtype, engine: str = "params", band: flo
         test_set = _default_test_set(dataset, n_test, test_key)
     eng = make_engine(engine, start, dataset, n_test=test_set.n)
     y0, ref = aot.call("start", programs.start, eng, start, dataset)
-    args = FlowArgs(dataset=dataset, test_set=as_dtype(test_set, dtype), ref=Reference(*ref),
-                    band=np.asarray(band, dtype), watching=np.ones(len(EVENT_NAMES), bool))
+    args = FlowArgs(dataset=dataset, test_set=as_dtype(test_set, dtype), ref=Reference.from_tuple(ref),
+                    markers=markers_of(markers, start, dataset, dtype), watching=np.ones(len(EVENT_NAMES), bool))
     return Prepared(engine=eng, start=start, args=args, y0=y0)
 
 
@@ -201,7 +203,7 @@ def _integrate(members, datasets, options: FlowOptions, batched, *, test_sets=No
         dtype = jnp.float64 if options.precision == 64 else jnp.float32
         # One test set for every member unless each has its own: drawn once, not per member.
         tests = test_sets or [test_set or _default_test_set(as_dtype(datasets[0], dtype), options.n_test, test_key)]
-        prepared = [prepare(p, data, dtype=dtype, engine=options.engine, band=options.band, test_set=test)
+        prepared = [prepare(p, data, dtype=dtype, engine=options.engine, markers=options.markers, test_set=test)
                     for p, data, test in zip(members, itertools.cycle(datasets), itertools.cycle(tests))]
         problem = _problem(prepared, options, grid, solver, controller, dtype, batched, devices)
         state = loop.begin(problem) if resume is None else loop.from_checkpoint(problem, resume)

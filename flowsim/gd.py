@@ -11,7 +11,7 @@ from .data import Dataset
 from .events import EVENT_NAMES, event_values
 from .flow import prepare
 from .model import Params
-from .observables import check_saves_fit, observables
+from .observables import check_saves_fit, observables, start_facts, start_record
 from .options import DescentOptions, SaveOptions, check_count, save_times
 from .trajectory import FlowFailure, FlowResult
 
@@ -28,8 +28,10 @@ def save_steps(steps: int, saves: int = SaveOptions.saves, grid: str = SaveOptio
 
 
 @eqx.filter_jit
-def _descend(engine, y0, args, counts, lr):
-    """An outer ``lax.scan`` over saves; between two saves an inner loop of ``counts[k]`` steps.
+def _descend(engine, y0, args, counts, times, lr):
+    """An outer ``lax.scan`` over saves; between two saves an inner loop of ``counts[k]`` steps,
+    after which the flow time is ``times[k]``.  Also returns the start's facts
+    (:func:`flowsim.observables.start_facts`).
 
     Once an iterate or its loss is non-finite the carry keeps the last finite saved state and
     stops stepping, so that a diverging run still returns where it was last finite.
@@ -38,16 +40,16 @@ def _descend(engine, y0, args, counts, lr):
     def step(_, y):
         return jax.tree.map(lambda x, v: x + lr * v, y, engine.vector_field(None, y, args))
 
-    def between_saves(carry, count):
-        y, ok = carry
+    def between_saves(carry, xs):
+        (y, ok), (count, t) = carry, xs
         y_new = jax.lax.fori_loop(0, jnp.where(ok, count, 0), step, y)
         obs = observables(engine, y_new, args)
         finite = [jnp.all(jnp.isfinite(x)) for x in (*jax.tree.leaves(y_new), obs["loss"])]
         ok = ok & jnp.all(jnp.stack(finite))
         y = jax.tree.map(lambda a, b: jnp.where(ok, a, b), y_new, y)
-        return (y, ok), (obs, jnp.stack(event_values(engine, y_new, args)), ok)
+        return (y, ok), (obs, jnp.stack(event_values(engine, t, y_new, args)), ok)
 
-    return jax.lax.scan(between_saves, (y0, jnp.asarray(True)), counts)
+    return jax.lax.scan(between_saves, (y0, jnp.asarray(True)), (counts, times)), start_facts(engine, y0, args)
 
 
 def gradient_descent(
@@ -67,7 +69,7 @@ def gradient_descent(
 
     The options are :class:`~flowsim.DescentOptions`, as an object (``options=``) or keywords
     that override it: ``lr``, ``steps``, ``save_every``, ``saves``, ``grid``, ``precision``,
-    ``band``, ``n_test``.  Step ``k`` is saved at time ``t = k lr``, the flow time it
+    the markers' constants (:class:`~flowsim.options.MarkerOptions`), ``n_test``.  Step ``k`` is saved at time ``t = k lr``, the flow time it
     approximates (spec 3).  Saves are every ``save_every`` steps (plus the last step), or else at
     :func:`save_steps` (``saves`` points on a ``grid``, default log-spaced from step 1).  Each
     event of :mod:`flowsim.events` is reported at the first saved step at which its condition
@@ -92,12 +94,13 @@ def gradient_descent(
 
     with jax.enable_x64(options.precision == 64):
         dtype = jnp.float64 if options.precision == 64 else jnp.float32
-        ready = prepare(params, dataset, dtype=dtype, band=options.band, test_set=test_set,
+        ready = prepare(params, dataset, dtype=dtype, markers=options.markers, test_set=test_set,
                         n_test=options.n_test, test_key=test_key)
         # A first "save after 0 steps" records the start inside the same compiled loop.
-        (y, _), (obs, values, ok) = _descend(ready.engine, ready.y0, ready.args, jnp.asarray(np.diff(at, prepend=0)),
-                                             jnp.asarray(options.lr, dtype))
-        obs, values, ok = jax.tree.map(np.asarray, (obs, values, ok))
+        ((y, _), (obs, values, ok)), facts = _descend(
+            ready.engine, ready.y0, ready.args, jnp.asarray(np.diff(at, prepend=0)), jnp.asarray(at * options.lr, dtype),
+            jnp.asarray(options.lr, dtype))
+        obs, values, ok, facts = jax.tree.map(np.asarray, (obs, values, ok, facts))
         params_final = ready.engine.to_params(y, ready.args)
 
     ts = at * options.lr
@@ -114,7 +117,7 @@ def gradient_descent(
         params_final=jax.tree.map(np.asarray, params_final), t_reached=float(ts[n_ok - 1]),
         status="complete" if n_ok == len(ts) else "failed",
         message="" if n_ok == len(ts) else "non-finite iterates", grid=ts, chunks_done=1,
-        state=y, options=options,
+        state=y, options=options, start_facts=start_record(facts, ready.start, dataset),
     )
     if n_ok < len(ts):
         raise FlowFailure(f"gradient descent diverged between steps {at[n_ok - 1]} and {at[n_ok]} "

@@ -8,6 +8,7 @@ from collections.abc import Callable, Mapping
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import PRNGKeyArray
 
 from .draws import draw
@@ -15,32 +16,84 @@ from .model import Params
 from .resources import check_fits
 from .subspace import SubspaceStart, sample_start
 
-SCHEMES = ("kaiming", "theory")
+SCHEMES = ("kaiming", "theory", "theory-unit")
+#: Lemma D.8's target for the initial outputs: Condition 1 makes |F(0)(X_i)| <= 0.01 for every i.
+D8_BOUND = 0.01
+#: The failure probability delta of Condition 1's high-probability bounds (1/delta <= poly(m)).
+DELTA = 0.1
 
 
-def init_scales(scheme: str, *, d: int, m: int, m1: int, L: int | None = None,
+def condition1_constant(n: int, L: int, delta: float = DELTA) -> float:
+    """``c`` with Lemma D.8's bound at ``c0 = c1 = c`` equal to :data:`D8_BOUND`.
+
+    With ``sigma0 = c0 / sqrt(L m)``, ``sigma1 = c1 / sqrt(m1)`` the bound
+    ``2 sigma0 sigma1 sqrt(2 L m1 m log(2 L n / delta))`` is ``2 c0 c1 sqrt(2 log(2 L n / delta))``,
+    whatever the widths: the log factor that Condition 1's Theta~ leaves unwritten is this one."""
+    return math.sqrt(D8_BOUND / (2 * math.sqrt(2 * math.log(2 * L * n / delta))))
+
+
+def d8_bound(sigma0: float, sigma1: float, *, n: int, L: int, m: float, m1: float, delta: float = DELTA) -> float:
+    """Lemma D.8's bound on the initial outputs, ``2 sigma0 sigma1 sqrt(2 L m1 m log(2 L n / delta))``."""
+    return 2 * sigma0 * sigma1 * math.sqrt(2 * L * m1 * m * math.log(2 * L * n / delta))
+
+
+def init_scales(scheme: str, *, d: int, m: int, m1: int, L: int | None = None, n: int | None = None,
+                delta: float = DELTA, c0: float | None = None, c1: float | None = None,
                 sigma0: float | None = None, sigma1: float | None = None) -> tuple[float, float]:
     """Standard deviations ``(sigma0, sigma1)`` of the attention matrices and of W.
 
-    - ``"theory"`` (Condition 1): ``sigma0 = 1/sqrt(L m)``, ``sigma1 = 1/sqrt(m1)``;
+    - ``"theory"`` (Condition 1 as the paper's appendix sets it): ``sigma0 = c0 / sqrt(L m)``,
+      ``sigma1 = c1 / sqrt(m1)`` with ``c0 = c1 =`` :func:`condition1_constant` ``(n, L, delta)``, so
+      that Lemma D.8's bound on every initial output is ``0.01`` (about ``0.036`` for n = 18, L = 4);
+    - ``"theory-unit"``: the same widths' scaling with unit constants ``c0 = c1 = 1``; its initial
+      outputs are of order 1, outside the theorems' regime;
     - ``"kaiming"`` (He-normal, std ``sqrt(2 / fan_in)``): ``sigma0 = sqrt(2/d)``, ``sigma1 = sqrt(2/m)``.
 
-    An explicit ``sigma0`` or ``sigma1`` overrides the scheme's value.
+    ``c0``, ``c1`` set the constants of the theory schemes; an explicit ``sigma0`` or ``sigma1``
+    overrides any scheme's value.
     """
-    if scheme == "theory":
-        if L is None:
-            raise ValueError("the theory initialization needs the sequence length L")
-        default0, default1 = 1 / math.sqrt(L * m), 1 / math.sqrt(m1)
+    if scheme in ("theory", "theory-unit"):
+        if L is None or (scheme == "theory" and n is None):
+            raise ValueError(f"the {scheme} initialization needs the sequence length L"
+                             + (" and the training-set size n" if scheme == "theory" else ""))
+        c = condition1_constant(n, L, check_delta(delta)) if scheme == "theory" else 1.0
+        c0, c1 = (c if x is None else _positive(name, x) for name, x in (("c0", c0), ("c1", c1)))
+        default0, default1 = c0 / math.sqrt(L * m), c1 / math.sqrt(m1)
     elif scheme == "kaiming":
+        if c0 is not None or c1 is not None:
+            raise ValueError("c0 and c1 are the constants of the theory schemes; for kaiming set sigma0, sigma1")
         default0, default1 = math.sqrt(2 / d), math.sqrt(2 / m)
     else:
         raise ValueError(f"init scheme must be one of {', '.join(SCHEMES)} or a function, got {scheme!r}")
     s0 = default0 if sigma0 is None else float(sigma0)
     s1 = default1 if sigma1 is None else float(sigma1)
     for name, s in (("sigma0", s0), ("sigma1", s1)):
-        if not (math.isfinite(s) and s > 0):
-            raise ValueError(f"{name} must be a positive finite number, got {s}")
+        _positive(name, s)
     return s0, s1
+
+
+def check_delta(delta) -> float:
+    """The failure probability delta, a number in (0, 1)."""
+    if isinstance(delta, bool) or not isinstance(delta, (int, float)) or not 0 < delta < 1:
+        raise ValueError(f"delta (the failure probability of Condition 1) must be in (0, 1), got {delta!r}")
+    return float(delta)
+
+
+def _positive(name: str, x) -> float:
+    if isinstance(x, bool) or not isinstance(x, (int, float)) or not (math.isfinite(x) and x > 0):
+        raise ValueError(f"{name} must be a positive finite number, got {x!r}")
+    return float(x)
+
+
+def start_scales(start) -> tuple[float, float]:
+    """``(sigma0, sigma1)`` of a start as the theorems read them: those a width-free start was
+    drawn with, else measured from the matrices (root mean square of the entries of W_V, W_K,
+    W_Q and of W), so that a custom initialization has them too."""
+    if isinstance(start, SubspaceStart):
+        return float(start.sigma0), float(start.sigma1)
+    rms = lambda *xs: math.sqrt(sum(float(np.sum(np.square(np.asarray(x, np.float64)))) for x in xs)
+                                / sum(np.size(x) for x in xs))
+    return rms(start.W_V, start.W_K, start.W_Q), rms(start.W)
 
 
 def init_params(
@@ -51,6 +104,10 @@ def init_params(
     *,
     scheme: str | Callable[[PRNGKeyArray], Params | Mapping] = "kaiming",
     L: int | None = None,
+    n: int | None = None,
+    delta: float = DELTA,
+    c0: float | None = None,
+    c1: float | None = None,
     sigma0: float | None = None,
     sigma1: float | None = None,
 ) -> Params:
@@ -72,7 +129,7 @@ def init_params(
                 f"expected ({m}, {d}) and ({m1}, {m})"
             )
         return params
-    s0, s1 = init_scales(scheme, d=d, m=m, m1=m1, L=L, sigma0=sigma0, sigma1=sigma1)
+    s0, s1 = init_scales(scheme, d=d, m=m, m1=m1, L=L, n=n, delta=delta, c0=c0, c1=c1, sigma0=sigma0, sigma1=sigma1)
     # The jitted draw, its float64 numpy copy and Params' own: three of each array at once.
     check_fits(3 * 8 * matrix_numbers(d, m, m1), f"the four matrices at m={m}, m1={m1}, d={d}",
                "draw the start width-free instead (start='subspace': init_subspace)")
@@ -105,7 +162,8 @@ def _check_widths(d, m, m1) -> None:
 
 
 def init_subspace(key: PRNGKeyArray, d: int = 64, m: int = 128, m1: int = 256, *, scheme: str = "kaiming",
-                  L: int | None = None, sigma0: float | None = None, sigma1: float | None = None) -> SubspaceStart:
+                  L: int | None = None, n: int | None = None, delta: float = DELTA, c0: float | None = None,
+                  c1: float | None = None, sigma0: float | None = None, sigma1: float | None = None) -> SubspaceStart:
     """Draw the Gaussian start of :func:`init_params` (scheme ``"kaiming"`` or ``"theory"``) at any
     widths m, m1 (up to 10^9 and beyond) as subspace coordinates, without an m-sized array
     (:func:`flowsim.subspace.sample_start`, spec 7.7): exactly distributed as the coordinates of
@@ -114,7 +172,7 @@ def init_subspace(key: PRNGKeyArray, d: int = 64, m: int = 128, m1: int = 256, *
     _check_widths(d, m, m1)
     if callable(scheme):
         raise ValueError("a custom init gives matrices: use init_params, then flowsim.compress for the subspace engine")
-    s0, s1 = init_scales(scheme, d=d, m=m, m1=m1, L=L, sigma0=sigma0, sigma1=sigma1)
+    s0, s1 = init_scales(scheme, d=d, m=m, m1=m1, L=L, n=n, delta=delta, c0=c0, c1=c1, sigma0=sigma0, sigma1=sigma1)
     return sample_start(key, d, int(m), int(m1), s0, s1)
 
 

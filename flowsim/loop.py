@@ -22,6 +22,7 @@ from jaxtyping import PyTree
 from . import aot, programs
 from .events import EVENT_NAMES
 from .model import Params
+from .observables import start_record
 from .options import FlowOptions
 from .trajectory import FlowResult
 
@@ -90,6 +91,7 @@ class LoopState:
     rows: int  # saved times recorded so far
     events: list[dict]  # per member, event name -> time or None
     stats: dict
+    facts: list[dict]  # per member, the start's facts (flowsim.observables.start_record)
     failure: Failure | None = None
 
     def record(self, b: int, block: dict) -> None:
@@ -130,13 +132,15 @@ class SolveOutput:
 
 def begin(problem: Problem) -> LoopState:
     """The loop at t = 0: the first observation saved, and the events that hold at the start."""
-    obs0, values0 = jax.device_get(aot.call("observe", programs.observe, problem.engine, problem.y0,
-                                            problem.flow_args, problem.batched))
+    obs0, values0, facts0 = jax.device_get(aot.call("observe", programs.observe, problem.engine, problem.y0,
+                                                    problem.flow_args, problem.batched))
     B = problem.members
     state = LoopState(
         y=problem.y0, t=0.0, dt=0.0, chunks_done=0, saved=[_buffers(problem, {k: v[b] for k, v in obs0.items()}) for b in range(B)], rows=0,
         events=[{k: (0.0 if v >= 0 else None) for k, v in zip(EVENT_NAMES, values0[b])} for b in range(B)],
-        stats=dict(steps=0, accepted_steps=0, rejected_steps=0, nfev=0 if problem.per_step else None, solves=0))
+        stats=dict(steps=0, accepted_steps=0, rejected_steps=0, nfev=0 if problem.per_step else None, solves=0),
+        facts=[start_record({k: v[b] for k, v in facts0.items()}, problem.starts[b], problem.args[b].dataset)
+               for b in range(B)])
     for b in range(B):
         state.record(b, {k: v[b][None] for k, v in obs0.items()})
     state.rows = 1
@@ -154,7 +158,7 @@ def from_checkpoint(problem: Problem, result: FlowResult) -> LoopState:
                       t=float(problem.grid[problem.chunk_indices(result.chunks_done - 1)[-1]]),
                       dt=result.dt_next, chunks_done=result.chunks_done,
                       saved=[_buffers(problem, {k: np.asarray(v)[0] for k, v in result.observables.items()})],
-                      rows=0, events=[dict(result.events)], stats=dict(result.stats))
+                      rows=0, events=[dict(result.events)], stats=dict(result.stats), facts=[dict(result.start_facts)])
     state.record(0, {k: np.asarray(v) for k, v in result.observables.items()})
     state.rows = len(result.ts)
     return state
@@ -269,7 +273,8 @@ def _result(problem: Problem, state: LoopState, b: int, status: str, failure: Fa
         ts=problem.grid[:n].copy(), observables=obs, events=dict(state.events[b]), stats=dict(state.stats),
         params_init=_host(problem.starts[b]), params_final=_host(_final_params(problem, b, y)),
         t_reached=float(t_reached), status=status, message=failure.message if failure else "",
-        grid=problem.grid, chunks_done=chunks, state=y, options=problem.options, dt_next=dt)
+        grid=problem.grid, chunks_done=chunks, state=y, options=problem.options, dt_next=dt,
+        start_facts=dict(state.facts[b]))
 
 
 def _final_params(problem: Problem, b: int, y) -> Params | None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 
 import diffrax
 import equinox as eqx
@@ -14,7 +13,7 @@ from jax.flatten_util import ravel_pytree
 
 from .engines import FlowArgs
 from .events import EVENT_NAMES, event_values, fired, make_event
-from .observables import observables
+from .observables import observables, start_facts
 
 # How the members of a solve are laid out: one run, a batch of starts on shared data, or a batch
 # whose members each have their own training and test sets (e.g. a sweep over data seeds).
@@ -26,10 +25,10 @@ SUCCESS, EVENT, MAX_STEPS, DT_MIN, OTHER = range(5)
 
 def member_axes(batched) -> FlowArgs:
     """vmap axes of :class:`FlowArgs` in a batch (0: one per member, stacked; None: shared):
-    the band is shared, the data shared or per member, the rest per member.  The host loop
-    stacks exactly the fields marked 0."""
+    the data shared or per member, the rest per member (the markers' constants depend on each
+    start's scales).  The host loop stacks exactly the fields marked 0."""
     data = 0 if batched == OWN_DATA else None
-    return FlowArgs(dataset=data, test_set=data, ref=0, band=None, watching=0)
+    return FlowArgs(dataset=data, test_set=data, ref=0, markers=0, watching=0)
 
 
 def _code(result) -> jax.Array:
@@ -57,15 +56,18 @@ def _lead(tree):
 
 
 def _member_fns(engine, batched):
-    """The vector field, the observables (with a leading member axis) and the event conditions
-    (shaped like ``args.watching``) of the state; for a batch, every member's at once by vmap."""
+    """The vector field, the observables (with a leading member axis), the event conditions
+    (shaped like ``args.watching``) and the start's facts of the state; for a batch, every
+    member's at once by vmap."""
     if not batched:
         return (engine.vector_field, lambda t, y, a: _lead(observables(engine, y, a)),
-                lambda y, a: jnp.stack(event_values(engine, y, a)))
+                lambda t, y, a: jnp.stack(event_values(engine, t, y, a)),
+                lambda y, a: _lead(start_facts(engine, y, a)))
     over = lambda f: lambda y, a: jax.vmap(f, in_axes=(0, 0, member_axes(batched)))(engine, y, a)
     return (lambda t, y, a: over(lambda e, y, a: e.vector_field(t, y, a))(y, a),
             lambda t, y, a: over(observables)(y, a),
-            over(lambda e, y, a: jnp.stack(event_values(e, y, a))))
+            lambda t, y, a: over(lambda e, y, a: jnp.stack(event_values(e, t, y, a)))(y, a),
+            over(start_facts))
 
 
 def _batch_norm(y) -> jax.Array:
@@ -93,13 +95,13 @@ def solve(engine, solver, controller, y0, t0, t1, dt0, ts, args, max_steps, prec
     ``args``) is one ODE with a shared step size.  Returns, for :class:`flowsim.loop.SolveOutput`:
     the saved times and observables, the time reached, the state there, whether it is finite,
     the outcome code, the flat index of the event that fired, step counts and the next step."""
-    vector_field, observe, values = _member_fns(engine, batched)
+    vector_field, observe, values, _ = _member_fns(engine, batched)
     controller = eqx.tree_at(lambda c: c.dt0, controller, dt0)
     if batched:
         controller = eqx.tree_at(lambda c: c.pid.norm, controller, _batch_norm)
     ravel, unravel = _flattening(y0, batched)
     flat_field = lambda t, y, a: ravel(vector_field(t, unravel(y), a))
-    flat_values = lambda y, a: values(unravel(y), a)
+    flat_values = lambda t, y, a: values(t, unravel(y), a)
     saveat = diffrax.SaveAt(subs=[diffrax.SubSaveAt(ts=ts, fn=lambda t, y, a: observe(t, unravel(y), a)),
                                   diffrax.SubSaveAt(t1=True)], controller_state=True)
     sol = diffrax.diffeqsolve(
@@ -109,14 +111,16 @@ def solve(engine, solver, controller, y0, t0, t1, dt0, ts, args, max_steps, prec
     y1 = unravel(sol.ys[1][0])
     stats = jnp.stack([sol.stats[k] for k in ("num_steps", "num_accepted_steps", "num_rejected_steps")])
     return (sol.ts[0], sol.ys[0], sol.ts[1][0], y1, _finite_tree(y1), _code(sol.result),
-            fired(values(y1, args), args.watching), stats, sol.controller_state[1])
+            fired(values(sol.ts[1][0], y1, args), args.watching), stats, sol.controller_state[1])
 
 
 @eqx.filter_jit
 def observe(engine, y, args, batched):
-    """Every observable at ``y`` (with a leading member axis) and the event conditions."""
-    _, observe_fn, values = _member_fns(engine, batched)
-    return observe_fn(None, y, args), values(y, args).reshape(-1, len(EVENT_NAMES))
+    """The first observation, at t = 0: every observable at ``y`` (with a leading member axis),
+    the event conditions and the start's facts (:func:`flowsim.observables.start_facts`)."""
+    _, observe_fn, values, facts = _member_fns(engine, batched)
+    t0 = jnp.zeros((), jax.tree.leaves(y)[0].dtype)
+    return observe_fn(None, y, args), values(t0, y, args).reshape(-1, len(EVENT_NAMES)), facts(y, args)
 
 
 # Programs that flowsim.aot exports return plain tuples: jax.export serializes no custom pytree.
@@ -129,11 +133,11 @@ def final_params(engine, y, args):
 
 @eqx.filter_jit
 def start(engine, params, dataset):
-    """The initial state and the reference quantities, as one program rather than a dozen eager
-    operations, each of which a new process would fetch from the compilation cache."""
+    """The initial state and the reference quantities (as :meth:`Reference.as_tuple`), as one
+    program rather than a dozen eager operations, each of which a new process would fetch from
+    the compilation cache."""
     y0 = engine.init_state(params, dataset)
-    ref = engine.reference(y0, params, dataset)
-    return y0, tuple(getattr(ref, f.name) for f in dataclasses.fields(ref))
+    return y0, engine.reference(y0, params, dataset).as_tuple()
 
 
 def member_sharding(devices):

@@ -17,15 +17,17 @@ import numpy as np
 
 from . import claims
 from .claims import *  # noqa: F403  every name of flowsim.claims stays importable from flowsim.reporting
-from .claims import ASSUMPTIONS, CLAIMS, FAILS, HOLDS, NA, Assumption, RunContext, Row, assess, check_claims
+from .claims import (ASSUMPTIONS, CLAIMS, FAILS, HOLDS, NA, NOT_REACHED, ORDER, Assumption, RunContext, Row,
+                     assess, check_claims)
+from .claims.scaling import OrderVerdict, order_verdicts
 from .claims.base import plain
 
 if TYPE_CHECKING:
     from .flow import FlowResult
     from .results import Run
 
-__all__ = [*claims.__all__, "SWEEP_REPORT", "SweepReport", "format_sweep_table", "format_table", "markdown_table",
-           "report", "sweep_points", "sweep_report"]
+__all__ = [*claims.__all__, "SWEEP_REPORT", "SweepReport", "format_order_table", "format_sweep_table", "format_table",
+           "markdown_table", "report", "sweep_points", "sweep_report", "unfinished"]
 
 
 # --- One run -------------------------------------------------------------------------------------
@@ -46,21 +48,37 @@ def _assumptions_met(assumptions: list[Assumption]) -> str:
     return "assumptions met: " + ", ".join(map(str, assumptions))
 
 
-def format_table(rows: list[Row]) -> str:
-    """The rows as a plain-text table: first whether the run meets the theory's assumptions,
-    then per claim the verdict and margin, reference, claim, measured numbers, criterion (or
-    why the claim is not applicable) and, where it does not hold, the assumptions it rests on."""
+VERDICTS = (HOLDS, FAILS, ORDER, NA, NOT_REACHED)
+
+
+def unfinished(result: FlowResult) -> str:
+    """A first line for the report of a run that did not finish, else ``""``."""
+    if result.status == "complete":
+        return ""
+    return (f"UNFINISHED RUN ({result.status}): it stopped at t = {result.t_reached:.4g} of t_end = "
+            f"{result.options.t_end:.4g}; claims whose window it did not reach are marked \"{NOT_REACHED}\"")
+
+
+def format_table(rows: list[Row], result: FlowResult | None = None) -> str:
+    """The rows as a plain-text table: first (given the ``result``) whether the run is unfinished,
+    then whether it meets the theory's assumptions, then per claim the verdict and margin,
+    reference, claim, measured numbers, criterion (or why the claim is not decided here) and,
+    where it does not hold, the assumptions it rests on.  Statements of order are "judged on
+    a sweep": this run only measures their quantity."""
     seen = {a.name: a for r in rows for a in r.assumptions}
-    lines = ["the theory's assumptions, met by this run?"] if seen else []
+    head = unfinished(result) if result is not None else ""
+    lines = [head] if head else []
+    lines += ["the theory's assumptions, met by this run?"] if seen else []
     lines += [f"  {a.name}: {a.answer} -- {a.detail}" for a in seen.values()]
     for i, r in enumerate(rows, 1):
         measured = ", ".join(f"{k}={_short(v)}" for k, v in r.measured.items()) or "-"
-        lines.append(f"{i:>2}. [{r.verdict.upper()}{_margin(r)}] {r.reference}: {r.claim}  ({r.id})\n"
-                     f"    measured: {measured}\n    {'why' if r.verdict == NA else 'criterion'}: {r.criterion}")
+        label = "why" if r.verdict in (NA, NOT_REACHED) else "statement" if r.verdict == ORDER else "criterion"
+        lines.append(f"{i:>2}. [{r.verdict.upper()}{_margin(r)}] {r.reference}: {r.claim}  ({r.id}; {r.window})\n"
+                     f"    measured: {measured}\n    {label}: {r.criterion}")
         if r.verdict == FAILS and r.assumptions:
             lines.append(f"    {_assumptions_met(r.assumptions)}")
-    counts = {v: sum(r.verdict == v for r in rows) for v in (HOLDS, FAILS, NA)}
-    lines.append(", ".join(f"{n} {v}" for v, n in counts.items()))
+    counts = {v: sum(r.verdict == v for r in rows) for v in VERDICTS}
+    lines.append(", ".join(f"{n} {v}" for v, n in counts.items() if n or v in (HOLDS, FAILS)))
     return "\n".join(lines)
 
 
@@ -82,7 +100,7 @@ def report(result: FlowResult, out_dir: str | Path | None = None, *, context: Ru
     ``assumptions``: a list of ``{name, met, why, detail}``)."""
     rows = check_claims(result, context)
     if echo:
-        print(format_table(rows))
+        print(format_table(rows, result))
     if out_dir is not None:
         path = Path(out_dir) / "report.json"
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -105,7 +123,9 @@ class SweepReport:
     ratio, the heat map to draw.  ``met[a, g]`` counts the points of group ``g`` that meet
     assumption ``assumptions[a]``.  ``groups[g]`` are the values of the grid keys ``by`` that
     its points share (the keys ``pooled`` vary inside it), ``points[g]`` how many it has;
-    ``skipped`` lists the points not checked (not complete) with their status."""
+    ``skipped`` lists the points not checked (not complete) with their status.  ``orders`` are
+    the statements of order judged across the sweep by fitted exponents
+    (:func:`flowsim.claims.scaling.order_verdicts`)."""
 
     by: tuple[str, ...]
     pooled: tuple[str, ...]
@@ -118,6 +138,7 @@ class SweepReport:
     assumptions: tuple[str, ...]
     met: np.ndarray
     skipped: tuple[str, ...]
+    orders: tuple[OrderVerdict, ...] = ()
 
     @property
     def fraction(self) -> np.ndarray:
@@ -141,6 +162,7 @@ class SweepReport:
             "claims": [{"id": i, "claim": text, "holds": h.tolist(), "applicable": a.tolist(), "fraction": f}
                        for i, text, h, a, f in zip(self.claims, self.texts, self.holds, self.applicable, fraction)],
             "skipped": list(self.skipped),
+            "orders": [v.to_dict() for v in self.orders],
         }
 
     def write(self, out_dir: str | Path) -> Path:
@@ -200,27 +222,28 @@ def report_points(path: str | Path, grid: Sequence[str], entries, by: Iterable[s
         raise ConfigError(f"--by: {unknown[0]!r} is not a grid key of the sweep in {path}; "
                           f"its grid keys: {', '.join(grid)}")
     groups: dict[str, tuple[dict, list]] = {}  # by JSON of the grid values: the values, the points' rows
-    skipped = []
+    skipped, points = [], []
     for name, status, run in entries:
         if run is None:
             skipped.append(f"{name} ({status})")
             continue
         values = plain({k: getattr(run.config, k) for k in by})
         context = RunContext.from_config(run.config)
-        checked = (check_claims(run.result, context), assess(context))
-        groups.setdefault(json.dumps(values), (values, []))[1].append(checked)
+        rows = check_claims(run.result, context)
+        groups.setdefault(json.dumps(values), (values, []))[1].append((rows, assess(run.result, context)))
+        points.append((plain({k: getattr(run.config, k) for k in grid}), rows, run.result))
     shape = (len(CLAIMS), len(groups))
     holds, applicable, met = np.zeros(shape, int), np.zeros(shape, int), np.zeros((len(ASSUMPTIONS), len(groups)), int)
     for g, (_, points) in enumerate(groups.values()):
         for rows, assumptions in points:
             holds[:, g] += [r.verdict == HOLDS for r in rows]
-            applicable[:, g] += [r.verdict != NA for r in rows]
+            applicable[:, g] += [r.verdict in (HOLDS, FAILS) for r in rows]
             met[:, g] += [assumptions[a].met is True for a in ASSUMPTIONS]
     return SweepReport(by=by, pooled=tuple(k for k in grid if k not in by),
                        groups=tuple(v for v, _ in groups.values()), claims=tuple(CLAIMS),
                        texts=tuple(c.text for c in CLAIMS.values()), holds=holds, applicable=applicable,
                        points=np.array([len(p) for _, p in groups.values()], int), assumptions=tuple(ASSUMPTIONS),
-                       met=met, skipped=tuple(skipped))
+                       met=met, skipped=tuple(skipped), orders=tuple(order_verdicts(grid, points)))
 
 
 def format_sweep_table(rep: SweepReport) -> str:
@@ -241,5 +264,22 @@ def format_sweep_table(rep: SweepReport) -> str:
               for name, row in zip(names, body)]
     if rep.skipped:
         lines.append(f"not checked (not complete): {', '.join(rep.skipped)}")
+    lines += ["", format_order_table(rep.orders)]
     lines += ["", "claims:"] + [f"  {i}: {text} ({CLAIMS[i].reference})" for i, text in zip(rep.claims, rep.texts)]
+    return "\n".join(lines)
+
+
+def format_order_table(orders: Sequence[OrderVerdict]) -> str:
+    """The statements of order judged across the sweep: per claim, sweep variable and group of
+    points, the fitted exponent with its confidence interval and the verdict."""
+    if not orders:
+        return "statements of order: none judged (the sweep varies none of m, n, the init scale)"
+    lines = ["statements of order, judged by the exponent of a power law fitted across the sweep "
+             "(log factors: within 0.2 of the theory's):"]
+    for v in orders:
+        group = ", ".join(f"{k}={x}" for k, x in v.group.items())
+        fit = "no fit" if v.fit is None else f"alpha = {v.fit.alpha:+.3f} [{v.fit.lo:+.3f}, {v.fit.hi:+.3f}]"
+        left = f", {v.left_out} left out" if v.left_out else ""
+        lines.append(f"  [{v.verdict.upper()}] {v.id} vs {v.variable}{f' ({group})' if group else ''}: {fit}{left}"
+                     f"\n      {CLAIMS[v.id].text} ({CLAIMS[v.id].reference}); {v.criterion}")
     return "\n".join(lines)

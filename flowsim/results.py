@@ -32,9 +32,11 @@ from .model import Params
 from .subspace import SubspaceStart
 
 FORMAT = "flowsim-run"
+# 4: the paper's phase markers (phase1_end is Definition E.2's T1; all_correct the first time every
+#    sample is correct), the start's facts, the exact rates and the phase-1 bounds as observables;
 # 3: trajectory parts while a run goes on, digests of the configuration and the start, a lock file;
 # 2: the checkpoint carries the proposed next step
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 RUN_JSON, TRAJECTORY, STATE, CHECKPOINT, PARTS = "run.json", "trajectory.npz", "state.npz", "checkpoint.eqx", "trajectory.parts"
 FILES = (RUN_JSON, TRAJECTORY, STATE, CHECKPOINT, PARTS)
 MATRICES = ("W", "W_V", "W_K", "W_Q")
@@ -143,11 +145,12 @@ def config_digest(config: RunConfig) -> str:
 def inputs(dataset: Dataset, params_init) -> dict[str, np.ndarray]:
     """What state.npz holds that determines the run: the training set and the start (``a`` and
     ``W_init``, ...; or for a width-free start its coordinates ``start_u``, ``start_W_V``, ... and
-    widths ``start_m``, ``start_m1``)."""
+    widths ``start_m``, ``start_m1`` and scales ``start_sigma0``, ``start_sigma1``)."""
     data = dict(tokens=dataset.tokens, labels=dataset.labels, groups=dataset.groups, embedding=dataset.embedding)
     if isinstance(params_init, SubspaceStart):
         start = {"start_u": params_init.u, **{f"start_{k}": getattr(params_init, k) for k in MATRICES[1:]},
-                 "start_m": params_init.m, "start_m1": params_init.m1}
+                 "start_m": params_init.m, "start_m1": params_init.m1, "start_sigma0": params_init.sigma0,
+                 "start_sigma1": params_init.sigma1}
     else:
         start = {"a": params_init.a, **{f"{k}_init": getattr(params_init, k) for k in MATRICES}}
     return {k: np.asarray(v) for k, v in (data | start).items()}
@@ -201,6 +204,7 @@ def save(path, config: RunConfig, dataset: Dataset, params_init: Params, result:
         "config": config.to_dict(),
         "digests": {"config": config_digest(config), "state": digest(start)},
         "events": dict.fromkeys(EVENT_NAMES) if result is None else result.events,
+        "start_facts": None if result is None else result.start_facts,
         "stats": None if result is None else result.stats,
         "engine": None if result is None else result.options.engine,
         "t_end": config.t_end,
@@ -229,7 +233,8 @@ def start_from(arrays: dict) -> Params | SubspaceStart:
     """The start from state.npz's arrays (:func:`inputs`)."""
     if "start_u" in arrays:
         return SubspaceStart(u=arrays["start_u"], **{k: arrays[f"start_{k}"] for k in MATRICES[1:]},
-                             m=arrays["start_m"], m1=arrays["start_m1"])
+                             m=arrays["start_m"], m1=arrays["start_m1"], sigma0=arrays["start_sigma0"],
+                             sigma1=arrays["start_sigma1"])
     return Params(**{k: arrays[f"{k}_init"] for k in MATRICES}, a=arrays["a"])
 
 
@@ -309,7 +314,8 @@ def _load(path: Path, meta: dict) -> Run:
             params_init=params_init, params_final=params_final, t_reached=meta["t_reached"],
             status=meta["status"], message=meta["message"],
             grid=ts if gd else options.times(m=config.m), chunks_done=meta["chunks_done"],
-            options=options, **_read_checkpoint(path, meta, config, params_init, dataset),
+            options=options, start_facts=meta["start_facts"],
+            **_read_checkpoint(path, meta, config, params_init, dataset),
         )
     return Run(path=path, config=config, meta=meta, dataset=dataset, params_init=params_init, result=result)
 

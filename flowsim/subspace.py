@@ -46,6 +46,8 @@ class SubspaceStart(eqx.Module):
     W_Q: Float[Array, "p d"]
     m: Array  # the attention width, a number
     m1: Array  # the MLP width, a number
+    sigma0: Array  # the std of the entries of W_V, W_K, W_Q it was drawn with (or measured: compress)
+    sigma1: Array  # the std of the entries of W
     basis: Float[Array, "m p"] | None = None
     W0: Float[Array, "m1 m"] | None = None
     a: Float[Array, " m1"] | None = None
@@ -80,8 +82,10 @@ def compress(params: Params, *, final_params: bool = True) -> SubspaceStart:
         WB = W @ basis
         kept = dict(basis=_pad_rows(basis.T, p).T, W0=W, a=a, neuron_gram=_pad_rows(_pad_rows(WB.T @ WB, p).T, p),
                     neuron_scale=np.linalg.norm(W.T @ W if m <= W.shape[0] else W @ W.T))
+    rms = lambda *xs: np.sqrt(np.mean(np.concatenate([np.ravel(x) for x in xs]) ** 2))
     return SubspaceStart(u=R[:, 0], W_V=R[:, 1:d + 1], W_K=R[:, d + 1:2 * d + 1], W_Q=R[:, 2 * d + 1:],
-                         m=np.asarray(m, np.int64), m1=np.asarray(W.shape[0], np.int64), **kept)
+                         m=np.asarray(m, np.int64), m1=np.asarray(W.shape[0], np.int64),
+                         sigma0=rms(W_V, W_K, W_Q), sigma1=rms(W), **kept)
 
 
 def _pad_rows(x: np.ndarray, rows: int) -> np.ndarray:
@@ -108,7 +112,8 @@ def sample_start(key: PRNGKeyArray, d: int, m: int, m1: int, sigma0: float, sigm
     scale = np.concatenate([[np.sqrt(m1) * sigma1], np.full(3 * d, sigma0)])
     R = R * scale[None, :]
     return SubspaceStart(u=R[:, 0], W_V=R[:, 1:d + 1], W_K=R[:, d + 1:2 * d + 1], W_Q=R[:, 2 * d + 1:],
-                         m=np.asarray(m, np.int64), m1=np.asarray(m1, np.int64))
+                         m=np.asarray(m, np.int64), m1=np.asarray(m1, np.int64),
+                         sigma0=np.float64(sigma0), sigma1=np.float64(sigma1))
 
 
 @functools.partial(jax.jit, static_argnames=("p",))

@@ -28,6 +28,10 @@ class FlowResult:
     a :class:`~flowsim.SubspaceStart` for a width-free one; ``params_final`` is ``None`` where the
     engine cannot give the final matrices.
 
+    ``start_facts`` are what the theorems say about the start that the observables do not hold
+    (``flowsim.observables.START_FACTS``: Corollary D.2's softmax, the per-neuron rates of Lemmas
+    4.1, 4.2, E.6, the training set's group sizes, ...), for the report's checks of t = 0.
+
     A result whose ``status`` is not ``"complete"`` can be finished with
     ``integrate(..., resume=result)``: ``state``, ``chunks_done`` and ``dt_next`` (the step
     size the controller proposed next) say where it stopped.
@@ -47,10 +51,11 @@ class FlowResult:
     state: PyTree
     options: FlowOptions | DescentOptions
     dt_next: float = 0.0
+    start_facts: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     @property
     def phase1_end(self) -> float | None:
-        """T1: the first time every training sample is classified correctly (Theorem 3.1)."""
+        """T1 of Definition E.2: the end of Phase 1 (:mod:`flowsim.events`)."""
         return self.events["phase1_end"]
 
     @property

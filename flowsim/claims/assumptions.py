@@ -1,44 +1,45 @@
-"""The theory's assumptions (Condition 1, Assumption 2.3, the width regime), judged on how a run was set up."""
+"""The theory's assumptions (Condition 1's start and sizes, Assumption 2.3), judged on the run itself: its start, its training set and its sizes, measured."""
 
 from __future__ import annotations
 
 import dataclasses
 import math
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-__all__ = ["ASSUMPTIONS", "DATA_MODES", "LOG_FACTOR_MIN", "THEORY", "Assumption", "RunContext", "assess",
-           "assumption23", "condition1", "width"]
+import numpy as np
 
-LOG_FACTOR_MIN = 2.0  # Condition 1's "up to log factors": init constants within max(ln m, this) of 1
+if TYPE_CHECKING:
+    from ..flow import FlowResult
+
+__all__ = ["ASSUMPTIONS", "THEORY", "Assumption", "RunContext", "assess", "assumption23", "condition1_sizes",
+           "condition1_start", "start_bounds"]
 
 
 @dataclasses.dataclass(frozen=True)
 class RunContext:
-    """How a run was set up, which its trajectory does not record: the data mode, the init
-    scheme and scales, and the sizes.  Every field is optional; an assumption that needs a
-    missing one is reported as unknown.  Given ``m`` and ``sigma0`` the checks take them from
-    here rather than from ``result.params_init`` (whose matrices need not be m wide)."""
+    """How a run was set up beyond what its start and data show: the data mode and init scheme
+    by name, the failure probability ``delta`` of the high-probability bounds, and the theory
+    inits' constants ``c0``, ``c1``.  Every field is optional: the assumptions are judged on the
+    run's measured start and training set (``FlowResult.start_facts``); the names are reported."""
 
     data_mode: str | None = None  # "theory" (Assumption 2.3), "sampled" or "iid"
-    init: str | None = None  # "theory" (Condition 1), "kaiming", or another name for a custom one
-    n: int | None = None
-    L: int | None = None
-    m: int | None = None
-    m1: int | None = None
-    sigma0: float | None = None
-    sigma1: float | None = None
+    init: str | None = None  # "theory" (Condition 1), "theory-unit", "kaiming", or a custom one's name
+    delta: float | None = None  # default flowsim.init.DELTA
+    c0: float | None = None
+    c1: float | None = None
 
     @classmethod
     def from_config(cls, config) -> RunContext:
         """The context of a :class:`~flowsim.RunConfig` (as recorded in ``run.json``)."""
         c = config.resolved()
-        return cls(data_mode=c.data_mode, init=c.init, n=c.n, L=c.L, m=c.m, m1=c.m1, sigma0=c.sigma0, sigma1=c.sigma1)
+        return cls(data_mode=c.data_mode, init=c.init, delta=c.delta, c0=c.c0, c1=c.c1)
 
 
 @dataclasses.dataclass(frozen=True)
 class Assumption:
     """Whether a run meets one assumption of the theory: ``met`` is True, False or None (the
-    context does not say); ``why`` in a few words (shown on rows), ``detail`` with the numbers."""
+    run does not say); ``why`` in a few words (shown on rows), ``detail`` with the numbers."""
 
     name: str
     met: bool | None
@@ -53,69 +54,91 @@ class Assumption:
         return f"{self.name} {self.answer}" + ("" if self.met else f" ({self.why})")
 
 
-_GIVE = " (give check_claims a context, e.g. RunContext.from_config(config))"
+def _eta(m: float, count: float, delta: float) -> float:
+    """Lemma H.2's relative deviation ``sqrt(4/m log(2 count/delta)) + 4/m log(2 count/delta)``."""
+    x = math.log(2 * count / delta)
+    return math.sqrt(4 / m * x) + 4 / m * x
 
 
-def condition1(ctx: RunContext) -> Assumption:
-    """Condition 1 (spec 4): the entries of W_V, W_K, W_Q have std sigma0 = 1/sqrt(L m) and those
-    of W sigma1 = 1/sqrt(m1), up to log factors.  Kaiming's scales, sqrt(2/d) and sqrt(2/m), do
-    not scale so with m and m1, whatever their size at one m: a Kaiming run does not meet it.
-    Any other run meets it when c0 = sigma0 sqrt(L m) and c1 = sigma1 sqrt(m1) lie within a
-    factor max(ln m, LOG_FACTOR_MIN) of 1."""
-    name = "Condition 1"
-    known = None not in (ctx.L, ctx.m, ctx.m1, ctx.sigma0, ctx.sigma1)
-    c = (ctx.sigma0 * math.sqrt(ctx.L * ctx.m), ctx.sigma1 * math.sqrt(ctx.m1)) if known else None
-    numbers = f"sigma0 sqrt(L m) = {c[0]:.3g}, sigma1 sqrt(m1) = {c[1]:.3g}" if known else "scales not given"
-    if ctx.init == "kaiming":
-        return Assumption(name, False, "Kaiming init", "Kaiming init: sigma0 = sqrt(2/d), sigma1 = sqrt(2/m) do not "
-                          f"scale as 1/sqrt(L m), 1/sqrt(m1) ({numbers})")
-    scheme = f"{ctx.init} init" if ctx.init else "init of unnamed scheme"
-    if not known:
-        return Assumption(name, None, "init not given", f"init scheme or scales not given{_GIVE}")
-    slack = max(math.log(ctx.m), LOG_FACTOR_MIN)
-    met = all(1 / slack <= x <= slack for x in c)
-    return Assumption(name, met, scheme if met else f"{scheme} off scale",
-                      f"{scheme}: {numbers}, {'within' if met else 'not both within'} a factor "
-                      f"max(ln m, {LOG_FACTOR_MIN:g}) = {slack:.3g} of 1")
+def start_bounds(facts: dict, delta: float) -> dict[str, float]:
+    """Appendix D's bounds on a start of these sizes and scales, with failure probability ``delta``:
+
+    - ``F``: Lemma D.8, ``|F(0)(X_i)| <= 2 sigma0 sigma1 sqrt(2 L m1 m log(2 L n / delta))``;
+    - ``softmax``: Corollary D.2 made explicit: Lemma D.1 bounds every initial score
+      ``|<W_K mu, W_Q nu>| <= sigma0^2 m eta_d`` (``eta_d`` = Lemma H.2's deviation over d words), so each
+      logit is within ``eps = sigma0^2 m eta_d / sqrt(m)`` of 0 and ``|p - 1/L| <= (e^(2 eps) - 1) / L``;
+    - ``G``: Lemma D.7 made explicit: ``G(0)(mu) ~ N(0, sigma1^2 m1 |W_V mu|^2)`` given W_V, with
+      ``|W_V mu|^2 <= sigma0^2 m (1 + eta_d)`` (Lemma D.3), so a union bound over the d words gives
+      ``|G(0)(mu)| <= sqrt(2 log(2 d / delta)) sigma0 sigma1 sqrt(m m1 (1 + eta_d))``."""
+    from ..init import d8_bound
+
+    n, L, d, m, m1, s0, s1 = (facts[k] for k in ("n", "L", "d", "m", "m1", "sigma0", "sigma1"))
+    eta = _eta(m, d, delta)
+    eps = s0**2 * m * eta / math.sqrt(m)
+    return {"F": d8_bound(s0, s1, n=n, L=L, m=m, m1=m1, delta=delta),
+            "softmax": math.expm1(2 * eps) / L,
+            "G": math.sqrt(2 * math.log(2 * d / delta)) * s0 * s1 * math.sqrt(m * m1 * (1 + eta))}
 
 
-#: Assumption 2.3 for each data mode: met, in a few words, in detail.
-DATA_MODES = {
-    "theory": (True, "theory data", "groups n/2, n/6, n/6, n/6 and every irrelevant word used at most once"),
-    "sampled": (False, "sampled data", "sampled data: irrelevant words may repeat across samples"),
-    "iid": (False, "i.i.d. data", "i.i.d. data: random group sizes, irrelevant words may repeat"),
-}
+def condition1_start(result: FlowResult, ctx: RunContext) -> Assumption:
+    """Condition 1 as the proofs use it, judged on the start itself: every initial output
+    ``|F(0)(X_i)| <= 0.01`` (Lemma D.8, what "by Condition 1" buys in Lemmas E.4, E.16, E.19 and
+    Proposition E.21), the initial softmax within Corollary D.2's bound of 1/L, and every
+    ``|G(0)(mu)|`` within Lemma D.7's, all measured (F(0) and G(0) from the first save)."""
+    from ..init import D8_BOUND, DELTA
+
+    facts = result.start_facts
+    delta = DELTA if ctx.delta is None else ctx.delta
+    bounds = start_bounds(facts, delta)
+    F = float(np.asarray(result.observables["F_abs_max"])[0])
+    G = float(np.max(np.abs(np.asarray(result.observables["G"])[0])))
+    soft = facts["softmax_dev"]
+    checks = {"max_i |F(0)(X_i)|": (F, D8_BOUND), "max |p(0) - 1/L|": (soft, bounds["softmax"]),
+              "max |G(0)(mu)|": (G, bounds["G"])}
+    failed = [k for k, (x, b) in checks.items() if not x <= b]
+    c0, c1 = facts["sigma0"] * math.sqrt(facts["L"] * facts["m"]), facts["sigma1"] * math.sqrt(facts["m1"])
+    scheme = f"{ctx.init} init" if ctx.init else "this start"
+    detail = (f"{scheme}: max_i |F(0)(X_i)| = {F:.3g} vs 0.01 (Lemma D.8; its bound 2 sigma0 sigma1 "
+              f"sqrt(2 L m1 m log(2Ln/delta)) = {bounds['F']:.3g}), max |p(0) - 1/L| = {soft:.3g} vs "
+              f"{bounds['softmax']:.3g} (Cor. D.2), max |G(0)| = {G:.3g} vs {bounds['G']:.3g} (Lemma D.7); "
+              f"delta = {delta:g}, c0 = sigma0 sqrt(L m) = {c0:.3g}, c1 = sigma1 sqrt(m1) = {c1:.3g}")
+    why = "start within Appendix D's bounds" if not failed else \
+        "; ".join(f"{k} = {checks[k][0]:.3g} > {checks[k][1]:.3g}" for k in failed)
+    return Assumption("Condition 1 (start)", not failed, why, detail)
 
 
-def assumption23(ctx: RunContext) -> Assumption:
-    """Assumption 2.3 (spec 1): balanced group sizes and every irrelevant word used at most once,
-    which the theory data mode builds and the others do not."""
-    if ctx.data_mode not in DATA_MODES:
-        said = "data mode not given" if ctx.data_mode is None else f"unknown data mode {ctx.data_mode!r}"
-        return Assumption("Assumption 2.3", None, said, said + _GIVE)
-    return Assumption("Assumption 2.3", *DATA_MODES[ctx.data_mode])
+def assumption23(result: FlowResult, ctx: RunContext) -> Assumption:
+    """Assumption 2.3 (spec 1), judged on the training set: group sizes exactly n/2, n/6, n/6, n/6
+    and every irrelevant word used at most once in the whole set."""
+    facts = result.start_facts
+    n, counts, uses = facts["n"], facts["group_counts"], facts["irrelevant_max_uses"]
+    balanced = 2 * counts[0] == n and all(6 * c == n for c in counts[1:])
+    problems = ([] if balanced else [f"group sizes {'/'.join(map(str, counts))}, not n/2, n/6, n/6, n/6"]) + \
+               ([] if uses <= 1 else [f"an irrelevant word used {uses} times"])
+    mode = f" ({ctx.data_mode} data)" if ctx.data_mode else ""
+    detail = (f"training set{mode}: groups {'/'.join(map(str, counts))} of n = {n}, every irrelevant word used at "
+              f"most {uses} time{'s' if uses != 1 else ''}")
+    return Assumption("Assumption 2.3", not problems, "; ".join(problems) or "balanced, irrelevant words distinct",
+                      detail)
 
 
-def width(ctx: RunContext) -> Assumption:
-    """The theory's regime m >~ max(m1, L^2), n >~ L^2 (spec 4), read without constants:
-    m >= m1, m >= L^2 and n >= L^2, each reported."""
-    L2 = None if ctx.L is None else ctx.L**2
-    parts = [("m", ctx.m, "m1", ctx.m1), ("m", ctx.m, "L^2", L2), ("n", ctx.n, "L^2", L2)]
-    results = [None if None in (a, b) else a >= b for _, a, _, b in parts]
-    said = [f"{x} = {'?' if a is None else a} {'>=' if ok else '<' if ok is False else 'vs'} {y} = {'?' if b is None else b}"
-            for (x, a, y, b), ok in zip(parts, results)]
-    met = False if False in results else None if None in results else True
-    why = "; ".join(t for t, ok in zip(said, results) if ok is not True)
-    return Assumption("width", met, why, "; ".join(said) + ("" if met is not None else _GIVE))
+def condition1_sizes(result: FlowResult, ctx: RunContext) -> Assumption:
+    """Condition 1's sizes ``m >~ max(m1, L^2)``, ``n >~ L^2`` (spec 4), read without constants or
+    logs: m >= m1, m >= L^2 and n >= L^2, each reported."""
+    f = result.start_facts
+    parts = [("m", f["m"], "m1", f["m1"]), ("m", f["m"], "L^2", f["L"] ** 2), ("n", f["n"], "L^2", f["L"] ** 2)]
+    said = [f"{x} = {a} {'>=' if a >= b else '<'} {y} = {b}" for x, a, y, b in parts]
+    failed = [t for t, (_, a, _, b) in zip(said, parts) if a < b]
+    return Assumption("Condition 1 (sizes)", not failed, "; ".join(failed) or "m >= max(m1, L^2), n >= L^2",
+                      "; ".join(said))
 
 
-#: The theory's assumptions, by name: each a function of the run's context.
-ASSUMPTIONS: dict[str, Callable[[RunContext], Assumption]] = {
-    "Condition 1": condition1, "Assumption 2.3": assumption23, "width": width}
-THEORY = tuple(ASSUMPTIONS)  # what Theorems 3.1-3.3 and Lemmas 4.2-4.7 assume
+#: The theory's assumptions, by name: each judged on a run (its start facts and first save) and its context.
+ASSUMPTIONS: dict[str, Callable[[FlowResult, RunContext], Assumption]] = {
+    "Condition 1 (start)": condition1_start, "Condition 1 (sizes)": condition1_sizes, "Assumption 2.3": assumption23}
+THEORY = tuple(ASSUMPTIONS)  # what Theorems 3.1-3.3 and the lemmas assume
 
 
-def assess(context: RunContext) -> dict[str, Assumption]:
-    """Every assumption of :data:`ASSUMPTIONS`, judged on ``context``."""
-    return {name: judge(context) for name, judge in ASSUMPTIONS.items()}
-
+def assess(result: FlowResult, context: RunContext) -> dict[str, Assumption]:
+    """Every assumption of :data:`ASSUMPTIONS`, judged on ``result`` and ``context``."""
+    return {name: judge(result, context) for name, judge in ASSUMPTIONS.items()}

@@ -1,10 +1,14 @@
-"""The contract of a claim: what its check reads and returns, the row it becomes, and the registry CLAIMS it joins.
+"""The contract of a claim: what its check reads and returns, the window between two phase markers it speaks about, the row it becomes, and the registry CLAIMS it joins.
 
-A check reads a :class:`Trajectory` on the saves of a :class:`Window` and returns an
-:class:`Outcome`, whose :class:`Margin` to the threshold (from :func:`at_least`, :func:`at_most`,
-:func:`positive`) gives the verdict, or raises :class:`NotApplicable`.  An
-:class:`AbstractClaim` joins :data:`CLAIMS` through :func:`register` (or, for a one-off check
-written as a function, the :func:`claim` decorator) and becomes a :class:`Row` of the report.
+A check reads a :class:`Trajectory` on the saves of a :class:`Window` (between two of the
+markers of :mod:`flowsim.events`, the start or the end) and returns an :class:`Outcome`, whose
+:class:`Margin` to the threshold (from :func:`at_least`, :func:`at_most`, :func:`positive`) gives
+the verdict, or raises :class:`NotApplicable` (:class:`NotReached` when the run stopped before
+the window).  An :class:`AbstractClaim` joins :data:`CLAIMS` through :func:`register` (or, for a
+one-off check written as a function, the :func:`claim` decorator) and becomes a :class:`Row`
+of the report.  A statement of order (Theta, O, Omega in m, n or the initial output F) is an
+:class:`OrderClaim`: one run only measures its quantity, a sweep judges it by a fitted
+exponent (:mod:`flowsim.claims.scaling`).
 """
 
 from __future__ import annotations
@@ -22,11 +26,13 @@ from .assumptions import ASSUMPTIONS, THEORY, Assumption, RunContext
 if TYPE_CHECKING:
     from ..flow import FlowResult
 
-__all__ = ["CLAIMS", "FAILS", "HOLDS", "NA", "UNAVAILABLE", "AbstractClaim", "AtEnd", "Claim", "InPhase1", "InPhase2",
-           "Margin", "NotApplicable", "Outcome", "Row", "Trajectory", "Window", "at_least", "at_most", "claim",
-           "positive", "register"]
+__all__ = ["CLAIMS", "FAILS", "HOLDS", "NA", "NOT_REACHED", "ORDER", "RELATIONS", "UNAVAILABLE", "AbstractClaim", "Claim",
+           "Margin", "NotApplicable", "NotReached", "OrderClaim", "Outcome", "Row", "Trajectory", "Window", "at_least",
+           "at_most", "claim", "positive", "register"]
 
 HOLDS, FAILS, NA = "holds", "does not hold", "not applicable"
+NOT_REACHED = "not reached"  # the run stopped (interrupted, failed) before the claim's window ends
+ORDER = "judged on a sweep"  # an order statement: this run measures its quantity
 
 
 # --- Margins: how far a measured quantity is from its threshold ---------------------------------
@@ -98,6 +104,10 @@ class NotApplicable(Exception):
     """A claim this trajectory cannot decide; the message says why."""
 
 
+class NotReached(NotApplicable):
+    """A claim whose window this run did not reach: it stopped (interrupted, failed) before."""
+
+
 
 # --- What a check reads -------------------------------------------------------------------------
 
@@ -105,14 +115,21 @@ class NotApplicable(Exception):
 UNAVAILABLE = {
     "neuron_gram_change": "<w_j1, w_j2> needs the m1 x m matrix W, which a width-free state such as "
                           "the Gram engine's d x d inner products (spec 7.5) does not hold",
+    "neuron_corr_change": "<w_j1, w_j2> needs the m1 x m matrix W, which a width-free state does not hold",
+    "neuron_value_change": "the neuron values w_j^T W_V mu need the m1 neurons, which a width-free state does not hold",
     "drift_KQ": "the conserved m x m matrix W_K W_K^T - W_Q W_Q^T cannot be formed from the state",
     "drift_WV": "the conserved m x m matrix W^T W - W_V W_V^T cannot be formed from the state",
 }
 
+#: The paper's name of each marker of flowsim.events, and of the two ends of a run.
+SYMBOLS = {"0": "0", "t_end": "t_end", "phase1_end": "T1", "rates_ordered": "T0.5", "one_target_margin": "T'",
+           "all_correct": "T_correct", "G3_negative": "T_G3", "scores_leave_band": "T_band"}
+
 
 @dataclasses.dataclass(frozen=True)
 class Trajectory:
-    """A check's view of a run: saved times, observables and T1, and its context."""
+    """A check's view of a run: saved times, observables, the phase markers, the start's facts
+    (``result.start_facts``: sizes, scales, rates at t = 0) and how the run was set up."""
 
     result: FlowResult
     context: RunContext = RunContext()
@@ -122,21 +139,51 @@ class Trajectory:
         return np.asarray(self.result.ts, float)
 
     @property
+    def facts(self) -> dict:
+        return self.result.start_facts
+
+    @property
+    def complete(self) -> bool:
+        return self.result.status == "complete"
+
+    @property
     def T1(self) -> float | None:
-        """Theorem 3.1's T1: the first time every training sample is classified correctly."""
+        """T1 of Definition E.2 (``phase1_end``)."""
         return self.result.events.get("phase1_end")
 
-    @property
-    def m(self) -> int:
-        return self.result.params_init.m if self.context.m is None else self.context.m
+    # The sizes and scales of the start, as its facts record them.
+    n = property(lambda self: self.facts["n"], doc="training samples")
+    L = property(lambda self: self.facts["L"], doc="sequence length")
+    d = property(lambda self: self.facts["d"], doc="vocabulary")
+    m = property(lambda self: self.facts["m"], doc="attention width")
+    m1 = property(lambda self: self.facts["m1"], doc="MLP width")
+    sigma0 = property(lambda self: self.facts["sigma0"], doc="std of the entries of W_V, W_K, W_Q at t = 0")
+    sigma1 = property(lambda self: self.facts["sigma1"], doc="std of the entries of W at t = 0")
 
     @property
-    def sigma0(self) -> float:
-        """The context's sigma0, else the root mean square of the entries of W_K(0), W_Q(0)."""
-        if self.context.sigma0 is not None:
-            return self.context.sigma0
-        p0 = self.result.params_init
-        return math.sqrt(float(np.mean(np.concatenate([np.ravel(p0.W_K), np.ravel(p0.W_Q)]) ** 2)))
+    def delta(self) -> float:
+        """The failure probability of the high-probability bounds (the run's, else the default)."""
+        from ..init import DELTA
+
+        return DELTA if self.context.delta is None else self.context.delta
+
+    def when(self, marker: str) -> float:
+        """The time of ``marker`` (an event name, ``"0"`` or ``"t_end"``); :class:`NotApplicable`
+        if the run ended without reaching it, :class:`NotReached` if it stopped before."""
+        stopped = (f"the run stopped at t = {self.result.t_reached:.4g} of t_end = {self.result.options.t_end:.4g} "
+                   f"({self.result.status})")
+        if marker == "0":
+            return 0.0
+        if marker == "t_end":
+            if not self.complete:
+                raise NotReached(stopped)
+            return float(self.ts[-1])
+        t = self.result.events.get(marker)
+        if t is None:
+            if not self.complete:
+                raise NotReached(f"{SYMBOLS.get(marker, marker)} ({marker}) not reached: {stopped}")
+            raise NotApplicable(f"{SYMBOLS.get(marker, marker)} ({marker}) is not reached by t_end = {self.ts[-1]:.4g}")
+        return float(t)
 
     def __getitem__(self, key: str) -> np.ndarray:
         """Observable ``key`` at every save; a claim that needs one the engine could not form
@@ -155,79 +202,54 @@ class Trajectory:
         return np.array([np.interp(t, self.ts, flat[:, j]) for j in range(flat.shape[1])]).reshape(x.shape[1:])
 
 
-# --- Windows: where on the trajectory a claim speaks ---------------------------------------------
-
-
-class Window(abc.ABC):
-    """A stretch of the trajectory: ``name`` for the report, :meth:`saves` for the checks."""
-
-    name: str
-
-    @abc.abstractmethod
-    def saves(self, tr: Trajectory) -> np.ndarray:
-        """Indices of the saves in the window; :class:`NotApplicable` if this trajectory has none
-        or too few to decide."""
-
-    @abc.abstractmethod
-    def span(self, tr: Trajectory) -> str:
-        """The window with its times, for criteria."""
-
-
-def _enough(inside: np.ndarray, min_saves: int, where: str) -> np.ndarray:
-    """The saves ``inside`` a window, or :class:`NotApplicable` if they are fewer than ``min_saves``."""
-    if inside.size < min_saves:
-        raise NotApplicable(f"fewer than {min_saves} saves {where}")
-    return inside
+# --- Windows: where on the trajectory a claim speaks, between two markers -----------------------
 
 
 @dataclasses.dataclass(frozen=True)
-class InPhase1(Window):
-    """``[lo T1, hi T1]`` inside Phase 1 [0, T1] (Theorem 3.1), with at least ``min_saves`` saves."""
+class Window:
+    """The stretch of the trajectory from marker ``open`` to marker ``close`` (event names of
+    :mod:`flowsim.events`, ``"0"`` or ``"t_end"``): closed, or open at its start if
+    ``open_start`` (Phase 2, (T1, T2)); a point if the two are the same marker.  It must hold
+    ``min_saves`` saves."""
 
-    name: str
-    lo: float = 0.0
-    hi: float = 1.0
+    open: str
+    close: str
+    open_start: bool = False
     min_saves: int = 1
 
-    def saves(self, tr: Trajectory) -> np.ndarray:
-        if tr.T1 is None:
-            raise NotApplicable("T1 (every sample classified correctly) is not reached on this trajectory")
-        if tr.T1 == 0.0:
-            raise NotApplicable("T1 = 0: every sample is classified correctly at the start, so there is no Phase 1")
-        inside = np.flatnonzero((tr.ts >= self.lo * tr.T1) & (tr.ts <= self.hi * tr.T1))
-        return _enough(inside, self.min_saves, f"on {self.name}")
+    @property
+    def name(self) -> str:
+        a, b = SYMBOLS.get(self.open, self.open), SYMBOLS.get(self.close, self.close)
+        if self.open == self.close:
+            return f"t = {a}"
+        return f"{'(' if self.open_start else '['}{a}, {b}]"
+
+    def times(self, tr: Trajectory) -> tuple[float, float]:
+        """Its ends on ``tr``; :class:`NotApplicable` where a marker is missing or the window is empty."""
+        a, b = tr.when(self.open), tr.when(self.close)
+        if b < a or (b == a and self.open != self.close):
+            raise NotApplicable(f"{self.name} is empty on this trajectory ({SYMBOLS.get(self.open)} = {a:.4g}, "
+                                f"{SYMBOLS.get(self.close)} = {b:.4g})")
+        return a, b
+
+    def saves(self, tr: Trajectory, *, partial: bool = False) -> np.ndarray:
+        """Indices of the saves in the window (``partial``: of the part a stopped run reached)."""
+        if partial:
+            a, b = tr.when(self.open), float(tr.ts[-1])
+        else:
+            a, b = self.times(tr)
+        if self.open == self.close:
+            return np.array([int(np.argmin(np.abs(tr.ts - a)))])
+        inside = (tr.ts > a if self.open_start else tr.ts >= a) & (tr.ts <= b)
+        inside = np.flatnonzero(inside)
+        if inside.size < self.min_saves:
+            raise NotApplicable(f"fewer than {self.min_saves} saves on {self.name}")
+        return inside
 
     def span(self, tr: Trajectory) -> str:
-        return f"{self.name} = [{self.lo * tr.T1:.4g}, {self.hi * tr.T1:.4g}]"
-
-
-@dataclasses.dataclass(frozen=True)
-class InPhase2(Window):
-    """Phase 2, (T1, t_end]: the simulator has no T2 (Theorem 3.2)."""
-
-    name: str = "(T1, t_end]"
-    min_saves: int = 3
-
-    def saves(self, tr: Trajectory) -> np.ndarray:
-        if tr.T1 is None:
-            raise NotApplicable("T1 is not reached, so there is no Phase 2")
-        return _enough(np.flatnonzero(tr.ts > tr.T1), self.min_saves, "after T1")
-
-    def span(self, tr: Trajectory) -> str:
-        return f"{self.name} = ({tr.T1:.4g}, {tr.ts[-1]:.4g}]"
-
-
-@dataclasses.dataclass(frozen=True)
-class AtEnd(Window):
-    """The last save: "the end of training" of Theorem 3.3."""
-
-    name: str = "t_end"
-
-    def saves(self, tr: Trajectory) -> np.ndarray:
-        return np.array([len(tr.ts) - 1])
-
-    def span(self, tr: Trajectory) -> str:
-        return f"t_end = {tr.ts[-1]:.4g}"
+        """The window with its times, for criteria."""
+        a, b = self.times(tr)
+        return f"{self.name} = {a:.4g}" if self.open == self.close else f"{self.name} = [{a:.4g}, {b:.4g}]"
 
 
 # --- Claims and their registry -------------------------------------------------------------------
@@ -237,9 +259,9 @@ class AtEnd(Window):
 class Row:
     """One claim checked on one trajectory: its id, what it says and where the paper says it,
     the window it was checked on, the verdict with its margin to the threshold (positive:
-    holds; NaN when not applicable), the measured numbers, the criterion behind the verdict
-    (for a claim not applicable: why), and whether the run meets the assumptions the claim
-    rests on."""
+    holds; NaN when not decided here), the measured numbers, the criterion behind the verdict
+    (for a claim not applicable or not reached: why), and whether the run meets the
+    assumptions the claim rests on."""
 
     id: str
     claim: str
@@ -254,10 +276,10 @@ class Row:
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class AbstractClaim(abc.ABC):
-    """A claim of the paper: ``id`` (a stable slug, ``<theorem>.<what>``), its ``text``, the
-    paper ``reference``, the ``window`` it speaks about and the names of the
-    :data:`ASSUMPTIONS` it rests on (none for an observation of the paper's experiment);
-    :meth:`check` measures it."""
+    """A claim of the paper: ``id`` (a stable slug, ``<theorem>.<what>``), its ``text`` (the
+    statement in our words), the paper ``reference`` (appendix numbers), the ``window`` it speaks
+    about and the names of the :data:`ASSUMPTIONS` it rests on (none for an observation of the
+    paper's experiment); :meth:`check` measures it."""
 
     id: str
     text: str
@@ -270,17 +292,38 @@ class AbstractClaim(abc.ABC):
         """Measure the claim on the window's ``saves`` of ``tr``; raise :class:`NotApplicable`
         when this trajectory cannot decide it."""
 
+    def verdict(self, out: Outcome) -> str:
+        return HOLDS if out.margin.holds else FAILS
+
     def row(self, tr: Trajectory, assumptions: dict[str, Assumption]) -> Row:
         """The claim checked on ``tr``, as a row of the report; ``assumptions`` is the run's
-        :data:`ASSUMPTIONS`, of which the row keeps those the claim rests on."""
+        :data:`ASSUMPTIONS`, of which the row keeps those the claim rests on.  On a run that
+        stopped before the window's end the verdict is "not reached", with what the part it
+        reached shows."""
         head = dict(id=self.id, claim=self.text, reference=self.reference, window=self.window.name,
                     assumptions=[assumptions[name] for name in self.assumes])
         try:
             out = self.check(tr, self.window.saves(tr))
+        except NotReached as why:
+            return Row(**head, verdict=NOT_REACHED, margin=math.nan, measured={},
+                       criterion=f"{why}{self._partial(tr)}")
         except NotApplicable as why:
             return Row(**head, verdict=NA, margin=math.nan, measured={}, criterion=str(why))
-        return Row(**head, verdict=HOLDS if out.margin.holds else FAILS, margin=out.margin.value,
-                   measured=plain(out.measured), criterion=f"{out.criterion}; margin = {out.margin.how}")
+        verdict = self.verdict(out)
+        return Row(**head, verdict=verdict, margin=out.margin.value if verdict in (HOLDS, FAILS) else math.nan,
+                   measured=plain(out.measured), criterion=f"{out.criterion}; margin = {out.margin.how}"
+                   if verdict in (HOLDS, FAILS) else out.criterion)
+
+    def _partial(self, tr: Trajectory) -> str:
+        """What the reached part of a window shows, for a run that stopped inside it."""
+        try:
+            out = self.check(tr, self.window.saves(tr, partial=True))
+        except (NotApplicable, IndexError, ValueError):
+            return ""
+        if self.verdict(out) == ORDER:
+            return ""
+        return (f"; on the part reached (to t = {tr.ts[-1]:.4g}) it {'holds' if out.margin.holds else 'does not hold'}"
+                f" (margin {out.margin.value:+.3g})")
 
 
 #: Every claim, by id, in the order registered: paper order (that of :mod:`flowsim.claims.paper`).
@@ -315,6 +358,46 @@ def claim(id: str, text: str, reference: str, window: Window, assumes: tuple[str
         return measure
 
     return make
+
+
+#: Order relations: the quantity is Theta, O or Omega of x^exponent in the sweep variable x.
+RELATIONS = ("Theta", "O", "Omega")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class OrderClaim(AbstractClaim):
+    """A statement of order: a positive ``quantity`` measured on one run (``measure(tr, saves)``,
+    in words ``quantity``) is ``relation`` (Theta, O, Omega) of ``x^exponent`` for each sweep
+    variable x of ``over`` (``"m"``, ``"n"``, or ``"F"``: the initial output max_i |F(X_i)|),
+    up to log factors.  A quantity made dimensionless by the theory's own expression has
+    exponent 0.  One run only reports it (verdict "judged on a sweep"); a sweep that varies x
+    fits the exponent (:func:`flowsim.claims.scaling.judge`)."""
+
+    relation: str
+    quantity: str
+    over: tuple[str, ...] = ("m",)
+    exponent: float = 0.0
+    measure: Callable[[Trajectory, np.ndarray], float]
+
+    def __post_init__(self):
+        if self.relation not in RELATIONS:
+            raise ValueError(f"claim {self.id!r}: relation must be one of {', '.join(RELATIONS)}")
+
+    def verdict(self, out: Outcome) -> str:
+        return ORDER
+
+    def value(self, tr: Trajectory) -> float:
+        """The measured quantity on ``tr`` (NaN where it cannot be measured)."""
+        try:
+            return float(self.measure(tr, self.window.saves(tr)))
+        except NotApplicable:
+            return math.nan
+
+    def check(self, tr: Trajectory, saves: np.ndarray) -> Outcome:
+        value = float(self.measure(tr, saves))
+        law = " and ".join(f"{self.relation}({x}^{self.exponent:g})" for x in self.over)
+        return Outcome({self.quantity: value}, Margin(math.nan, "judged on a sweep"),
+                       f"{law} up to logs on {self.window.span(tr)}; a sweep fits the exponent")
 
 
 # --- Plain numbers, for rows and files ------------------------------------------------------------

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from ..data import Dataset
 from ..resources import check_fits, format_bytes
-from .base import ENGINES, AbstractEngine, FlowArgs, Quantities, Reference, Sizes
+from .base import ENGINES, AbstractEngine, FlowArgs, Grams, Markers, Quantities, Reference, Sizes
 
 # Defining an engine registers it: the import order is the order of ENGINES (and of --help).
 from .params import ParamEngine  # noqa: E402  isort: skip
@@ -16,7 +16,7 @@ from .reduced import AbstractWordRows, ReducedEngine  # noqa: E402  isort: skip
 from .subspace import SubspaceEngine  # noqa: E402  isort: skip
 from .gram import GramEngine  # noqa: E402  isort: skip
 
-__all__ = ["ENGINES", "AbstractEngine", "AbstractWordRows", "FlowArgs", "GramEngine", "ParamEngine",
+__all__ = ["ENGINES", "AbstractEngine", "AbstractWordRows", "FlowArgs", "GramEngine", "Grams", "Markers", "ParamEngine",
            "Quantities", "ReducedEngine", "Reference", "Sizes", "SubspaceEngine", "engine_costs", "make_engine", "resolve_engine"]
 
 #: Copies of the state that an adaptive Runge-Kutta solve keeps (stages, error estimate, dense

@@ -41,14 +41,55 @@ class Sizes:
                    n_test=int(n_test), explicit=isinstance(start, Params))
 
 
+class Grams(eqx.Module):
+    """The inner products of the word vectors in the embedding basis (spec 7.5's variables): what
+    F, G, the scores and the correlations of Theorems 3.1-3.3 are made of."""
+
+    G: Float[Array, " d"]  # z = W_V^T u: G(mu_k) for every word
+    M: Float[Array, "d d"]  # W_K^T W_Q: the scores s(mu_k, mu_l)
+    C_V: Float[Array, "d d"]  # W_V^T W_V: the value correlations
+    A: Float[Array, "d d"]  # W_K^T W_K: the key self-correlations
+    B: Float[Array, "d d"]  # W_Q^T W_Q: the query self-correlations
+    s: Float[Array, ""]  # ||u||^2 = sum_{j1, j2} <a_j1 w_j1, a_j2 w_j2> (spec 7.5, Eq. 5)
+
+
 class Reference(eqx.Module):
     """Quantities of the initial point that observables and events compare against."""
 
-    M0: Float[Array, "d d"]  # s(mu_k, mu_l) at t = 0, embedding basis
+    grams0: Grams  # the Grams at t = 0
     conserved0: tuple[Array, Array] | None  # the engine's ``conserved`` at t = 0
     scale_KQ: Float[Array, ""]  # ||W_K W_K^T||_F + ||W_Q W_Q^T||_F at t = 0
     scale_WV: Float[Array, ""]  # ||u u^T||_F / m1 + ||W_V W_V^T||_F at t = 0 (moving_WV_scale)
     scale_neurons: Float[Array, ""]  # ||W W^T||_F at t = 0: the inner products <w_j1, w_j2>
+    neuron_values0: Float[Array, "m1 d"] | None  # a_j w_j^T W_V mu_k at t = 0, where the state has them
+
+    @property
+    def M0(self) -> Float[Array, "d d"]:
+        """s(mu_k, mu_l) at t = 0."""
+        return self.grams0.M
+
+    def as_tuple(self) -> tuple:
+        """The fields as nested plain tuples (what jax.export serializes), for :meth:`from_tuple`."""
+        return (tuple(getattr(self.grams0, f.name) for f in dataclasses.fields(Grams)),
+                *(getattr(self, f.name) for f in dataclasses.fields(self)[1:]))
+
+    @classmethod
+    def from_tuple(cls, fields: tuple) -> Reference:
+        return cls(Grams(*fields[0]), *fields[1:])
+
+
+class Markers(eqx.Module):
+    """The phase markers' constants in the flow's units (:class:`flowsim.options.MarkerOptions`
+    made absolute for this start and these sizes, :func:`markers_of`)."""
+
+    t1_cap: Float[Array, ""]  # C_T1 / (sigma1^2 m m1): Definition E.2's cap on T1
+    R_neuron: Float[Array, ""]  # R = R_neuron / m1: bound (1) of Definition E.2
+    R_irrelevant: Float[Array, ""]  # bound (2): R_irrelevant (R / n + R / sqrt(m))
+    R_scores: Float[Array, ""]  # bound (3): R_scores / (m sqrt(m))
+    R_KQ: Float[Array, ""]  # bound (4): R_KQ sigma0^2 sqrt(m)
+    C_rates: Float[Array, ""]  # T0.5: -dG3/dt >= (1 + C_rates) max(dG1/dt, dG2/dt)
+    C_margin: Float[Array, ""]  # T': min over I2, I3 of y_i F_i >= C_margin
+    band: Float[Array, ""]  # relative half-width of the scores_leave_band event
 
 
 class FlowArgs(eqx.Module):
@@ -57,7 +98,7 @@ class FlowArgs(eqx.Module):
     dataset: Dataset
     test_set: Dataset
     ref: Reference
-    band: Float[Array, ""]  # relative half-width of the attention-score band event
+    markers: Markers
     watching: jax.Array  # bool (n_events,): the events not yet located, still watched
 
 
@@ -66,12 +107,9 @@ class Quantities(eqx.Module):
 
     margins: Float[Array, " n"]
     test_margins: Float[Array, " n_test"]
-    G: Float[Array, " d"]  # G(mu_k) for every word
-    M: Float[Array, "d d"]  # s(mu_k, mu_l) for every pair of words
-    value_corr: Float[Array, "3 3"]  # mu_i^T W_V^T W_V mu_j, i, j <= 3
-    key_corr: Float[Array, "3 3"]  # mu_i^T W_K^T W_K mu_j, i, j <= 3
-    query_corr: Float[Array, "3 3"]  # mu_i^T W_Q^T W_Q mu_j, i, j <= 3
+    grams: Grams
     neuron_gram_change: Float[Array, ""]  # ||W W^T - W(0) W(0)^T||_F / ||W(0) W(0)^T||_F (NaN: not available)
+    neuron_corr_change: Float[Array, ""]  # max_{j1, j2} |<w_j1, w_j2>(t) - <w_j1, w_j2>(0)| (NaN: not available)
     grad_norm2: Float[Array, ""]  # ||grad Lhat||^2 = -dLhat/dt (spec 7.4)
     drift_KQ: Float[Array, ""]  # NaN where the engine cannot form the conserved matrices
     drift_WV: Float[Array, ""]
@@ -158,6 +196,21 @@ class AbstractEngine(eqx.Module):
         """``s(mu_i, mu_j) = mu_i^T W_K^T W_Q mu_j`` for i, j in 1..3 (evaluated at every step by an event)."""
 
     @abc.abstractmethod
+    def grams(self, y: PyTree, dataset: Dataset) -> Grams:
+        """The word vectors' inner products at ``y`` in the embedding basis of ``dataset`` (cheap:
+        no samples, no gradient), whose rates along the flow the observables read by a
+        Jacobian-vector product."""
+
+    @abc.abstractmethod
+    def attention_width(self, y: PyTree):
+        """m, the attention width the scores are divided by (``sqrt(m)``), as a number."""
+
+    @abc.abstractmethod
+    def neuron_values(self, y: PyTree, dataset: Dataset) -> Float[Array, "m1 d"] | None:
+        """``a_j w_j^T W_V mu_k`` for every neuron j and word k (Definition E.2, Lemmas 4.1-4.2),
+        or ``None`` where the state does not hold the m1 neurons (a width-free start)."""
+
+    @abc.abstractmethod
     def quantities(self, y: PyTree, args: FlowArgs) -> Quantities:
         """Everything :func:`flowsim.observables.observables` needs at ``y``."""
 
@@ -188,14 +241,15 @@ def gram_norm(X: Float[Array, "p q"]) -> Float[Array, ""]:
     return jnp.linalg.norm(X.T @ X if X.shape[0] >= X.shape[1] else X @ X.T)
 
 
-def reference_of(engine: AbstractEngine, y0: PyTree, params: Params, embedding: Float[Array, "d d"]) -> Reference:
+def reference_of(engine: AbstractEngine, y0: PyTree, params: Params, dataset: Dataset) -> Reference:
     """The :class:`Reference` of an explicit start, from its four matrices."""
     return Reference(
-        M0=model.attention_scores(params, embedding, tuple(range(params.d))),
+        grams0=engine.grams(y0, dataset),
         conserved0=engine.conserved(y0),
         scale_KQ=gram_norm(params.W_K) + gram_norm(params.W_Q),
         scale_WV=moving_WV_scale(params.W.T @ params.a, params.W.shape[0], params.W_V),
         scale_neurons=gram_norm(params.W),
+        neuron_values0=engine.neuron_values(y0, dataset),
     )
 
 
@@ -226,30 +280,43 @@ def neuron_gram_change(delta_norm2, ref: Reference) -> Float[Array, ""]:
     return jnp.sqrt(jnp.maximum(delta_norm2, 0.0)) / ref.scale_neurons
 
 
+def grams_of(p: Params, embedding: Float[Array, "d d"]) -> Grams:
+    """The :class:`Grams` of matrices ``p`` whose columns are read through ``embedding``."""
+    V, K, Q = (X @ embedding for X in (p.W_V, p.W_K, p.W_Q))
+    u = p.W.T @ p.a
+    return Grams(G=(u @ p.W_V) @ embedding, M=K.T @ Q, C_V=V.T @ V, A=K.T @ K, B=Q.T @ Q, s=u @ u)
+
+
 def param_quantities(p: Params, args: FlowArgs, data: Dataset, test: Dataset, grad_norm2, now,
-                     neuron_delta2, m=None) -> Quantities:
+                     neuron_delta2, neuron_corr, m=None) -> Quantities:
     """:class:`Quantities` from matrices ``p`` whose columns are read through ``data.embedding``;
-    ``neuron_delta2`` is ``||W W^T - W(0) W(0)^T||_F^2``, which each engine forms its own way,
-    and ``m`` the attention width of the scores' ``1/sqrt(m)`` (default: ``p``'s rows)."""
-    E = data.embedding
+    ``neuron_delta2`` is ``||W W^T - W(0) W(0)^T||_F^2`` and ``neuron_corr`` the largest entry of
+    ``|W W^T - W(0) W(0)^T|``, which each engine forms its own way, and ``m`` the attention width
+    of the scores' ``1/sqrt(m)`` (default: ``p``'s rows)."""
     drift_KQ, drift_WV = drifts(now, args.ref)
-    G, M = model.G(p, E), model.attention_scores(p, E, tuple(range(p.d)))
+    grams = grams_of(p, data.embedding)
     m = p.m if m is None else m
     # F from (G, M), which the observables need anyway: no per-sample gathers of m-vectors.
-    margins = lambda d: d.labels * model.outputs_reduced(G, M, d.tokens, m)
+    margins = lambda d: d.labels * model.outputs_reduced(grams.G, grams.M, d.tokens, m)
     return Quantities(
         margins=margins(data),
         test_margins=margins(test),
-        G=G,
-        M=M,
-        value_corr=model.gram3(p.W_V, E),
-        key_corr=model.gram3(p.W_K, E),
-        query_corr=model.gram3(p.W_Q, E),
+        grams=grams,
         neuron_gram_change=neuron_gram_change(neuron_delta2, args.ref),
+        neuron_corr_change=neuron_corr,
         grad_norm2=grad_norm2,
         drift_KQ=drift_KQ,
         drift_WV=drift_WV,
     )
+
+
+def rank_one_corr_change(W0: Float[Array, "m1 r"], a: Float[Array, " m1"], delta: Float[Array, " r"], m1):
+    """``max_{j1, j2} |<w_j1, w_j2>(t) - <w_j1, w_j2>(0)|`` when ``W = W(0) + a delta^T / m1``
+    (spec 7.1): the entries are ``a_j1 a_j2 (b_j1 + b_j2 + c)`` with ``b = a * W(0) delta / m1`` and
+    ``c = |delta|^2 / m1^2``, so the largest is at the extreme b's (j1 = j2 included)."""
+    b = a * (W0 @ delta) / m1
+    c = delta @ delta / m1**2
+    return jnp.maximum(jnp.abs(2 * b.max() + c), jnp.abs(2 * b.min() + c))
 
 
 def sum_squares(tree) -> Float[Array, ""]:

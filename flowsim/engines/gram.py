@@ -10,7 +10,7 @@ from jaxtyping import Array, Float, PyTree
 
 from .. import model
 from ..data import Dataset
-from .base import AbstractEngine, FlowArgs, Quantities, Reference, Sizes
+from .base import AbstractEngine, FlowArgs, Grams, Quantities, Reference, Sizes
 
 
 class GramEngine(AbstractEngine):
@@ -19,8 +19,8 @@ class GramEngine(AbstractEngine):
     ``B = W_Q^T W_Q``; its size and cost depend on d alone, and m, m1 are numbers, not shapes.
 
     The m x m conservation laws and the m1 x m1 neuron inner products cannot be formed from it:
-    ``drift_KQ``, ``drift_WV`` and ``neuron_gram_change`` are NaN, and there are no final
-    parameters (``to_params`` returns ``None``)."""
+    ``drift_KQ``, ``drift_WV``, ``neuron_gram_change`` and the neuron values are NaN, and there
+    are no final parameters (``to_params`` returns ``None``)."""
 
     name: ClassVar[str] = "gram"
     needs_matrices: ClassVar[bool] = False
@@ -48,7 +48,8 @@ class GramEngine(AbstractEngine):
 
     def reference(self, y0, start, dataset: Dataset) -> Reference:
         nan = jnp.array(jnp.nan, y0[0].dtype)
-        return Reference(M0=y0[3], conserved0=None, scale_KQ=nan, scale_WV=nan, scale_neurons=nan)
+        return Reference(grams0=self.grams(y0, dataset), conserved0=None, scale_KQ=nan, scale_WV=nan,
+                         scale_neurons=nan, neuron_values0=None)
 
     def to_params(self, y: PyTree, args: FlowArgs) -> None:
         return None
@@ -93,6 +94,16 @@ class GramEngine(AbstractEngine):
     def scores3(self, y, args: FlowArgs) -> Float[Array, "3 3"]:
         return y[3][:3, :3]
 
+    def grams(self, y, dataset: Dataset) -> Grams:
+        z, s, C_V, M, A, B = y
+        return Grams(G=z, M=M, C_V=C_V, A=A, B=B, s=s)
+
+    def attention_width(self, y):
+        return self.m
+
+    def neuron_values(self, y, dataset: Dataset) -> None:
+        return None
+
     def quantities(self, y, args: FlowArgs) -> Quantities:
         """``||grad Lhat||^2`` from the Gram matrices: ``||a (W_V h)^T||^2 = m1 h^T C_V h``,
         ``||u h^T||^2 = s ||h||^2``, ``||W_Q Gm^T||^2 = tr(Gm B Gm^T)``, ``||W_K Gm||^2 = tr(Gm^T A Gm)``."""
@@ -104,6 +115,6 @@ class GramEngine(AbstractEngine):
         return Quantities(
             margins=self._margins(z, M, args.dataset),
             test_margins=self._margins(z, M, args.test_set),
-            G=z, M=M, value_corr=C_V[:3, :3], key_corr=A[:3, :3], query_corr=B[:3, :3],
-            neuron_gram_change=nan, grad_norm2=grad2, drift_KQ=nan, drift_WV=nan,
+            grams=self.grams(y, args.dataset), neuron_gram_change=nan, neuron_corr_change=nan, grad_norm2=grad2,
+            drift_KQ=nan, drift_WV=nan,
         )

@@ -11,8 +11,8 @@ from jaxtyping import Array, Float, PyTree
 from .. import model
 from ..data import Dataset
 from ..model import Params
-from .base import AbstractEngine, FlowArgs, Quantities, Reference, Sizes, conserved, param_quantities, \
-    reference_of, sum_squares
+from .base import AbstractEngine, FlowArgs, Grams, Quantities, Reference, Sizes, conserved, grams_of, \
+    param_quantities, reference_of, sum_squares
 
 
 class ParamEngine(AbstractEngine):
@@ -42,7 +42,7 @@ class ParamEngine(AbstractEngine):
         return (start.W, start.W_V, start.W_K, start.W_Q)
 
     def reference(self, y0, start: Params, dataset: Dataset) -> Reference:
-        return reference_of(self, y0, start, dataset.embedding)
+        return reference_of(self, y0, start, dataset)
 
     def to_params(self, y: PyTree, args: FlowArgs) -> Params:
         W, W_V, W_K, W_Q = y
@@ -67,10 +67,22 @@ class ParamEngine(AbstractEngine):
     def scores3(self, y, args: FlowArgs) -> Float[Array, "3 3"]:
         return model.attention_scores(self.to_params(y, args), args.dataset.embedding)
 
+    def grams(self, y, dataset: Dataset) -> Grams:
+        W, W_V, W_K, W_Q = y
+        return grams_of(Params(W=W, W_V=W_V, W_K=W_K, W_Q=W_Q, a=self.a), dataset.embedding)
+
+    def attention_width(self, y):
+        return y[1].shape[0]
+
+    def neuron_values(self, y, dataset: Dataset) -> Float[Array, "m1 d"]:
+        W, W_V = y[0], y[1]
+        return self.a[:, None] * (W @ (W_V @ dataset.embedding))
+
     def quantities(self, y, args: FlowArgs) -> Quantities:
         grad2 = sum_squares(self.vector_field(None, y, args))
         # ||W W^T - W0 W0^T||_F^2 through m x m products: ||W^T W||^2 - 2 ||W0^T W||^2 + ||W0^T W0||^2.
         W, W0 = y[0], self.W0
         delta2 = (jnp.sum((W.T @ W) ** 2) - 2 * jnp.sum((W0.T @ W) ** 2) + jnp.sum((W0.T @ W0) ** 2))
+        corr = jnp.max(jnp.abs(W @ W.T - W0 @ W0.T))
         return param_quantities(self.to_params(y, args), args, args.dataset, args.test_set,
-                                grad2, self.conserved(y), delta2)
+                                grad2, self.conserved(y), delta2, corr)

@@ -12,8 +12,8 @@ from jaxtyping import Array, Float, Int, PyTree
 from .. import model
 from ..data import Dataset
 from ..model import Params
-from .base import AbstractEngine, FlowArgs, Quantities, Reference, Sizes, in_basis, param_quantities, \
-    present_words, reference_of, sum_squares
+from .base import AbstractEngine, FlowArgs, Grams, Quantities, Reference, Sizes, in_basis, param_quantities, \
+    present_words, rank_one_corr_change, reference_of, sum_squares
 
 
 class AbstractWordRows(AbstractEngine):
@@ -93,6 +93,25 @@ class AbstractWordRows(AbstractEngine):
         W = W0 + jnp.outer(a, lift(y[0] - self.u0)) / self.mlp_width
         return Params(W=W, W_V=back(p.W_V), W_K=back(p.W_K), W_Q=back(p.W_Q), a=a)
 
+    def grams(self, y: PyTree, dataset: Dataset) -> Grams:
+        # The columns are already W_V mu_k, ...: inner products need no basis.
+        u, V, K, Q = self._words(y)
+        return Grams(G=V.T @ u, M=K.T @ Q, C_V=V.T @ V, A=K.T @ K, B=Q.T @ Q, s=u @ u)
+
+    def attention_width(self, y):
+        return self.width
+
+    def _words(self, y):
+        """``(u, V, K, Q)``: u and every word's columns (d of them) at ``y``."""
+        u, V_a, K_a, Q_a = y
+        return u, self._columns(V_a, self.V0), self._columns(K_a, self.K0), self._columns(Q_a, self.Q0)
+
+    def _neurons(self, y, W0, a, lift=lambda X: X) -> Float[Array, "m1 d"]:
+        """``a_j w_j^T W_V mu_k`` with ``a_j w_j = a_j w_j(0) + (u - u(0)) / m1`` (spec 7.1, a_j^2 = 1),
+        each row mapped to R^m by ``lift``."""
+        u, V, _, _ = self._words(y)
+        return (a[:, None] * W0) @ lift(V) + ((u - self.u0) @ V)[None, :] / self.mlp_width
+
     def conserved(self, y: PyTree):
         """The conserved matrices less their constant parts, in the rows' space (``r x r``; in
         coordinates isometric to the ``m x m`` matrices): absent columns and W(0) drop out of
@@ -100,11 +119,11 @@ class AbstractWordRows(AbstractEngine):
         u, V_a, K_a, Q_a = y
         return K_a.T @ K_a - Q_a.T @ Q_a, jnp.outer(u, u) / self.mlp_width - V_a.T @ V_a
 
-    def _quantities(self, y, args: FlowArgs, neuron_delta2) -> Quantities:
+    def _quantities(self, y, args: FlowArgs, neuron_delta2, neuron_corr) -> Quantities:
         g_u, *rest = self.vector_field(None, y, args)
         grad2 = sum_squares(rest) + jnp.sum(g_u**2) / self.mlp_width  # ||a g^T||^2 = m1 ||g||^2
         return param_quantities(self._full_basis(y), args, in_basis(args.dataset), in_basis(args.test_set),
-                                grad2, self.conserved(y), neuron_delta2, m=self.width)
+                                grad2, self.conserved(y), neuron_delta2, neuron_corr, m=self.width)
 
 
 class ReducedEngine(AbstractWordRows):
@@ -144,7 +163,10 @@ class ReducedEngine(AbstractWordRows):
         return self.a.shape[0]
 
     def reference(self, y0, start: Params, dataset: Dataset) -> Reference:
-        return reference_of(self, y0, start, dataset.embedding)
+        return reference_of(self, y0, start, dataset)
+
+    def neuron_values(self, y, dataset: Dataset) -> Float[Array, "m1 d"]:
+        return self._neurons(y, self.W0, self.a)
 
     def to_params(self, y: PyTree, args: FlowArgs) -> Params:
         return self._rebuild(y, args, self.W0, self.a)
@@ -156,4 +178,4 @@ class ReducedEngine(AbstractWordRows):
         v, c, aa = self.W0 @ delta / m1, delta @ delta / m1**2, a @ a
         va = v @ a
         delta2 = 2 * (v @ v) * aa + 2 * va**2 + 4 * c * va * aa + c**2 * aa**2
-        return self._quantities(y, args, delta2)
+        return self._quantities(y, args, delta2, rank_one_corr_change(self.W0, a, delta, m1))

@@ -10,7 +10,8 @@ from jaxtyping import Array, Float, PyTree
 from ..data import Dataset
 from ..model import Params
 from ..subspace import compress, rank_bound
-from .base import FlowArgs, Quantities, Reference, Sizes, gram_norm, moving_WV_scale, present_words
+from .base import FlowArgs, Quantities, Reference, Sizes, gram_norm, moving_WV_scale, present_words, \
+    rank_one_corr_change
 from .reduced import AbstractWordRows
 
 
@@ -79,12 +80,19 @@ class SubspaceEngine(AbstractWordRows):
     def reference(self, y0, start, dataset: Dataset) -> Reference:
         nan = jnp.array(jnp.nan, self.u0.dtype)
         return Reference(
-            M0=self.K0.T @ self.Q0,
+            grams0=self.grams(y0, dataset),
             conserved0=self.conserved(y0),
             scale_KQ=gram_norm(self.K0) + gram_norm(self.Q0),
             scale_WV=moving_WV_scale(self.u0, self.m1, self.V0),
             scale_neurons=nan if self.neuron_scale is None else self.neuron_scale,
+            neuron_values0=self.neuron_values(y0, dataset),
         )
+
+    def neuron_values(self, y, dataset: Dataset) -> Float[Array, "m1 d"] | None:
+        """Those of a compressed start, which keeps W(0) and the basis; a sampled one has none."""
+        if self.basis is None:
+            return None
+        return self._neurons(y, self.W0, self.a, lift=lambda X: self.basis @ X)
 
     def to_params(self, y: PyTree, args: FlowArgs) -> Params | None:
         if self.basis is None:
@@ -93,11 +101,12 @@ class SubspaceEngine(AbstractWordRows):
 
     def quantities(self, y, args: FlowArgs) -> Quantities:
         if self.neuron_gram is None:
-            delta2 = jnp.array(jnp.nan, y[0].dtype)
+            delta2 = corr = jnp.array(jnp.nan, y[0].dtype)
         else:
             # As the reduced engine's, with v = W(0) B delta / m1: v.v = delta^T (W(0)B)^T (W(0)B) delta / m1^2
             # and v.a = delta . u(0) / m1, since B^T W(0)^T a = B^T u(0) holds u(0)'s coordinates.
             m1, delta = self.m1, y[0] - self.u0
             vv, va, c = delta @ self.neuron_gram @ delta / m1**2, delta @ self.u0 / m1, delta @ delta / m1**2
             delta2 = 2 * vv * m1 + 2 * va**2 + 4 * c * va * m1 + c**2 * m1**2
-        return self._quantities(y, args, delta2)
+            corr = rank_one_corr_change(self.W0, self.a, self.basis @ delta, m1)
+        return self._quantities(y, args, delta2, corr)
