@@ -89,10 +89,13 @@ def test_conservation_laws_and_monotone_loss(tiny_run):
     o = tiny_run.observables
     assert np.max(o["drift_KQ"]) < 1e-8 and np.max(o["drift_WV"]) < 1e-8
     assert np.all(np.diff(o["loss"]) <= 1e-12)
-    # dLhat/dt = -||grad Lhat||^2: the saved loss drop against the trapezoid rule on grad_norm2.
-    t, g2 = tiny_run.ts, o["grad_norm2"]
-    drop = -np.diff(o["loss"])
-    np.testing.assert_allclose(drop[:8], 0.5 * (g2[1:9] + g2[:8]) * np.diff(t[:9]), rtol=2e-2)
+    # dLhat/dt = -||grad Lhat||^2: the saved loss drop over each pair of consecutive save intervals
+    # against Simpson's rule for unequal intervals on grad_norm2.  Over the first 8 pairs it errs by
+    # 9.3e-8 at most (measured); the trapezoid rule's O(h^2) error is 6.4e-6 there, 7% later on.
+    t, g2, loss = tiny_run.ts[:10], o["grad_norm2"][:10], o["loss"][:10]
+    h0, h1 = np.diff(t)[:-1], np.diff(t)[1:]
+    simpson = (h0 + h1) / 6 * ((2 - h1 / h0) * g2[:-2] + (h0 + h1) ** 2 / (h0 * h1) * g2[1:-1] + (2 - h0 / h1) * g2[2:])
+    np.testing.assert_allclose(loss[:-2] - loss[2:], simpson, rtol=1e-6)
 
 
 def test_conservation_is_exact_to_integration_accuracy(tiny):
@@ -187,7 +190,9 @@ def test_float32_on_request(tiny, tiny_run):
     params, data = tiny
     r = flowsim.integrate(params, data, t_end=20.0, saves=41, n_test=64, precision=32, rtol=1e-5, atol=1e-7)
     assert r.observables["loss"].dtype == np.float32
-    np.testing.assert_allclose(r.observables["loss"][-1], tiny_run.observables["loss"][-1], rtol=1e-3)
+    # Measured against float64: final loss 2.2e-6, T1 5.2e-6 (float32 at the solver's rtol 1e-5).
+    np.testing.assert_allclose(r.observables["loss"][-1], tiny_run.observables["loss"][-1], rtol=2e-5)
+    np.testing.assert_allclose(r.events["phase1_end"], tiny_run.events["phase1_end"], rtol=5e-5)
     assert tiny_run.observables["loss"].dtype == np.float64
     # The library leaves JAX's global precision as it found it.
     assert jnp.zeros(1).dtype == jnp.float32

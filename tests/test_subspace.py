@@ -99,17 +99,19 @@ def test_one_compiled_program_serves_every_width():
     jax.monitoring.register_event_duration_secs_listener(listener)
     try:
         runs = []
-        for m in (10**3, 10**9):
+        for m in (10**3, 10**6, 10**9):
             before = sum(v for k, v in events.items() if "trace" in k or "backend_compile" in k)
             start = flowsim.init_subspace(jax.random.key(1), d=40, m=m, m1=m, scheme="theory", L=5)
             runs.append(flowsim.integrate(start, data, 1.0, saves=5, test_key=key, n_test=50))
             runs[-1].traced = sum(v for k, v in events.items() if "trace" in k or "backend_compile" in k) - before
     finally:
         jax.monitoring.unregister_event_duration_listener(listener)
-    assert runs[1].traced == 0 and all(r.options.engine == "subspace" for r in runs)
-    # T1 = O(1/m) (Theorem 3.1): six decades of width move T1 by about six decades.
-    T1 = [r.events["phase1_end"] for r in runs]
-    assert 1e5 < T1[0] / T1[1] < 1e7
+    assert runs[1].traced == runs[2].traced == 0 and all(r.options.engine == "subspace" for r in runs)
+    # T1 = O(1/m) (Theorem 3.1), up to finite-width corrections of order 1/sqrt(m): measured T1 m =
+    # 6.1875, 6.2269, 6.2405, 6.2449, 6.2463 and 6.2468 at m = 10^3 .. 10^7 and 10^9, its distance to the
+    # limit shrinking by sqrt(10) per decade.  So T1 m at 10^3 and 10^6 against 10^9: measured 9.5e-3, 3.2e-4.
+    T1m = [r.events["phase1_end"] * m for r, m in zip(runs, (10**3, 10**6, 10**9))]
+    assert abs(T1m[0] / T1m[2] - 1) < 3e-2 and abs(T1m[1] / T1m[2] - 1) < 1e-3
 
 
 def test_width_is_a_number_in_the_configuration(tmp_path, monkeypatch):
