@@ -42,20 +42,20 @@ def distribution(m=2048, seeds=64):
     config = flowsim.RunConfig.preset("theory").merge({"m": m, "t_end": 1.0, "saves": 2, "n_test": 100})
     data, _, key = config.build()
     d, m1, L = config.d, config.m1, config.L
-    s0, s1 = flowsim.init_scales("theory", d=d, m=m, m1=m1, L=L)
+    s0, s1 = flowsim.init_scales("theory-unit", d=d, m=m, m1=m1, L=L)
     keys = [flowsim.RunConfig().merge({"seed": s}).keys()[1] for s in range(2 * seeds)]
 
     def T1(start):
-        return flowsim.integrate(start, data, 1.0, engine="subspace", saves=2, n_test=100, test_key=key).phase1_end
+        return flowsim.integrate(start, data, 1.0, engine="subspace", saves=2, n_test=100, test_key=key).events["all_correct"]
 
     def bartlett(k, sigma0=s0, dof=m):
         R = draw(_bartlett, k, p=rank_bound(d), m=dof) * np.r_[np.sqrt(m1) * s1, np.full(3 * d, sigma0)]
         return SubspaceStart(u=R[:, 0], W_V=R[:, 1:d + 1], W_K=R[:, d + 1:2 * d + 1], W_Q=R[:, 2 * d + 1:],
-                             m=np.asarray(m), m1=np.asarray(m1))
+                             m=np.asarray(m), m1=np.asarray(m1), sigma0=np.float64(sigma0), sigma1=np.float64(s1))
 
-    explicit = [flowsim.compress(flowsim.init_params(k, d, m, m1, scheme="theory", L=L), final_params=False)
+    explicit = [flowsim.compress(flowsim.init_params(k, d, m, m1, scheme="theory-unit", L=L), final_params=False)
                 for k in keys[:seeds]]
-    samples = {"direct draws": [flowsim.init_subspace(k, d, m, m1, scheme="theory", L=L) for k in keys[seeds:]],
+    samples = {"direct draws": [flowsim.init_subspace(k, d, m, m1, scheme="theory-unit", L=L) for k in keys[seeds:]],
                "sigma0 x 1.1": [bartlett(k, sigma0=1.1 * s0) for k in keys[seeds:]],
                "0.9 m degrees of freedom": [bartlett(k, dof=int(0.9 * m)) for k in keys[seeds:]]}
     ref_inv = np.array([invariants(s) for s in explicit])

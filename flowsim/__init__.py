@@ -21,7 +21,7 @@ _EXPORTS = {
     "cache": ("enable_compilation_cache",),
     "flow": ("FlowFailure", "FlowResult", "integrate", "integrate_batch", "plan"),
     "resources": ("ResourceError",),
-    "options": ("DescentOptions", "FlowOptions", "SaveOptions", "SolverOptions", "save_times"),
+    "options": ("DescentOptions", "FlowOptions", "MarkerOptions", "SaveOptions", "SolverOptions", "save_times"),
     "gd": ("gradient_descent",),
     "plotting": ("plot",),
     "atlas": ("plot_sweep",),

@@ -449,9 +449,10 @@ def _io_error(e: OSError, prog: str, advice: str = "") -> int:
 
 
 def summary(run) -> str:
-    """A few lines on a finished run: T1, final losses, solver work, wall time, where the files are."""
+    """A few lines on a finished run: the end of Phase 1 (Definition E.2's T1) and the first time
+    every sample is correct, final losses, solver work, wall time, where the files are."""
     r = run.result
-    t1 = r.events["phase1_end"]
+    when = lambda name: f"not reached by t_end={run.config.t_end:g}" if r.events[name] is None else f"{r.events[name]:.6g}"
     s = r.stats
     if run.config.method == "gd":
         work = f"gradient descent: {s['steps']} steps at lr {run.config.lr:g}"
@@ -459,7 +460,8 @@ def summary(run) -> str:
         nfev = "" if s["nfev"] is None else f", {s['nfev']} evaluations"
         work = f"solver steps:    {s['steps']} ({s['rejected_steps']} rejected){nfev}"
     return "\n".join([
-        f"T1 (phase1_end): {'not reached by t_end=%g' % run.config.t_end if t1 is None else '%.6g' % t1}",
+        f"T1 (phase1_end): {when('phase1_end')} (Definition E.2)",
+        f"all correct:     {when('all_correct')} (every training sample classified correctly)",
         f"final loss:      {r.observables['loss'][-1]:.4e} (test {r.observables['test_loss'][-1]:.4e})",
         work,
         f"wall time:       {run.meta['wall_time_s']:.1f} s",

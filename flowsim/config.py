@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import math
 import os
 import stat
@@ -234,7 +235,10 @@ class RunConfig:
         changes = {}
         for key, value in values.items():
             if key not in fields:
-                raise ConfigError(f"{label(shown(key, bare=True))}: unknown key; allowed: {', '.join(fields)}")
+                near = difflib.get_close_matches(str(key), fields, n=3)
+                hint = f"did you mean {' or '.join(near)}? " if near else ""
+                raise ConfigError(f"{label(shown(key, bare=True))}: unknown key; {hint}the {len(fields)} keys are "
+                                  "flowsim integrate's options (flowsim integrate --help lists them)")
             meta = fields[key].metadata
             if value is None and meta["optional"]:
                 changes[key] = None
@@ -325,9 +329,11 @@ _FIELDS = {f.name for f in dataclasses.fields(RunConfig)}
 
 
 #: Named starting points; ``paper`` is the defaults (spec 5: n = 60 as 30/10/10/10, L = 5,
-#: d = 64, m = 128, m1 = 256, Kaiming init, flow time 300).  ``theory`` satisfies Assumption 2.3
-#: and Condition 1 at a small size: n = 12, L = 5 use 32 irrelevant slots, so d >= 35.
+#: d = 64, m = 128, m1 = 256, Kaiming init, flow time 300).  ``theory`` meets Assumption 2.3 and
+#: Condition 1 (its start, and its sizes m >= max(m1, L^2), n >= L^2) at a small size: n = 18,
+#: L = 4 use 30 irrelevant slots, so d = 33 is the smallest vocabulary; with c0 = c1 ~ 0.036
+#: Phase 1 lasts T1 = 10 / (sigma1^2 m m1) ~ 120, and the loss falls below 1/m by t ~ 10^3.
 PRESETS: dict[str, dict[str, Any]] = {
     "paper": {},
-    "theory": dict(data_mode="theory", init="theory", n=12, L=5, d=40, m=64, m1=64),
+    "theory": dict(data_mode="theory", init="theory", n=18, L=4, d=33, m=64, m1=64, t_end=10_000.0),
 }

@@ -120,13 +120,17 @@ def _score_excursion(engine, t, y, args):
 CONDITIONS = (_min_margin, _phase1_end, _rates_ordered, _one_target_margin, _minus_G3, _score_excursion)
 
 
+#: The conditions that cost a vector field or the m1 neurons at every step: once located, they are
+#: not evaluated again (their value is then -inf).  The others are cheaper than a branch.
+COSTLY = (_phase1_end, _rates_ordered)
+
+
 def event_values(engine, t, y, args):
-    """The condition values ``c``, in the order of :data:`EVENT_NAMES`; an event already located
-    is not evaluated again (its value is then -inf: after T1, say, the neuron values are not formed
-    at every step)."""
+    """The condition values ``c``, in the order of :data:`EVENT_NAMES`."""
     dtype = jax.tree.leaves(y)[0].dtype
+    value = lambda c, y: jnp.asarray(c(engine, t, y, args), dtype)
     skip = lambda y: jnp.array(-jnp.inf, dtype)
-    return tuple(jax.lax.cond(args.watching[k], lambda y, c=c: jnp.asarray(c(engine, t, y, args), dtype), skip, y)
+    return tuple(jax.lax.cond(args.watching[k], lambda y, c=c: value(c, y), skip, y) if c in COSTLY else value(c, y)
                  for k, c in enumerate(CONDITIONS))
 
 

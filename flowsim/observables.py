@@ -71,10 +71,11 @@ def word_counts(dataset) -> jax.Array:
 
 def observables(engine, y, args) -> dict:
     """Every observable of :data:`DESCRIPTIONS` at state ``y``."""
-    q = engine.quantities(y, args)
+    field = engine.vector_field(None, y, args)
+    q = engine.quantities(y, args, field)
     grams, grams0 = q.grams, args.ref.grams0
     # The rates of the inner products along the flow: one Jacobian-vector product.
-    rates = jax.jvp(lambda y: engine.grams(y, args.dataset), (y,), (engine.vector_field(None, y, args),))[1]
+    rates = jax.jvp(lambda y: engine.grams(y, args.dataset), (y,), (field,))[1]
     groups = args.dataset.groups
     onehot = (groups[:, None] == jnp.arange(1, 5)[None, :]).astype(q.margins.dtype)
     counts = onehot.sum(0)

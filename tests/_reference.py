@@ -61,13 +61,16 @@ class Data:
 # -- Eq. (1) and Eq. (2) ---------------------------------------------------------------------
 
 
-def F(net: Net, X: np.ndarray) -> float:
+def F(net: Net, X: np.ndarray, m: float | None = None) -> float:
     """Eq. (1) for one d x L sample, by loops over query positions l and neurons j:
-    ``sum_l sum_j a_j w_j^T W_V X softmax(X^T W_K^T W_Q x_l / sqrt(m))``, the softmax over keys."""
+    ``sum_l sum_j a_j w_j^T W_V X softmax(X^T W_K^T W_Q x_l / sqrt(m))``, the softmax over keys.
+    ``m`` is the attention width (default: the rows of W_V); give it for matrices whose rows are
+    coordinates in a subspace of R^m (spec 7.6): a one-neuron net with W = u^T, a = (1)."""
     L = X.shape[1]
+    m = net.m if m is None else m
     total = 0.0
     for l in range(L):
-        logits = np.array([X[:, k] @ net.W_K.T @ net.W_Q @ X[:, l] for k in range(L)]) / np.sqrt(net.m)
+        logits = np.array([X[:, k] @ net.W_K.T @ net.W_Q @ X[:, l] for k in range(L)]) / np.sqrt(m)
         att = np.exp(logits - logits.max())
         att /= att.sum()
         for j in range(net.W.shape[0]):
@@ -75,9 +78,9 @@ def F(net: Net, X: np.ndarray) -> float:
     return total
 
 
-def outputs(net: Net, data: Data) -> np.ndarray:
-    """F(X_i) for every sample."""
-    return np.array([F(net, X) for X in data.X])
+def outputs(net: Net, data: Data, m: float | None = None) -> np.ndarray:
+    """F(X_i) for every sample (``m``: as for :func:`F`)."""
+    return np.array([F(net, X, m) for X in data.X])
 
 
 def margins(net: Net, data: Data) -> np.ndarray:

@@ -322,7 +322,7 @@ def test_resume_of_a_complete_run_is_refused(reference, capsys):
     assert (out / "run.json").read_bytes() == before
 
 
-@pytest.mark.parametrize("argv, named", [(["--n", "abc"], "--n"), (["--preset", "theory", "--d", "20"], "d >= 35")])
+@pytest.mark.parametrize("argv, named", [(["--n", "abc"], "--n"), (["--preset", "theory", "--d", "20"], "d >= 33")])
 def test_bad_input_in_a_real_process(argv, named, tmp_path):
     done = subprocess.run([*COMMAND, *argv], capture_output=True, text=True, cwd=tmp_path)
     assert done.returncode == 2 and done.stdout == ""
@@ -354,8 +354,8 @@ def test_integrate_help_states_each_options_real_default():
     assert helps["steps"].endswith("(default round(t_end / lr))")
     gd = flowsim.RunConfig.preset("paper").merge({"method": "gd", "t_end": 3.0, "lr": 0.02}).resolved()
     assert gd.steps == round(3.0 / 0.02)
-    assert "sqrt(2/d) for kaiming, 1/sqrt(L m) for theory" in helps["sigma0"]
-    assert "sqrt(2/m) for kaiming, 1/sqrt(m1) for theory" in helps["sigma1"]
+    assert "sqrt(2/d) for kaiming, c0/sqrt(L m) for the theory inits" in helps["sigma0"]
+    assert "sqrt(2/m) for kaiming, c1/sqrt(m1) for the theory inits" in helps["sigma1"]
     d, m, m1, L = 10, 20, 30, 5
     assert flowsim.init_scales("kaiming", d=d, m=m, m1=m1) == (math.sqrt(2 / d), math.sqrt(2 / m))
     assert flowsim.init_scales("theory", d=d, m=m, m1=m1, L=L) == (1 / math.sqrt(L * m), 1 / math.sqrt(m1))

@@ -93,7 +93,7 @@ def test_same_key_same_draws_whatever_the_x64_flag(mode, basis):
     (float32 and float64 runs of one seed are the same problem)."""
     def draws():
         data = flowsim.make_dataset(jax.random.key(5), n=12, L=5, d=40, mode=mode, embedding=basis)
-        params = flowsim.init_params(jax.random.key(6), d=40, m=7, m1=9, scheme="theory", L=5)
+        params = flowsim.init_params(jax.random.key(6), d=40, m=7, m1=9, scheme="theory-unit", L=5)
         test = flowsim.sample_test_set(jax.random.key(7), 50, data)
         return [np.asarray(x) for x in (*jax.tree.leaves(data), *jax.tree.leaves(params), test.tokens, test.groups)]
 

@@ -41,7 +41,7 @@ def test_every_shipped_toml_is_a_valid_configuration(path):
 def test_the_example_sweep_is_the_theory_preset_over_four_seeds_and_three_widths():
     points = Sweep.from_toml(ROOT / "examples" / "sweep.toml").points()
     assert sorted((p.config.m, p.config.seed) for p in points) == [(m, s) for m in (16, 32, 64) for s in range(4)]
-    assert {(p.config.data_mode, p.config.init, p.config.n, p.config.d) for p in points} == {("theory", "theory", 12, 40)}
+    assert {(p.config.data_mode, p.config.init, p.config.n, p.config.d) for p in points} == {("theory", "theory", 18, 33)}
 
 
 def test_every_config_file_named_in_the_docs_exists():

@@ -12,6 +12,7 @@ import pytest
 from scipy.integrate import solve_ivp
 from scipy.optimize import brentq
 
+import _reference
 import flowsim
 from flowsim.controller import evaluations_per_step
 from flowsim.flow import FlowFailure
@@ -65,7 +66,7 @@ def test_matches_independent_scipy_integration(tiny, tiny_run):
 def test_random_basis_theory_init_matches_scipy():
     with jax.enable_x64(True):
         data = flowsim.make_dataset(jax.random.key(2), n=12, L=4, d=8, embedding="random")
-        params = flowsim.init_params(jax.random.key(3), d=8, m=6, m1=10, scheme="theory", L=4, sigma0=1.0, sigma1=1.0)
+        params = flowsim.init_params(jax.random.key(3), d=8, m=6, m1=10, scheme="theory-unit", L=4, sigma0=1.0, sigma1=1.0)
     run = flowsim.integrate(params, data, t_end=50.0, saves=11, n_test=64)
     ref = _scipy_reference(params, data, run.ts[-1:])[0]
     np.testing.assert_allclose(run.observables["loss"][-1], ref["loss"], rtol=1e-5)
@@ -106,8 +107,9 @@ def test_conservation_is_exact_to_integration_accuracy(tiny):
     assert np.max(tight.observables["drift_WV"]) < 1e-2 * np.max(loose.observables["drift_WV"])
 
 
-def test_phase1_end_equals_bisection_on_dense_solution(tiny, tiny_run):
-    """T1 from the event against brentq on min_i y_i F_i of an independent dense diffrax solution."""
+def test_all_correct_equals_bisection_on_dense_solution(tiny, tiny_run):
+    """T_correct (all_correct) from the event against brentq on min_i y_i F_i of an independent
+    dense diffrax solution."""
     params, data = tiny
     with jax.enable_x64(True):
         y0 = (params.W, params.W_V, params.W_K, params.W_Q)
@@ -130,7 +132,7 @@ def test_phase1_end_equals_bisection_on_dense_solution(tiny, tiny_run):
             return float(margin_at(sol, jnp.asarray(t, jnp.float64)))
 
         t1 = brentq(min_margin, 1e-6, 2.0, xtol=1e-14)
-    T1 = tiny_run.events["phase1_end"]
+    T1 = tiny_run.events["all_correct"]
     assert T1 is not None
     np.testing.assert_allclose(T1, t1, rtol=1e-6)
     # And the saved minimum margin changes sign there.
@@ -142,10 +144,10 @@ def test_events_at_start_and_never(tiny, tiny_run):
     params, data = tiny
     # Starting from a point past T1, the phase boundary holds at once: its time is 0.
     after = flowsim.integrate(tiny_run.params_final, data, t_end=1.0, saves=41, n_test=64)
-    assert after.events["phase1_end"] == 0.0
-    # A horizon shorter than T1 never reaches it.
+    assert after.events["all_correct"] == 0.0
+    # A horizon shorter than T_correct and T1 reaches neither.
     short = flowsim.integrate(params, data, t_end=0.1, saves=41, n_test=64)
-    assert short.events["phase1_end"] is None
+    assert short.events["all_correct"] is None and short.events["phase1_end"] is None
     assert tiny_run.events["G3_negative"] is not None
 
 
@@ -266,3 +268,34 @@ def test_restarts_continue_with_the_carried_step(tiny, tiny_run):
     assert extra_solves >= 15
     assert split.stats["steps"] - whole.stats["steps"] <= extra_solves
     np.testing.assert_allclose(split.observables["loss"], whole.observables["loss"], rtol=1e-6)
+
+
+def test_phase1_end_is_where_definition_e2_is_first_left(tiny, tiny_run):
+    """T1 of Definition E.2 against the bounds evaluated by the numpy reference on the matrices of
+    a run stopped at T1: there the largest of the four quantities over its bound is 1 (or T1 is
+    the cap C_T1 / (sigma1^2 m m1), sigma1 measured from W), and just before it all are below."""
+    params, data = tiny
+    k = flowsim.MarkerOptions()
+    T1 = tiny_run.events["phase1_end"]
+    W0, V0, K0, Q0 = (np.asarray(x) for x in (params.W, params.W_V, params.W_K, params.W_Q))
+    m1, m = W0.shape
+    n, d = data.n, data.d
+    cap = k.C_T1 / (np.mean(W0**2) * m * m1)
+    sigma0 = np.sqrt(np.mean(np.concatenate([V0.ravel(), K0.ravel(), Q0.ravel()]) ** 2))
+    R = k.R_neuron / m1
+    bounds = np.array([R, k.R_irrelevant * (R / n + R / np.sqrt(m)), k.R_scores / m**1.5, k.R_KQ * sigma0**2 * np.sqrt(m)])
+    E = np.asarray(data.embedding)
+    net0 = _reference.Net.of(params)
+
+    def ratios(t):
+        net = _reference.Net.of(flowsim.integrate(params, data, t_end=t, saves=41, n_test=64, engine="params").params_final)
+        values = lambda p: (p.a[:, None] * p.W) @ p.W_V @ E
+        dv = np.abs(values(net) - values(net0))
+        gram = lambda A, B: (A @ E).T @ (B @ E)
+        KQ = max(np.abs(gram(net.W_K, net.W_K) - gram(K0, K0)).max(), np.abs(gram(net.W_Q, net.W_Q) - gram(Q0, Q0)).max())
+        items = np.array([dv[:, :3].max(), dv[:, 3:].max(), np.abs(gram(net.W_K, net.W_Q) - gram(K0, Q0)).max(), KQ])
+        return items / bounds
+
+    at, before = ratios(T1), ratios(T1 * (1 - 1e-4))
+    assert np.all(before < 1) and T1 < cap * (1 + 1e-9)
+    assert max(at.max(), T1 / cap) == pytest.approx(1.0, abs=1e-6)

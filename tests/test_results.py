@@ -155,7 +155,9 @@ def test_flags_override_config_file_over_preset(tmp_path):
 def test_resolved_config_draws_the_same_arrays():
     cfg = RunConfig.preset("theory")
     resolved = cfg.resolved()
-    assert resolved.counts == (6, 2, 2, 2) and resolved.sigma0 == 1 / np.sqrt(5 * 64)
+    c = np.sqrt(0.005 / np.sqrt(2 * np.log(2 * 4 * 18 / 0.1)))  # Lemma D.8's bound at 0.01, written out
+    assert resolved.counts == (9, 3, 3, 3)
+    assert resolved.sigma0 == pytest.approx(c / np.sqrt(4 * 64), rel=1e-12) and resolved.c1 == pytest.approx(c, rel=1e-12)
     for a, b in zip(jax.tree.leaves(cfg.build()[:2]), jax.tree.leaves(resolved.build()[:2])):
         np.testing.assert_array_equal(a, b)
         assert a.dtype == b.dtype
@@ -188,7 +190,7 @@ def test_docs_name_every_file_key_and_flag(built, tmp_path, capsys):
 
     with pytest.raises(SystemExit):
         cli.main(["integrate", "--help"])
-    flags = set(re.findall(r"(--[a-z][a-z0-9-]*)", capsys.readouterr().out)) - {"--help"}
+    flags = set(re.findall(r"(--[A-Za-z][A-Za-z0-9-]*)", capsys.readouterr().out)) - {"--help"}
     assert len(flags) > 25 and not [f for f in flags if f"`{f}" not in usage]
 
 

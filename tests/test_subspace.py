@@ -21,7 +21,7 @@ WIDE = dict(m=60, m1=30)  # m > p = 3d + 1 = 25 for d = 8
 def wide(tiny):
     """The tiny problem at m = 60 > p, theory scales."""
     _, data = tiny
-    params = flowsim.init_params(jax.random.key(4), d=8, scheme="theory", L=4, **WIDE)
+    params = flowsim.init_params(jax.random.key(4), d=8, scheme="theory-unit", L=4, **WIDE)
     return params, data
 
 
@@ -69,9 +69,9 @@ def test_sampled_starts_are_distributed_as_compressed_wide_draws():
     """Spec 7.7 at m = 2048, 64 seeds each: the Bartlett draw against QR of explicit Gaussian
     matrices; the same two-sample test rejects a sigma0 or a number of degrees of freedom off by 10%."""
     d, m, m1, L, seeds = 8, 2048, 64, 4, 64
-    s0, s1 = flowsim.init_scales("theory", d=d, m=m, m1=m1, L=L)
+    s0, s1 = flowsim.init_scales("theory-unit", d=d, m=m, m1=m1, L=L)
     keys = jax.random.split(jax.random.key(11), 2 * seeds)
-    explicit = np.array([_invariants(compress(flowsim.init_params(k, d, m, m1, scheme="theory", L=L),
+    explicit = np.array([_invariants(compress(flowsim.init_params(k, d, m, m1, scheme="theory-unit", L=L),
                                               final_params=False)) for k in keys[:seeds]])
 
     def sampled(sigma0=s0, dof=m):
@@ -79,10 +79,11 @@ def test_sampled_starts_are_distributed_as_compressed_wide_draws():
         for k in keys[seeds:]:
             R = draw(_bartlett, k, p=rank_bound(d), m=dof) * np.r_[np.sqrt(m1) * s1, np.full(3 * d, sigma0)]
             out.append(_invariants(SubspaceStart(u=R[:, 0], W_V=R[:, 1:d + 1], W_K=R[:, d + 1:2 * d + 1],
-                                                 W_Q=R[:, 2 * d + 1:], m=np.asarray(m), m1=np.asarray(m1))))
+                                                 W_Q=R[:, 2 * d + 1:], m=np.asarray(m), m1=np.asarray(m1),
+                                                 sigma0=np.float64(sigma0), sigma1=np.float64(s1))))
         return np.array(out)
 
-    direct = np.array([_invariants(flowsim.init_subspace(k, d, m, m1, scheme="theory", L=L)) for k in keys[seeds:]])
+    direct = np.array([_invariants(flowsim.init_subspace(k, d, m, m1, scheme="theory-unit", L=L)) for k in keys[seeds:]])
     np.testing.assert_allclose(direct, sampled(), rtol=1e-12)  # init_subspace is that draw
     p_values = lambda other: np.array([ks_2samp(explicit[:, j], other[:, j]).pvalue for j in range(explicit.shape[1])])
     assert p_values(direct).min() > 1e-3 / 6  # the same distribution (Bonferroni over 6 statistics)
@@ -101,7 +102,7 @@ def test_one_compiled_program_serves_every_width():
         runs = []
         for m in (10**3, 10**6, 10**9):
             before = sum(v for k, v in events.items() if "trace" in k or "backend_compile" in k)
-            start = flowsim.init_subspace(jax.random.key(1), d=40, m=m, m1=m, scheme="theory", L=5)
+            start = flowsim.init_subspace(jax.random.key(1), d=33, m=m, m1=m, scheme="theory-unit", L=4)
             runs.append(flowsim.integrate(start, data, 1.0, saves=5, test_key=key, n_test=50))
             runs[-1].traced = sum(v for k, v in events.items() if "trace" in k or "backend_compile" in k) - before
     finally:

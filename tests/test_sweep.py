@@ -54,7 +54,7 @@ def test_points_equal_separate_runs(swept):
         if alone.events["phase1_end"] is not None:
             assert entry["events"]["phase1_end"] == pytest.approx(alone.events["phase1_end"], rel=1e-5)
         assert list(entry["verdicts"]) == list(flowsim.CLAIMS)  # keyed by claim id, in paper order
-        assert set(entry["verdicts"].values()) <= {"holds", "does not hold", "not applicable"}
+        assert set(entry["verdicts"].values()) <= {"holds", "does not hold", "not applicable", "judged on a sweep"}
 
 
 def test_index_files_and_rerun_skips_finished_points(swept):

@@ -211,8 +211,9 @@ class AbstractEngine(eqx.Module):
         or ``None`` where the state does not hold the m1 neurons (a width-free start)."""
 
     @abc.abstractmethod
-    def quantities(self, y: PyTree, args: FlowArgs) -> Quantities:
-        """Everything :func:`flowsim.observables.observables` needs at ``y``."""
+    def quantities(self, y: PyTree, args: FlowArgs, field: PyTree) -> Quantities:
+        """Everything :func:`flowsim.observables.observables` needs at ``y``; ``field`` is
+        ``vector_field(t, y, args)``, which the observables form once for this and the rates."""
 
     @abc.abstractmethod
     def conserved(self, y: PyTree) -> tuple[Array, Array] | None:

@@ -104,7 +104,7 @@ class GramEngine(AbstractEngine):
     def neuron_values(self, y, dataset: Dataset) -> None:
         return None
 
-    def quantities(self, y, args: FlowArgs) -> Quantities:
+    def quantities(self, y, args: FlowArgs, field) -> Quantities:
         """``||grad Lhat||^2`` from the Gram matrices: ``||a (W_V h)^T||^2 = m1 h^T C_V h``,
         ``||u h^T||^2 = s ||h||^2``, ``||W_Q Gm^T||^2 = tr(Gm B Gm^T)``, ``||W_K Gm||^2 = tr(Gm^T A Gm)``."""
         z, s, C_V, M, A, B = y

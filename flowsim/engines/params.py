@@ -78,8 +78,8 @@ class ParamEngine(AbstractEngine):
         W, W_V = y[0], y[1]
         return self.a[:, None] * (W @ (W_V @ dataset.embedding))
 
-    def quantities(self, y, args: FlowArgs) -> Quantities:
-        grad2 = sum_squares(self.vector_field(None, y, args))
+    def quantities(self, y, args: FlowArgs, field) -> Quantities:
+        grad2 = sum_squares(field)
         # ||W W^T - W0 W0^T||_F^2 through m x m products: ||W^T W||^2 - 2 ||W0^T W||^2 + ||W0^T W0||^2.
         W, W0 = y[0], self.W0
         delta2 = (jnp.sum((W.T @ W) ** 2) - 2 * jnp.sum((W0.T @ W) ** 2) + jnp.sum((W0.T @ W0) ** 2))

@@ -119,8 +119,8 @@ class AbstractWordRows(AbstractEngine):
         u, V_a, K_a, Q_a = y
         return K_a.T @ K_a - Q_a.T @ Q_a, jnp.outer(u, u) / self.mlp_width - V_a.T @ V_a
 
-    def _quantities(self, y, args: FlowArgs, neuron_delta2, neuron_corr) -> Quantities:
-        g_u, *rest = self.vector_field(None, y, args)
+    def _quantities(self, y, args: FlowArgs, field, neuron_delta2, neuron_corr) -> Quantities:
+        g_u, *rest = field
         grad2 = sum_squares(rest) + jnp.sum(g_u**2) / self.mlp_width  # ||a g^T||^2 = m1 ||g||^2
         return param_quantities(self._full_basis(y), args, in_basis(args.dataset), in_basis(args.test_set),
                                 grad2, self.conserved(y), neuron_delta2, neuron_corr, m=self.width)
@@ -171,11 +171,11 @@ class ReducedEngine(AbstractWordRows):
     def to_params(self, y: PyTree, args: FlowArgs) -> Params:
         return self._rebuild(y, args, self.W0, self.a)
 
-    def quantities(self, y, args: FlowArgs) -> Quantities:
+    def quantities(self, y, args: FlowArgs, field) -> Quantities:
         # W W^T - W0 W0^T = v a^T + a v^T + c a a^T with v = W0 (u - u0) / m1, c = |u - u0|^2 / m1^2.
         a, m1 = self.a, self.mlp_width
         delta = y[0] - self.u0
         v, c, aa = self.W0 @ delta / m1, delta @ delta / m1**2, a @ a
         va = v @ a
         delta2 = 2 * (v @ v) * aa + 2 * va**2 + 4 * c * va * aa + c**2 * aa**2
-        return self._quantities(y, args, delta2, rank_one_corr_change(self.W0, a, delta, m1))
+        return self._quantities(y, args, field, delta2, rank_one_corr_change(self.W0, a, delta, m1))

@@ -99,7 +99,7 @@ class SubspaceEngine(AbstractWordRows):
             return None
         return self._rebuild(y, args, self.W0, self.a, lift=lambda X: self.basis @ X)
 
-    def quantities(self, y, args: FlowArgs) -> Quantities:
+    def quantities(self, y, args: FlowArgs, field) -> Quantities:
         if self.neuron_gram is None:
             delta2 = corr = jnp.array(jnp.nan, y[0].dtype)
         else:
@@ -109,4 +109,4 @@ class SubspaceEngine(AbstractWordRows):
             vv, va, c = delta @ self.neuron_gram @ delta / m1**2, delta @ self.u0 / m1, delta @ delta / m1**2
             delta2 = 2 * vv * m1 + 2 * va**2 + 4 * c * va * m1 + c**2 * m1**2
             corr = rank_one_corr_change(self.W0, self.a, self.basis @ delta, m1)
-        return self._quantities(y, args, delta2, corr)
+        return self._quantities(y, args, field, delta2, corr)
