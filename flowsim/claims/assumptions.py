@@ -18,22 +18,18 @@ __all__ = ["ASSUMPTIONS", "THEORY", "Assumption", "RunContext", "assess", "assum
 
 @dataclasses.dataclass(frozen=True)
 class RunContext:
-    """How a run was set up beyond what its start and data show: the data mode and init scheme
-    by name, the failure probability ``delta`` of the high-probability bounds, and the theory
-    inits' constants ``c0``, ``c1``.  Every field is optional: the assumptions are judged on the
-    run's measured start and training set (``FlowResult.start_facts``); the names are reported."""
+    """What a check needs beyond the run itself: the failure probability ``delta`` of the
+    high-probability bounds the start is held against (default :data:`flowsim.init.DELTA`, the
+    default of every run).  Everything else is measured on the run (its start, training set and
+    sizes, ``FlowResult.start_facts``), so a result from :func:`flowsim.integrate` and the same
+    run read from its directory give the same report."""
 
-    data_mode: str | None = None  # "theory" (Assumption 2.3), "sampled" or "iid"
-    init: str | None = None  # "theory" (Condition 1), "theory-unit", "kaiming", or a custom one's name
-    delta: float | None = None  # default flowsim.init.DELTA
-    c0: float | None = None
-    c1: float | None = None
+    delta: float | None = None
 
     @classmethod
     def from_config(cls, config) -> RunContext:
         """The context of a :class:`~flowsim.RunConfig` (as recorded in ``run.json``)."""
-        c = config.resolved()
-        return cls(data_mode=c.data_mode, init=c.init, delta=c.delta, c0=c.c0, c1=c.c1)
+        return cls(delta=config.delta)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,8 +93,7 @@ def condition1_start(result: FlowResult, ctx: RunContext) -> Assumption:
               "max |G(0)(mu)|": (G, bounds["G"])}
     failed = [k for k, (x, b) in checks.items() if not x <= b]
     c0, c1 = facts["sigma0"] * math.sqrt(facts["L"] * facts["m"]), facts["sigma1"] * math.sqrt(facts["m1"])
-    scheme = f"{ctx.init} init" if ctx.init else "this start"
-    detail = (f"{scheme}: max_i |F(0)(X_i)| = {F:.3g} vs 0.01 (Lemma D.8; its bound 2 sigma0 sigma1 "
+    detail = (f"start: max_i |F(0)(X_i)| = {F:.3g} vs 0.01 (Lemma D.8; its bound 2 sigma0 sigma1 "
               f"sqrt(2 L m1 m log(2Ln/delta)) = {bounds['F']:.3g}), max |p(0) - 1/L| = {soft:.3g} vs "
               f"{bounds['softmax']:.3g} (Cor. D.2), max |G(0)| = {G:.3g} vs {bounds['G']:.3g} (Lemma D.7); "
               f"delta = {delta:g}, c0 = sigma0 sqrt(L m) = {c0:.3g}, c1 = sigma1 sqrt(m1) = {c1:.3g}")
@@ -115,8 +110,7 @@ def assumption23(result: FlowResult, ctx: RunContext) -> Assumption:
     balanced = 2 * counts[0] == n and all(6 * c == n for c in counts[1:])
     problems = ([] if balanced else [f"group sizes {'/'.join(map(str, counts))}, not n/2, n/6, n/6, n/6"]) + \
                ([] if uses <= 1 else [f"an irrelevant word used {uses} times"])
-    mode = f" ({ctx.data_mode} data)" if ctx.data_mode else ""
-    detail = (f"training set{mode}: groups {'/'.join(map(str, counts))} of n = {n}, every irrelevant word used at "
+    detail = (f"training set: groups {'/'.join(map(str, counts))} of n = {n}, every irrelevant word used at "
               f"most {uses} time{'s' if uses != 1 else ''}")
     return Assumption("Assumption 2.3", not problems, "; ".join(problems) or "balanced, irrelevant words distinct",
                       detail)

@@ -105,7 +105,7 @@ def _e16_bound(tr) -> float:
     return s1**2 * math.sqrt(m * m1) + s0**2 * math.sqrt(m * tr.L) + (s0**2 + s1**2) * m * _F0(tr)
 
 
-_order("lem42.common_rate", "at t = 0 |d(a_j w_j^T W_V mu_3)/dt| = O~(sigma1^2 sqrt(m m1) + sigma0^2 sqrt(m L) + "
+_order("lem42.common_rate", "at t = 0 abs(d(a_j w_j^T W_V mu_3)/dt) = O~(sigma1^2 sqrt(m m1) + sigma0^2 sqrt(m L) + "
        "(sigma0^2 + sigma1^2) m F), F = max_i |F_i(0)|: small against Lemma 4.1's rate only when F is small",
        "Lemma 4.2 = E.16", START, "O",
        "|dG(mu_3)/dt|(0) / m1 (the neurons' mean rate, at most their largest) / E.16's expression",
