@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import itertools
-import json
+import math
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -22,6 +22,11 @@ from .messages import failure, shown
 BATCH_FREE = ("seed", "sigma0", "sigma1")
 INDEX_JSON, INDEX_NPZ, POINTS = "sweep.json", "sweep.npz", "points"
 FAILURE = "failure.txt"  # in a point's directory: why its batch raised
+#: Most points in one sweep: each is a result directory and a few kilobytes of the index, and the
+#: grid is counted before any point is made.  A larger study is several sweeps.
+MAX_POINTS = 10_000
+#: Largest sweep.json and failure.txt read back (bytes): a few kilobytes per point at most.
+INDEX_BYTES, FAILURE_BYTES = 2**27, 2**20
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,10 +90,16 @@ class Sweep:
             if key not in fields or key in grid or target not in grid:
                 raise ConfigError(f"tie.{key}: must tie a configuration field outside the grid to a grid key "
                                   f"({', '.join(grid)}), got {key} = {target!r}")
-        checked = {}
         for key, values in grid.items():
             if isinstance(values, (str, bytes)) or not isinstance(values, Sequence) or not values:
                 raise ConfigError(f"{label(key)}: must be a non-empty list of values, got {shown(values)}")
+        size = math.prod(len(v) for v in grid.values())
+        if size > MAX_POINTS:
+            counts = " x ".join(f"{len(v)} {k}" for k, v in grid.items())
+            raise ConfigError(f"{label('').rstrip('.')}: {counts} make {size:,} points, more than the "
+                              f"{MAX_POINTS:,} a sweep may hold; split it into several sweeps")
+        checked = {}
+        for key, values in grid.items():
             parsed = []
             for i, value in enumerate(values):
                 parsed.append(getattr(base.merge({key: value}, label=lambda k: f"{label(k)}[{i}]"), key))
@@ -101,6 +112,11 @@ class Sweep:
         if base.method != "flow":
             raise ConfigError("a sweep integrates the flow: method must be flow")
         return cls(base=base, grid=checked, tie=tie)
+
+    @property
+    def size(self) -> int:
+        """The number of points, counted without making them."""
+        return math.prod(len(v) for v in self.grid.values())
 
     def points(self) -> list[Point]:
         """Every grid point, in the order of the grid's keys and values, each checked as a whole
@@ -297,10 +313,9 @@ def _check_sweep_out(out: Path, definition: dict, force: bool) -> None:
 
     if not out.is_dir() or not holds_files(out) or force:
         return
-    try:
-        previous = json.loads((out / INDEX_JSON).read_text())["definition"]
-    except (OSError, ValueError, KeyError):
-        raise ConfigError(f"sweep directory {str(out)!r} holds something else; choose another or use --force") from None
+    if not (out / INDEX_JSON).exists():
+        raise ConfigError(f"sweep directory {str(out)!r} holds something else; choose another or use --force")
+    previous = read_index(out).get("definition")
     if previous != definition:
         raise ConfigError(f"sweep directory {str(out)!r} holds a different sweep; choose another or use --force")
 
@@ -332,7 +347,29 @@ def _entry(out: Path, point: Point, verdicts: bool) -> dict:
 
 
 def _read(path: Path) -> str:
-    return path.read_text().strip() if path.exists() else ""
+    if not path.exists():
+        return ""
+    from .files import read_bytes
+
+    return read_bytes(path, "failure note", FAILURE_BYTES).decode(errors="replace").strip()
+
+
+def read_index(path) -> dict:
+    """``sweep.json`` of the sweep directory ``path``, or a one-line :class:`ConfigError` saying
+    that ``path`` is not one (the file is read bounded: :mod:`flowsim.files`)."""
+    from .files import read_json
+
+    path = Path(path)
+    try:
+        index = read_json(path / INDEX_JSON, "sweep index", INDEX_BYTES)
+    except ConfigError:
+        raise
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"{path} is not a flowsim sweep directory (cannot read {INDEX_JSON}: "
+                          f"{getattr(e, 'strerror', None) or e})") from None
+    if not isinstance(index, dict):
+        raise ConfigError(f"{path} is not a flowsim sweep directory ({INDEX_JSON} is not an index)")
+    return index
 
 
 def _write_index(out: Path, definition: dict, points: Sequence[Point], index: dict) -> None:
