@@ -93,11 +93,7 @@ class Sweep:
         for key, values in grid.items():
             if isinstance(values, (str, bytes)) or not isinstance(values, Sequence) or not values:
                 raise ConfigError(f"{label(key)}: must be a non-empty list of values, got {shown(values)}")
-        size = math.prod(len(v) for v in grid.values())
-        if size > MAX_POINTS:
-            counts = " x ".join(f"{len(v)} {k}" for k, v in grid.items())
-            raise ConfigError(f"{label('').rstrip('.')}: {counts} make {size:,} points, more than the "
-                              f"{MAX_POINTS:,} a sweep may hold; split it into several sweeps")
+        _check_size(grid, label("").rstrip("."))
         checked = {}
         for key, values in grid.items():
             parsed = []
@@ -116,11 +112,12 @@ class Sweep:
     @property
     def size(self) -> int:
         """The number of points, counted without making them."""
-        return math.prod(len(v) for v in self.grid.values())
+        return _count(self.grid)
 
     def points(self) -> list[Point]:
         """Every grid point, in the order of the grid's keys and values, each checked as a whole
         (sizes, scales and saved times) before anything runs."""
+        _check_size(self.grid, "grid")
         keys = list(self.grid)
         out = []
         for combo in itertools.product(*(self.grid[k] for k in keys)):
@@ -130,6 +127,19 @@ class Sweep:
             _check(config, name)
             out.append(Point(name=name, config=config, values=values))
         return out
+
+
+def _count(grid: Mapping[str, Sequence]) -> int:
+    return math.prod(len(v) for v in grid.values())
+
+
+def _check_size(grid: Mapping[str, Sequence], where: str) -> None:
+    """Refuse (one line) a grid of more than :data:`MAX_POINTS` points, from its lists' lengths alone."""
+    size = _count(grid)
+    if size > MAX_POINTS:
+        counts = " x ".join(f"{len(v)} {k}" for k, v in grid.items())
+        raise ConfigError(f"{where}: {counts} make {size:,} points, more than the {MAX_POINTS:,} a sweep may "
+                          "hold; split it into several sweeps")
 
 
 def _fmt(value) -> str:
