@@ -8,6 +8,7 @@ import dataclasses
 import signal
 import sys
 import tempfile
+import warnings
 from pathlib import Path
 
 from . import __version__
@@ -374,7 +375,18 @@ def _writable(default: Path, prog: str, what: str) -> Path:
         return fallback
 
 
+def _one_line_warning(message, category, filename, lineno, line=None) -> str:
+    """flowsim's own warnings (a skipped compilation cache) as one line on stderr; others as Python writes them."""
+    if category.__module__.startswith("flowsim"):
+        return f"flowsim: warning: {message}\n"
+    return _python_warning(message, category, filename, lineno, line)
+
+
+_python_warning = warnings.formatwarning
+
+
 def main(argv=None) -> int:
+    warnings.formatwarning = _one_line_warning
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["bench"]:  # its own parser, so that its options (and --help) reach it
         from .bench import main as bench
