@@ -20,7 +20,9 @@ from .engines import AbstractEngine, FlowArgs, Reference, Sizes, check_memory, m
 from .events import EVENT_NAMES
 from .observables import check_saves_fit
 from .loop import as_dtype
+from .model import Params
 from .options import FlowOptions
+from .subspace import SubspaceStart
 from .trajectory import FlowFailure, FlowResult
 
 __all__ = ["FlowFailure", "FlowResult", "Prepared", "integrate", "integrate_batch", "plan", "prepare"]
@@ -100,6 +102,8 @@ def integrate_batch(params, dataset: Dataset | Sequence[Dataset], t_end: float |
     every member's result has ``status == "failed"``.
     """
     options = _options(options, t_end, keywords)
+    if not isinstance(params, Params):
+        raise TypeError(f"params must be a flowsim.Params with a leading member axis, got {type(params).__name__}")
     leaves = jax.tree.leaves(params)
     if params.W_V.ndim != 3:
         raise ValueError(f"integrate_batch needs params with a leading member axis, got W_V {params.W_V.shape}")
@@ -177,11 +181,29 @@ def _default_test_set(dataset: Dataset, n_test: int, test_key) -> Dataset:
     return sample_test_set(jax.random.key(0) if test_key is None else test_key, n_test, dataset)
 
 
+#: The kinds of start, and the function that makes each.
+STARTS = {Params: "init_params", SubspaceStart: "init_subspace"}
+
+
+def check_problem(params, dataset, test_set=None, *, starts=tuple(STARTS)) -> None:
+    """Refuse, naming the argument, a start (one of ``starts``) or a data set of the wrong kind,
+    or of another vocabulary size; their values were checked when they were made
+    (:class:`~flowsim.Params`, :class:`~flowsim.SubspaceStart`, :class:`~flowsim.Dataset`)."""
+    wanted = {"params": (starts, " or ".join(f"flowsim.{k.__name__} ({STARTS[k]})" for k in starts)),
+              "dataset": ((Dataset,), "flowsim.Dataset (make_dataset)"),
+              "test_set": ((Dataset, type(None)), "flowsim.Dataset or None")}
+    for name, value in (("params", params), ("dataset", dataset), ("test_set", test_set)):
+        kinds, made_by = wanted[name]
+        if not isinstance(value, kinds):
+            raise TypeError(f"{name} must be a {made_by}, got {type(value).__name__}")
+    if params.d != dataset.d:
+        raise ValueError(f"params have d={params.d} but the dataset has d={dataset.d}")
+
+
 def _integrate(members, datasets, options: FlowOptions, batched, *, test_sets=None, test_set=None,
                test_key=None, devices=None, progress=False, callback=None, resume=None) -> list[FlowResult]:
     enable_compilation_cache()
-    if members[0].d != datasets[0].d:
-        raise ValueError(f"params have d={members[0].d} but the dataset has d={datasets[0].d}")
+    check_problem(members[0], datasets[0], test_set)
     if resume is not None:
         members = [resume.params_init]
     # What the run will allocate is checked first: the saved times, the engine.

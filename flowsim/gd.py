@@ -9,7 +9,7 @@ import numpy as np
 
 from .data import Dataset
 from .events import EVENT_NAMES, event_values
-from .flow import prepare
+from .flow import check_problem, prepare
 from .model import Params
 from .observables import check_saves_fit, observables
 from .options import DescentOptions, SaveOptions, check_count, save_times
@@ -79,10 +79,7 @@ def gradient_descent(
     """
     keywords |= {k: v for k, v in (("lr", lr), ("steps", steps)) if v is not None}
     options = DescentOptions.updated(options, **keywords)
-    if not isinstance(params, Params):
-        raise ValueError("gradient descent needs the four matrices (Params), not a width-free start")
-    if params.d != dataset.d:
-        raise ValueError(f"params have d={params.d} but the dataset has d={dataset.d}")
+    check_problem(params, dataset, test_set, starts=(Params,))  # descent steps the four matrices
     check_saves_fit(options.save.saves if options.save_every is None else options.steps // options.save_every + 2,
                     params.d)
     if options.save_every is None:
