@@ -27,12 +27,20 @@ def save_steps(steps: int, saves: int = SaveOptions.saves, grid: str = SaveOptio
     return np.unique(np.round(t).astype(np.int64))
 
 
-@eqx.filter_jit
-def _descend(engine, y0, args, counts, lr):
-    """An outer ``lax.scan`` over saves; between two saves an inner loop of ``counts[k]`` steps.
+#: Most gradient steps in one call of the compiled descent: a longer descent goes in pieces, with its
+#: progress shown between them (a piece of the paper preset takes about a second on 2 cores).
+PIECE_STEPS = 2048
+#: Entries (a save, or a stretch of steps before one) per call: the compiled loop's one shape.
+PIECE_ENTRIES = 16
 
-    Once an iterate or its loss is non-finite the carry keeps the last finite saved state and
-    stops stepping, so that a diverging run still returns where it was last finite.
+
+@eqx.filter_jit
+def _descend(engine, y0, ok0, args, counts, lr):
+    """An outer ``lax.scan`` over entries; each an inner loop of ``counts[k]`` steps, then the
+    observables and event values there.
+
+    Once an iterate or its loss is non-finite the carry keeps the last finite state and stops
+    stepping, so that a diverging run still returns where it was last finite.
     """
 
     def step(_, y):
@@ -47,7 +55,28 @@ def _descend(engine, y0, args, counts, lr):
         y = jax.tree.map(lambda a, b: jnp.where(ok, a, b), y_new, y)
         return (y, ok), (obs, jnp.stack(event_values(engine, y_new, args)), ok)
 
-    return jax.lax.scan(between_saves, (y0, jnp.asarray(True)), counts)
+    return jax.lax.scan(between_saves, (y0, ok0), counts)
+
+
+def pieces(at: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The calls of :func:`_descend` that save at steps ``at``: per call, :data:`PIECE_ENTRIES`
+    step counts (at most :data:`PIECE_STEPS` in all, a long stretch between two saves split over
+    several entries, zeros as padding) and which entries are saves."""
+    entries = []
+    for gap in np.diff(at, prepend=0):
+        while gap > PIECE_STEPS:
+            entries.append((PIECE_STEPS, False))
+            gap -= PIECE_STEPS
+        entries.append((int(gap), True))
+    calls, current = [], []
+    for entry in entries:
+        if current and (len(current) == PIECE_ENTRIES or sum(c for c, _ in current) + entry[0] > PIECE_STEPS):
+            calls.append(current)
+            current = []
+        current.append(entry)
+    calls.append(current)
+    padded = [call + [(0, False)] * (PIECE_ENTRIES - len(call)) for call in calls]
+    return [(np.array([c for c, _ in call]), np.array([s for _, s in call])) for call in padded]
 
 
 def gradient_descent(
@@ -59,6 +88,7 @@ def gradient_descent(
     options: DescentOptions | None = None,
     test_set: Dataset | None = None,
     test_key=None,
+    progress: bool = False,
     **keywords,
 ) -> FlowResult:
     """Run ``steps`` steps (default 30000) of gradient descent ``theta <- theta - lr grad Lhat(theta)``
@@ -73,6 +103,9 @@ def gradient_descent(
     event of :mod:`flowsim.events` is reported at the first saved step at which its condition
     holds (``0.0`` if at the start, ``None`` if never), so its resolution is the save grid's.
     ``stats`` counts ``steps`` taken and ``nfev`` (gradient evaluations, one per step).
+
+    The steps run as one compiled loop, called on pieces of at most :data:`PIECE_STEPS` steps;
+    ``progress`` shows a progress bar (steps, their rate, the flow time reached) between them.
 
     Raises :class:`flowsim.FlowFailure`, holding the saves up to the last finite one, if the
     iterates become non-finite (a learning rate too large for the loss landscape).
@@ -91,10 +124,22 @@ def gradient_descent(
         dtype = jnp.float64 if options.precision == 64 else jnp.float32
         ready = prepare(params, dataset, dtype=dtype, band=options.band, test_set=test_set,
                         n_test=options.n_test, test_key=test_key)
-        # A first "save after 0 steps" records the start inside the same compiled loop.
-        (y, _), (obs, values, ok) = _descend(ready.engine, ready.y0, ready.args, jnp.asarray(np.diff(at, prepend=0)),
-                                             jnp.asarray(options.lr, dtype))
-        obs, values, ok = jax.tree.map(np.asarray, (obs, values, ok))
+        bar = _progress_bar(options) if progress else None
+        carry, kept = (ready.y0, jnp.asarray(True)), []
+        try:
+            # A first "save after 0 steps" records the start inside the same compiled loop.
+            for counts, saved in pieces(at):
+                carry, out = _descend(ready.engine, *carry, ready.args, jnp.asarray(counts), jnp.asarray(options.lr, dtype))
+                kept.append(jax.tree.map(lambda x: np.asarray(x)[saved], out))
+                if bar is not None:
+                    bar.update(int(counts.sum()))
+                    bar.set_postfix_str(f"t={bar.n * options.lr:.4g} loss={kept[-1][0]['loss'][-1]:.3e}"
+                                        if saved.any() else f"t={bar.n * options.lr:.4g}")
+        finally:
+            if bar is not None:
+                bar.close()
+        y = carry[0]
+        obs, values, ok = jax.tree.map(lambda *xs: np.concatenate(xs), *kept)
         params_final = ready.engine.to_params(y, ready.args)
 
     ts = at * options.lr
@@ -117,3 +162,9 @@ def gradient_descent(
         raise FlowFailure(f"gradient descent diverged between steps {at[n_ok - 1]} and {at[n_ok]} "
                           f"(lr={options.lr}): non-finite iterates", result)
     return result
+
+
+def _progress_bar(options: DescentOptions):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=options.steps, unit="step", desc="gd", leave=False)

@@ -126,7 +126,8 @@ def _execute(out, config, dataset, params, test_key, checkpoint, wall_before, pr
             save(None)
         if config.method == "gd":
             # One compiled scan: nothing to checkpoint before it ends (a resume starts it again).
-            result = gradient_descent(params, dataset, test_key=test_key, options=config.descent_options())
+            result = gradient_descent(params, dataset, test_key=test_key, options=config.descent_options(),
+                                      progress=progress)
         else:
             result = integrate(params, dataset, test_key=test_key, progress=progress, callback=save,
                                resume=checkpoint, options=config.flow_options())
