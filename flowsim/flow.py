@@ -16,13 +16,15 @@ from . import aot, loop, programs
 from .cache import enable_compilation_cache
 from .controller import evaluations_per_step, make_solver
 from .data import Dataset, sample_test_set
-from .engines import AbstractEngine, FlowArgs, Reference, Sizes, check_memory, make_engine, resolve_engine
+from .engines import ENGINES, AbstractEngine, FlowArgs, Reference, Sizes, check_memory, make_engine, \
+    memory_estimate, resolve_engine
 from .events import EVENT_NAMES
-from .observables import check_saves_fit
+from .observables import check_saves_fit, saves_bytes
+from .resources import check_fits
 from .loop import as_dtype
 from .model import Params
 from .options import FlowOptions
-from .subspace import SubspaceStart
+from .subspace import SubspaceStart, rank_bound
 from .trajectory import FlowFailure, FlowResult
 
 __all__ = ["FlowFailure", "FlowResult", "Prepared", "integrate", "integrate_batch", "plan", "prepare"]
@@ -143,8 +145,55 @@ def plan(start, dataset: Dataset, options: FlowOptions, *, test_set: Dataset | N
     sizes = Sizes.of(start, dataset, options.n_test if test_set is None else test_set.n)
     name = resolve_engine(options.engine, sizes, shared_words=shared_words)
     check_memory(name, sizes, 8 if options.precision == 64 else 4)
-    check_saves_fit(len(options.save.ts) if options.save.ts is not None else options.save.saves, sizes.d)
-    return dataclasses.replace(options, engine=name)
+    check_saves_fit(_saves(options), sizes.d)
+    options = dataclasses.replace(options, engine=name)
+    terms = memory_terms(start, dataset, options, test_set=test_set)
+    largest = max(terms, key=terms.get)
+    check_fits(sum(terms.values()), f"the run at n={sizes.n}, L={sizes.L}, d={sizes.d}, n_test={sizes.n_test}, "
+                                    f"m={sizes.m}, m1={sizes.m1} (engine {name!r})", _SMALLER[largest])
+    return options
+
+
+#: Copies of a sample's L x L attention arrays (logits, softmax weights and their gathers) that an
+#: evaluation holds: the training set's through the gradient, forward and backward, the test
+#: set's in an observation; and of the d x d word matrices of an observation (the scores now and
+#: at t = 0, their change, the logits).  Fitted to measured peaks (examples/memory_model.py,
+#: docs/performance.md), rounded up.
+TRAIN_COPIES, TEST_COPIES, WORD_COPIES = 5, 2, 6
+#: What makes each term of :func:`memory_terms` smaller, for the refusal's message.
+_SMALLER = {"solve": "choose a smaller m or m1, or another engine",
+            "samples": "choose a smaller L, n or n_test (each sample's attention is L x L)",
+            "words": "choose a smaller d",
+            "data": "choose a smaller n, n_test or L",
+            "saves": "save fewer times"}
+
+
+def memory_terms(start, dataset: Dataset, options: FlowOptions, *, test_set: Dataset | None = None) -> dict[str, float]:
+    """Bytes a flow run holds at its peak, by term, from the sizes alone (before anything is
+    allocated): ``solve`` (the engine's state copies and what it holds,
+    :func:`flowsim.engines.memory_estimate`), ``samples`` (what an evaluation of the margins
+    holds per sample: its L x L attention arrays, and its L gathered rows, of width m for the
+    engines that need the matrices and 3d + 1 for the others, where the words are gathered per
+    sample: always for the training set's gradient, for the test set when d^2 > n_test L^2, as
+    :func:`flowsim.model.outputs_words` chooses), ``words`` (an observation's d x d matrices),
+    ``data`` (both sets' tokens, labels and groups, and the embedding) and ``saves`` (the saved
+    trajectory).  ``options.engine`` may be ``"auto"``.  :func:`plan` refuses a run whose sum
+    does not fit; examples/memory_model.py checks the sum against measured peaks."""
+    sizes = Sizes.of(start, dataset, options.n_test if test_set is None else test_set.n)
+    name = resolve_engine(options.engine, sizes)
+    itemsize = 8 if options.precision == 64 else 4
+    n, L, d, n_test = sizes.n, sizes.L, sizes.d, sizes.n_test
+    rows = sizes.m if ENGINES[name].needs_matrices else rank_bound(d)
+    gathered = n_test * L * rows if d * d > n_test * L * L else 0
+    return {"solve": memory_estimate(name, sizes, itemsize),
+            "samples": itemsize * (n * (TRAIN_COPIES * L * L + L * rows) + n_test * TEST_COPIES * L * L + gathered),
+            "words": itemsize * WORD_COPIES * d * d,
+            "data": 8 * (n + n_test) * (L + 2) + 8 * d * d,
+            "saves": saves_bytes(_saves(options), d)}
+
+
+def _saves(options: FlowOptions) -> int:
+    return len(options.save.ts) if options.save.ts is not None else options.save.saves
 
 
 @dataclasses.dataclass(frozen=True)
