@@ -213,8 +213,6 @@ BAD_INPUT = {
     't_end="5"': (lambda p, d: flowsim.integrate(p, d, t_end="5"), "t_end must be a positive finite number, got '5'"),
     "t_end=True": (lambda p, d: flowsim.integrate(p, d, t_end=True), "t_end must be a positive finite number, got True"),
     "rtol text": (lambda p, d: flowsim.integrate(p, d, rtol="1e-6"), "rtol must be a positive finite number"),
-    "saves=True": (lambda p, d: flowsim.integrate(p, d, saves=True), "saves must be an integer >= 2, got True"),
-    "precision text": (lambda p, d: flowsim.FlowOptions.make(precision="64"), "precision must be one of 64, 32, got '64'"),
     "ts text": (lambda p, d: flowsim.integrate(p, d, ts=["0", "1"]), "ts must be a 1-d array"),
     "lr text": (lambda p, d: flowsim.gradient_descent(p, d, lr="0.01"), "lr must be a positive finite number"),
 }
