@@ -228,7 +228,7 @@ def _run(points, out, definition, devices, batch, progress, verdicts, rank, rank
         for group in mine:
             todo = [p for p in group if index[p.name]["status"] != "complete"]
             if todo:
-                for point in _integrate_group(out, todo, devices):
+                for point in _integrate_group(out, todo, devices, progress):
                     index[point.name] = _entry(out, point, verdicts)
                 if rank == 0:
                     _write_index(out, definition, points, index)
@@ -253,19 +253,20 @@ def _barrier(ranks: int, name: str) -> None:
         multihost_utils.sync_global_devices(name)
 
 
-def _integrate_group(out: Path, todo: Sequence[Point], devices) -> Sequence[Point]:
+def _integrate_group(out: Path, todo: Sequence[Point], devices, progress: bool) -> Sequence[Point]:
     """:func:`_solve_group` with each point's directory claimed while it is written."""
     with contextlib.ExitStack() as held:
         for point in todo:
             path = out / POINTS / point.name
             path.mkdir(parents=True, exist_ok=True)
             held.enter_context(lock.claim(path))
-        return _solve_group(out, todo, devices)
+        return _solve_group(out, todo, devices, progress)
 
 
-def _solve_group(out: Path, todo: Sequence[Point], devices) -> Sequence[Point]:
+def _solve_group(out: Path, todo: Sequence[Point], devices, progress: bool) -> Sequence[Point]:
     """One batched solve for points that share shapes; each point's directory written (failed,
-    with the reason, if the solve raised)."""
+    with the reason, if the solve raised).  With ``progress``, the solve's own bar under the
+    sweep's, so that a long point shows its flow time and steps too."""
     import jax
 
     from .data import sample_test_set
@@ -278,7 +279,7 @@ def _solve_group(out: Path, todo: Sequence[Point], devices) -> Sequence[Point]:
         # A lone point is a plain run: the same compiled solve as flowsim integrate.
         dataset, params0, test_key = built[0]
         try:
-            result = integrate(params0, dataset, test_key=test_key, options=config.flow_options())
+            result = integrate(params0, dataset, test_key=test_key, options=config.flow_options(), progress=progress)
         except FlowFailure as e:
             result = e.result
         _save_point(out, todo[0], dataset, params0, result, time.perf_counter() - started)
@@ -288,7 +289,7 @@ def _solve_group(out: Path, todo: Sequence[Point], devices) -> Sequence[Point]:
         tests = [sample_test_set(k, config.n_test, ds) for ds, _, k in padded]
     params = jax.tree.map(lambda *xs: np.stack(xs), *[p for _, p, _ in padded])
     try:
-        runs = integrate_batch(params, [ds for ds, _, _ in padded], test_sets=tests,
+        runs = integrate_batch(params, [ds for ds, _, _ in padded], test_sets=tests, progress=progress,
                                devices=devices if len(devices) > 1 else None, options=config.flow_options())
     except Exception as e:  # one failing batch must not stop the sweep
         runs = [None] * len(padded)
