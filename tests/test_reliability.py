@@ -20,8 +20,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from test_cli import TINY, assert_same_run, copy_of, interrupted, main, meta, one_error_line, read_only, reference, \
-    tiny_config  # noqa: F401  (fixtures)
+from test_cli import TINY, assert_same_run, copy_of, interrupted, main, one_error_line, read_only, reference, \
+    run_together, tiny_config  # noqa: F401  (interrupted, reference: fixtures)
 
 import flowsim
 from flowsim import aot, cache, loop, runner
@@ -375,22 +375,7 @@ def test_runs_started_together_get_distinct_default_directories(reference, tmp_p
     monkeypatch.chdir(tmp_path)
     moment = datetime.datetime(2025, 1, 31, 14, 25, 1)
     monkeypatch.setattr(runner, "datetime", type("clock", (), {"datetime": type("now", (), {"now": lambda: moment})}))
-    checked = threading.Barrier(3, timeout=120)
-    build = flowsim.RunConfig.build
-    monkeypatch.setattr(flowsim.RunConfig, "build", lambda self: (checked.wait(), build(self))[1])
-    outcome = []
-
-    def one():
-        try:
-            outcome.append(flowsim.run(tiny_config()))
-        except Exception as e:
-            outcome.append(e)
-
-    threads = [threading.Thread(target=one) for _ in range(3)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=300)
+    outcome = run_together(3, monkeypatch)
     assert all(isinstance(r, flowsim.Run) for r in outcome), outcome
     assert sorted(str(r.path) for r in outcome) == ["runs/20250131-142501", "runs/20250131-142501-2",
                                                    "runs/20250131-142501-3"]
