@@ -18,7 +18,7 @@ _EXPORTS = {
     "runner": ("RunInterrupted", "resume", "run"),
     "data": ("Dataset", "make_dataset", "make_embedding", "sample_test_set"),
     "events": ("EVENT_NAMES",),
-    "cache": ("enable_compilation_cache",),
+    "cache": ("CacheWarning", "enable_compilation_cache"),
     "flow": ("FlowFailure", "FlowResult", "integrate", "integrate_batch", "plan"),
     "resources": ("ResourceError",),
     "options": ("DescentOptions", "FlowOptions", "MarkerOptions", "SaveOptions", "SolverOptions", "save_times"),

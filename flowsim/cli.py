@@ -8,6 +8,7 @@ import dataclasses
 import signal
 import sys
 import tempfile
+import warnings
 from pathlib import Path
 
 from . import __version__
@@ -192,16 +193,16 @@ def sweep(args) -> int:
         processes = _processes(args)
     except ConfigError as e:
         return _usage_error(e, "flowsim sweep")
-    from . import runner
     from .sweeps import sweep as run_sweep
 
     if args.distributed:
         import jax
 
         jax.distributed.initialize(**processes)
-    out = args.out or runner.default_out().with_name("sweep-" + runner.default_out().name)
+    out = args.out
     try:
-        index = run_sweep(plan, out, batch=args.batch, progress=not args.quiet, force=args.force)
+        with _claimed(out, "sweep-") as out:
+            index = run_sweep(plan, out, batch=args.batch, progress=not args.quiet, force=args.force)
     except ConfigError as e:
         return _usage_error(e, "flowsim sweep")
     except OSError as e:
@@ -374,7 +375,18 @@ def _writable(default: Path, prog: str, what: str) -> Path:
         return fallback
 
 
+def _one_line_warning(message, category, filename, lineno, line=None) -> str:
+    """flowsim's own warnings (a skipped compilation cache) as one line on stderr; others as Python writes them."""
+    if category.__module__.startswith("flowsim"):
+        return f"flowsim: warning: {message}\n"
+    return _python_warning(message, category, filename, lineno, line)
+
+
+_python_warning = warnings.formatwarning
+
+
 def main(argv=None) -> int:
+    warnings.formatwarning = _one_line_warning
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["bench"]:  # its own parser, so that its options (and --help) reach it
         from .bench import main as bench
@@ -397,9 +409,9 @@ def integrate(args) -> int:
     from . import runner  # imports JAX: only once the input is known to be well formed
     from .flow import FlowFailure
 
-    out, received = args.resume or args.out or runner.default_out(), []
+    out, received = args.resume or args.out, []
     try:
-        with _sigterm_interrupts(received):
+        with _claimed(out) as out, _sigterm_interrupts(received):
             if config is None:
                 run = runner.resume(out, progress=not args.quiet)
             else:
@@ -419,6 +431,26 @@ def integrate(args) -> int:
     if not args.quiet:
         print(summary(run))
     return 0
+
+
+@contextlib.contextmanager
+def _claimed(out, prefix: str = ""):
+    """``out``, or a new directory ``runs/<prefix><timestamp>`` claimed for this command (so that
+    commands started together never share one), removed again if it is left empty (a refusal)."""
+    if out is not None:
+        yield Path(out)
+        return
+    from .runner import RUNS, default_out
+
+    made_root = not RUNS.exists()
+    out = default_out(RUNS, prefix)
+    try:
+        yield out
+    finally:
+        with contextlib.suppress(OSError):  # rmdir removes only an empty directory
+            out.rmdir()
+            if made_root:
+                RUNS.rmdir()
 
 
 def _configuration(args) -> RunConfig | None:

@@ -5,8 +5,6 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
-import os
-import stat
 import tomllib
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -111,18 +109,13 @@ def read_toml(path, what: str) -> dict:
     """A TOML file as a dict, or a one-line :class:`ConfigError` naming ``what`` could not be read.
 
     Only a regular file of at most :data:`MAX_FILE_BYTES` is read (not a device, a pipe or a
-    huge file); a UTF-8 byte-order mark, which some editors write, is accepted."""
+    huge file: :mod:`flowsim.files`); a UTF-8 byte-order mark, which some editors write, is accepted."""
+    from .files import read_bytes  # which imports this module's ConfigError
+
     try:
-        with open(path, "rb") as f:
-            info = os.fstat(f.fileno())
-            if not stat.S_ISREG(info.st_mode):
-                raise ConfigError(f"{what} {str(path)!r} is not a regular file")
-            data = f.read(MAX_FILE_BYTES + 1)  # bounded even if the file grows meanwhile
+        data = read_bytes(path, what, MAX_FILE_BYTES, "and a configuration is a few lines")
     except OSError as e:
         raise ConfigError(f"cannot read {what} {str(path)!r}: {e.strerror}") from None
-    if len(data) > MAX_FILE_BYTES:
-        raise ConfigError(f"{what} {str(path)!r} is larger than {MAX_FILE_BYTES // 2**20} MB; "
-                          "a configuration is a few lines")
     try:
         return tomllib.loads(data.decode("utf-8-sig"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:

@@ -39,30 +39,33 @@ class Dataset(eqx.Module):
     (I1: both targets, I2: only mu_1, I3: only mu_2, I4: neither).  Word ``k`` (0-based) is
     ``mu_{k+1}``: 0 and 1 are the targets, 2 the common word, the rest irrelevant words.
 
-    ``basis`` is ``"standard"`` when ``embedding`` is the identity (the flow then gathers
-    columns instead of multiplying by the embedding); any other value means a general
-    orthonormal basis.
+    ``embedding`` is a finite orthonormal ``d x d`` matrix.  ``basis`` is ``"standard"`` when
+    it is the identity (the flow then gathers columns instead of multiplying by the embedding);
+    any other name (``"random"`` for :func:`make_embedding`'s draw) means a general orthonormal
+    basis.  Left unset it is read from the matrix: ``"standard"`` for the identity, else
+    ``"orthonormal"``.  Every field is checked here (shapes, dtypes, values, with the valid
+    range in a one-line ``ValueError``), so a dataset that is not one never reaches the flow.
     """
 
     tokens: Int[Array, "n L"]
     labels: Float[Array, " n"]
     groups: Int[Array, " n"]
     embedding: Float[Array, "d d"]
-    basis: str = eqx.field(static=True, default="standard")
+    basis: str | None = eqx.field(static=True, default=None)
+
+    def __post_init__(self):
+        for name in ("tokens", "labels", "groups", "embedding"):
+            if not hasattr(getattr(self, name), "dtype"):  # a list: checked as the array it stands for
+                setattr(self, name, np.asarray(getattr(self, name)))
+        if self.basis is None:
+            known = not isinstance(self.embedding, jax.core.Tracer) and np.ndim(self.embedding) == 2
+            self.basis = "standard" if known and _is_identity(np.asarray(self.embedding)) else "orthonormal"
 
     def __check_init__(self):
-        n, L = self.tokens.shape
-        d = self.embedding.shape[0]
-        if self.embedding.shape != (d, d):
-            raise ValueError(f"embedding must be square (d x d), got shape {self.embedding.shape}")
-        if self.labels.shape != (n,) or self.groups.shape != (n,):
-            raise ValueError(
-                f"labels and groups must have shape ({n},) to match tokens {self.tokens.shape}"
-            )
-        if not isinstance(self.tokens, jax.core.Tracer):
-            tok = np.asarray(self.tokens)
-            if tok.min() < 0 or tok.max() >= d:
-                raise ValueError(f"tokens must be word indices in [0, {d - 1}]")
+        _check_shapes(self.tokens, self.labels, self.groups, self.embedding, self.basis)
+        if not any(isinstance(x, jax.core.Tracer) for x in (self.tokens, self.labels, self.groups, self.embedding)):
+            _check_values(*(np.asarray(x) for x in (self.tokens, self.labels, self.groups, self.embedding)),
+                          self.basis)
 
     @property
     def n(self) -> int:
@@ -80,6 +83,58 @@ class Dataset(eqx.Module):
     def X(self) -> Float[Array, "n d L"]:
         """The samples as ``d x L`` matrices, ``X[i] = embedding[:, tokens[i]]``."""
         return jnp.moveaxis(self.embedding[:, self.tokens], 0, 1)
+
+
+def _check_shapes(tokens, labels, groups, embedding, basis) -> None:
+    """Shapes and dtypes of a :class:`Dataset`'s fields, with the sizes of :func:`check_sizes`."""
+    integer, real = (jnp.integer,), (jnp.integer, jnp.floating)
+    kinds = {"tokens": (tokens, integer, "integer word indices"), "labels": (labels, real, "real numbers"),
+             "groups": (groups, integer, "integers"), "embedding": (embedding, (jnp.floating,), "floating-point numbers")}
+    for name, (x, allowed, what) in kinds.items():
+        if not any(jnp.issubdtype(x.dtype, kind) for kind in allowed):
+            raise ValueError(f"Dataset.{name} must hold {what}, got dtype {x.dtype}")
+    if tokens.ndim != 2 or tokens.shape[0] < 1 or tokens.shape[1] < 3:
+        raise ValueError(f"Dataset.tokens must be an n x L matrix with n >= 1 samples of L >= 3 words "
+                         f"(mu_1, mu_2 and mu_3 must fit), got shape {tokens.shape}")
+    n = tokens.shape[0]
+    if embedding.ndim != 2 or embedding.shape[0] != embedding.shape[1] or embedding.shape[0] < 4:
+        raise ValueError(f"Dataset.embedding must be a square d x d matrix with d >= 4 (3 special words and an "
+                         f"irrelevant one), got shape {embedding.shape}")
+    for name, x in (("labels", labels), ("groups", groups)):
+        if x.shape != (n,):
+            raise ValueError(f"Dataset.{name} must have shape ({n},), one per row of tokens {tokens.shape}, "
+                             f"got {x.shape}")
+    if not isinstance(basis, str):
+        raise ValueError(f"Dataset.basis must be a name (standard for the identity), got {shown(basis)}")
+
+
+def _check_values(tokens, labels, groups, embedding, basis) -> None:
+    """The values of a :class:`Dataset`'s fields: word indices, labels, groups, an orthonormal embedding."""
+    d = embedding.shape[0]
+    if tokens.min() < 0 or tokens.max() >= d:
+        raise ValueError(f"Dataset.tokens must be word indices in [0, {d - 1}], got values in "
+                         f"[{tokens.min()}, {tokens.max()}]")
+    if not np.all(np.abs(labels) == 1):
+        raise ValueError(f"Dataset.labels must be +1 or -1, got {shown(labels[np.abs(labels) != 1][0].item())}")
+    if not np.all((groups >= 1) & (groups <= 4)):
+        raise ValueError(f"Dataset.groups must be in 1..4 (I1..I4), got {groups[(groups < 1) | (groups > 4)][0]}")
+    if not np.all(np.isfinite(embedding)):
+        raise ValueError("Dataset.embedding has non-finite entries (NaN or inf)")
+    if basis == "standard":
+        if not _is_identity(embedding):
+            raise ValueError("Dataset.basis is 'standard' (one-hot words) but the embedding is not the identity; "
+                             "leave basis unset to have it read from the matrix")
+        return
+    # Orthonormal to a few rounding errors of the embedding's precision, and never looser than 1e-6.
+    tolerance = max(1e-6, 16 * d * float(np.finfo(embedding.dtype).eps))
+    error = np.max(np.abs(embedding.T @ embedding - np.eye(d)))
+    if not error <= tolerance:
+        raise ValueError(f"Dataset.embedding must be orthonormal (E^T E = I): its largest deviation is "
+                         f"{error:.3g}, more than {tolerance:.3g}")
+
+
+def _is_identity(embedding: np.ndarray) -> bool:
+    return embedding.shape[0] == embedding.shape[1] and np.array_equal(embedding, np.eye(embedding.shape[0]))
 
 
 def irrelevant_slots(n: int, L: int) -> int:

@@ -16,11 +16,15 @@ from . import aot, loop, programs
 from .cache import enable_compilation_cache
 from .controller import evaluations_per_step, make_solver
 from .data import Dataset, sample_test_set
-from .engines import AbstractEngine, FlowArgs, Reference, Sizes, check_memory, make_engine, resolve_engine
+from .engines import ENGINES, AbstractEngine, FlowArgs, Reference, Sizes, check_memory, make_engine, \
+    memory_estimate, resolve_engine
 from .events import EVENT_NAMES, markers_of
-from .observables import check_saves_fit
+from .observables import check_saves_fit, saves_bytes
+from .resources import check_fits
 from .loop import as_dtype
+from .model import Params
 from .options import FlowOptions, MarkerOptions
+from .subspace import SubspaceStart, rank_bound
 from .trajectory import FlowFailure, FlowResult
 
 __all__ = ["FlowFailure", "FlowResult", "Prepared", "integrate", "integrate_batch", "plan", "prepare"]
@@ -101,6 +105,8 @@ def integrate_batch(params, dataset: Dataset | Sequence[Dataset], t_end: float |
     every member's result has ``status == "failed"``.
     """
     options = _options(options, t_end, keywords)
+    if not isinstance(params, Params):
+        raise TypeError(f"params must be a flowsim.Params with a leading member axis, got {type(params).__name__}")
     leaves = jax.tree.leaves(params)
     if params.W_V.ndim != 3:
         raise ValueError(f"integrate_batch needs params with a leading member axis, got W_V {params.W_V.shape}")
@@ -140,8 +146,55 @@ def plan(start, dataset: Dataset, options: FlowOptions, *, test_set: Dataset | N
     sizes = Sizes.of(start, dataset, options.n_test if test_set is None else test_set.n)
     name = resolve_engine(options.engine, sizes, shared_words=shared_words)
     check_memory(name, sizes, 8 if options.precision == 64 else 4)
-    check_saves_fit(len(options.save.ts) if options.save.ts is not None else options.save.saves, sizes.d)
-    return dataclasses.replace(options, engine=name)
+    check_saves_fit(_saves(options), sizes.d)
+    options = dataclasses.replace(options, engine=name)
+    terms = memory_terms(start, dataset, options, test_set=test_set)
+    largest = max(terms, key=terms.get)
+    check_fits(sum(terms.values()), f"the run at n={sizes.n}, L={sizes.L}, d={sizes.d}, n_test={sizes.n_test}, "
+                                    f"m={sizes.m}, m1={sizes.m1} (engine {name!r})", _SMALLER[largest])
+    return options
+
+
+#: Copies of a sample's L x L attention arrays (logits, softmax weights and their gathers) that an
+#: evaluation holds: the training set's through the gradient, forward and backward, the test
+#: set's in an observation; and of the d x d word matrices of an observation (the scores now and
+#: at t = 0, their change, the logits).  Fitted to measured peaks (examples/memory_model.py,
+#: docs/performance.md), rounded up.
+TRAIN_COPIES, TEST_COPIES, WORD_COPIES = 5, 2, 6
+#: What makes each term of :func:`memory_terms` smaller, for the refusal's message.
+_SMALLER = {"solve": "choose a smaller m or m1, or another engine",
+            "samples": "choose a smaller L, n or n_test (each sample's attention is L x L)",
+            "words": "choose a smaller d",
+            "data": "choose a smaller n, n_test or L",
+            "saves": "save fewer times"}
+
+
+def memory_terms(start, dataset: Dataset, options: FlowOptions, *, test_set: Dataset | None = None) -> dict[str, float]:
+    """Bytes a flow run holds at its peak, by term, from the sizes alone (before anything is
+    allocated): ``solve`` (the engine's state copies and what it holds,
+    :func:`flowsim.engines.memory_estimate`), ``samples`` (what an evaluation of the margins
+    holds per sample: its L x L attention arrays, and its L gathered rows, of width m for the
+    engines that need the matrices and 3d + 1 for the others, where the words are gathered per
+    sample: always for the training set's gradient, for the test set when d^2 > n_test L^2, as
+    :func:`flowsim.model.outputs_words` chooses), ``words`` (an observation's d x d matrices),
+    ``data`` (both sets' tokens, labels and groups, and the embedding) and ``saves`` (the saved
+    trajectory).  ``options.engine`` may be ``"auto"``.  :func:`plan` refuses a run whose sum
+    does not fit; examples/memory_model.py checks the sum against measured peaks."""
+    sizes = Sizes.of(start, dataset, options.n_test if test_set is None else test_set.n)
+    name = resolve_engine(options.engine, sizes)
+    itemsize = 8 if options.precision == 64 else 4
+    n, L, d, n_test = sizes.n, sizes.L, sizes.d, sizes.n_test
+    rows = sizes.m if ENGINES[name].needs_matrices else rank_bound(d)
+    gathered = n_test * L * rows if d * d > n_test * L * L else 0
+    return {"solve": memory_estimate(name, sizes, itemsize),
+            "samples": itemsize * (n * (TRAIN_COPIES * L * L + L * rows) + n_test * TEST_COPIES * L * L + gathered),
+            "words": itemsize * WORD_COPIES * d * d,
+            "data": 8 * (n + n_test) * (L + 2) + 8 * d * d,
+            "saves": saves_bytes(_saves(options), d)}
+
+
+def _saves(options: FlowOptions) -> int:
+    return len(options.save.ts) if options.save.ts is not None else options.save.saves
 
 
 @dataclasses.dataclass(frozen=True)
@@ -179,11 +232,29 @@ def _default_test_set(dataset: Dataset, n_test: int, test_key) -> Dataset:
     return sample_test_set(jax.random.key(0) if test_key is None else test_key, n_test, dataset)
 
 
+#: The kinds of start, and the function that makes each.
+STARTS = {Params: "init_params", SubspaceStart: "init_subspace"}
+
+
+def check_problem(params, dataset, test_set=None, *, starts=tuple(STARTS)) -> None:
+    """Refuse, naming the argument, a start (one of ``starts``) or a data set of the wrong kind,
+    or of another vocabulary size; their values were checked when they were made
+    (:class:`~flowsim.Params`, :class:`~flowsim.SubspaceStart`, :class:`~flowsim.Dataset`)."""
+    wanted = {"params": (starts, " or ".join(f"flowsim.{k.__name__} ({STARTS[k]})" for k in starts)),
+              "dataset": ((Dataset,), "flowsim.Dataset (make_dataset)"),
+              "test_set": ((Dataset, type(None)), "flowsim.Dataset or None")}
+    for name, value in (("params", params), ("dataset", dataset), ("test_set", test_set)):
+        kinds, made_by = wanted[name]
+        if not isinstance(value, kinds):
+            raise TypeError(f"{name} must be a {made_by}, got {type(value).__name__}")
+    if params.d != dataset.d:
+        raise ValueError(f"params have d={params.d} but the dataset has d={dataset.d}")
+
+
 def _integrate(members, datasets, options: FlowOptions, batched, *, test_sets=None, test_set=None,
                test_key=None, devices=None, progress=False, callback=None, resume=None) -> list[FlowResult]:
     enable_compilation_cache()
-    if members[0].d != datasets[0].d:
-        raise ValueError(f"params have d={members[0].d} but the dataset has d={datasets[0].d}")
+    check_problem(members[0], datasets[0], test_set)
     if resume is not None:
         members = [resume.params_init]
     # What the run will allocate is checked first: the saved times, the engine.

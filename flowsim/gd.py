@@ -9,7 +9,7 @@ import numpy as np
 
 from .data import Dataset
 from .events import EVENT_NAMES, event_values
-from .flow import prepare
+from .flow import check_problem, prepare
 from .model import Params
 from .observables import check_saves_fit, observables, start_facts, start_record
 from .options import DescentOptions, SaveOptions, check_count, save_times
@@ -27,14 +27,20 @@ def save_steps(steps: int, saves: int = SaveOptions.saves, grid: str = SaveOptio
     return np.unique(np.round(t).astype(np.int64))
 
 
-@eqx.filter_jit
-def _descend(engine, y0, args, counts, times, lr):
-    """An outer ``lax.scan`` over saves; between two saves an inner loop of ``counts[k]`` steps,
-    after which the flow time is ``times[k]``.  Also returns the start's facts
-    (:func:`flowsim.observables.start_facts`).
+#: Most gradient steps in one call of the compiled descent: a longer descent goes in pieces, with its
+#: progress shown between them (a piece of the paper preset takes about a second on 2 cores).
+PIECE_STEPS = 2048
+#: Entries (a save, or a stretch of steps before one) per call: the compiled loop's one shape.
+PIECE_ENTRIES = 16
 
-    Once an iterate or its loss is non-finite the carry keeps the last finite saved state and
-    stops stepping, so that a diverging run still returns where it was last finite.
+
+@eqx.filter_jit
+def _descend(engine, y0, ok0, args, counts, times, lr):
+    """An outer ``lax.scan`` over entries; each an inner loop of ``counts[k]`` steps, then the
+    observables and event values there, at flow time ``times[k]``.
+
+    Once an iterate or its loss is non-finite the carry keeps the last finite state and stops
+    stepping, so that a diverging run still returns where it was last finite.
     """
 
     def step(_, y):
@@ -49,7 +55,32 @@ def _descend(engine, y0, args, counts, times, lr):
         y = jax.tree.map(lambda a, b: jnp.where(ok, a, b), y_new, y)
         return (y, ok), (obs, jnp.stack(event_values(engine, t, y_new, args)), ok)
 
-    return jax.lax.scan(between_saves, (y0, jnp.asarray(True)), (counts, times)), start_facts(engine, y0, args)
+    return jax.lax.scan(between_saves, (y0, ok0), (counts, times))
+
+
+#: The start's facts (flowsim.observables.start_facts), one small compiled program.
+_start_facts = eqx.filter_jit(start_facts)
+
+
+def pieces(at: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The calls of :func:`_descend` that save at steps ``at``: per call, :data:`PIECE_ENTRIES`
+    step counts (at most :data:`PIECE_STEPS` in all, a long stretch between two saves split over
+    several entries, zeros as padding) and which entries are saves."""
+    entries = []
+    for gap in np.diff(at, prepend=0):
+        while gap > PIECE_STEPS:
+            entries.append((PIECE_STEPS, False))
+            gap -= PIECE_STEPS
+        entries.append((int(gap), True))
+    calls, current = [], []
+    for entry in entries:
+        if current and (len(current) == PIECE_ENTRIES or sum(c for c, _ in current) + entry[0] > PIECE_STEPS):
+            calls.append(current)
+            current = []
+        current.append(entry)
+    calls.append(current)
+    padded = [call + [(0, False)] * (PIECE_ENTRIES - len(call)) for call in calls]
+    return [(np.array([c for c, _ in call]), np.array([s for _, s in call])) for call in padded]
 
 
 def gradient_descent(
@@ -61,6 +92,7 @@ def gradient_descent(
     options: DescentOptions | None = None,
     test_set: Dataset | None = None,
     test_key=None,
+    progress: bool = False,
     **keywords,
 ) -> FlowResult:
     """Run ``steps`` steps (default 30000) of gradient descent ``theta <- theta - lr grad Lhat(theta)``
@@ -76,15 +108,15 @@ def gradient_descent(
     holds (``0.0`` if at the start, ``None`` if never), so its resolution is the save grid's.
     ``stats`` counts ``steps`` taken and ``nfev`` (gradient evaluations, one per step).
 
+    The steps run as one compiled loop, called on pieces of at most :data:`PIECE_STEPS` steps;
+    ``progress`` shows a progress bar (steps, their rate, the flow time reached) between them.
+
     Raises :class:`flowsim.FlowFailure`, holding the saves up to the last finite one, if the
     iterates become non-finite (a learning rate too large for the loss landscape).
     """
     keywords |= {k: v for k, v in (("lr", lr), ("steps", steps)) if v is not None}
     options = DescentOptions.updated(options, **keywords)
-    if not isinstance(params, Params):
-        raise ValueError("gradient descent needs the four matrices (Params), not a width-free start")
-    if params.d != dataset.d:
-        raise ValueError(f"params have d={params.d} but the dataset has d={dataset.d}")
+    check_problem(params, dataset, test_set, starts=(Params,))  # descent steps the four matrices
     check_saves_fit(options.save.saves if options.save_every is None else options.steps // options.save_every + 2,
                     params.d)
     if options.save_every is None:
@@ -96,11 +128,27 @@ def gradient_descent(
         dtype = jnp.float64 if options.precision == 64 else jnp.float32
         ready = prepare(params, dataset, dtype=dtype, markers=options.markers, test_set=test_set,
                         n_test=options.n_test, test_key=test_key)
-        # A first "save after 0 steps" records the start inside the same compiled loop.
-        ((y, _), (obs, values, ok)), facts = _descend(
-            ready.engine, ready.y0, ready.args, jnp.asarray(np.diff(at, prepend=0)), jnp.asarray(at * options.lr, dtype),
-            jnp.asarray(options.lr, dtype))
-        obs, values, ok, facts = jax.tree.map(np.asarray, (obs, values, ok, facts))
+        bar = _progress_bar(options) if progress else None
+        carry, kept = (ready.y0, jnp.asarray(True)), []
+        try:
+            # A first "save after 0 steps" records the start inside the same compiled loop.
+            done = 0
+            for counts, saved in pieces(at):
+                times = (done + np.cumsum(counts)) * options.lr
+                done += int(counts.sum())
+                carry, out = _descend(ready.engine, *carry, ready.args, jnp.asarray(counts), jnp.asarray(times, dtype),
+                                      jnp.asarray(options.lr, dtype))
+                kept.append(jax.tree.map(lambda x: np.asarray(x)[saved], out))
+                if bar is not None:
+                    bar.update(int(counts.sum()))
+                    bar.set_postfix_str(f"t={bar.n * options.lr:.4g} loss={kept[-1][0]['loss'][-1]:.3e}"
+                                        if saved.any() else f"t={bar.n * options.lr:.4g}")
+        finally:
+            if bar is not None:
+                bar.close()
+        y = carry[0]
+        obs, values, ok = jax.tree.map(lambda *xs: np.concatenate(xs), *kept)
+        facts = jax.tree.map(np.asarray, _start_facts(ready.engine, ready.y0, ready.args))
         params_final = ready.engine.to_params(y, ready.args)
 
     ts = at * options.lr
@@ -123,3 +171,9 @@ def gradient_descent(
         raise FlowFailure(f"gradient descent diverged between steps {at[n_ok - 1]} and {at[n_ok]} "
                           f"(lr={options.lr}): non-finite iterates", result)
     return result
+
+
+def _progress_bar(options: DescentOptions):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=options.steps, unit="step", desc="gd", leave=False)

@@ -11,9 +11,11 @@ import socket
 import threading
 from pathlib import Path
 
+from . import files
 from .config import ConfigError
 
 NAME = "flowsim.lock"
+MAX_BYTES = 2**16  # a lock holds a pid, a host name and a time
 
 
 def is_lock_file(name: str) -> bool:
@@ -35,8 +37,8 @@ def claim(path):
     try:
         yield
     finally:
-        with contextlib.suppress(OSError):
-            if lock.read_bytes() == mine:
+        with contextlib.suppress(OSError, ConfigError):
+            if files.read_bytes(lock, "lock file", MAX_BYTES) == mine:
                 lock.unlink()
 
 
@@ -63,9 +65,11 @@ def _acquire(lock: Path, mine: bytes) -> None:
 
 
 def _read(lock: Path) -> dict | None:
+    """The holder's record, or ``None`` for a lock that cannot be read or is not one (refused by
+    :func:`flowsim.files.read_json`: not a regular file, too large, too deeply nested)."""
     try:
-        holder = json.loads(lock.read_bytes())
-    except (OSError, ValueError):
+        holder = files.read_json(lock, "lock file", MAX_BYTES)
+    except (OSError, ValueError):  # ConfigError among them
         return None
     return holder if isinstance(holder, dict) else None
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import sys
+import time
 from collections.abc import Callable
 
 import equinox as eqx
@@ -168,9 +170,19 @@ def finished(problem: Problem, state: LoopState) -> bool:
     return state.failure is not None or state.chunks_done == problem.n_chunks
 
 
-def advance(problem: Problem, state: LoopState) -> LoopState:
+#: Most steps of one solve: a chunk that needs more is solved in pieces of this many, each going
+#: on from where the last stopped (its state and proposed step, as after an event), so that a long
+#: chunk reports its progress between pieces.  A piece of 512 cheap steps takes milliseconds;
+#: one of the costliest runs (a width-free run at m = m1 = 1e11, ~5 ms a step) a few seconds.
+SEGMENT_STEPS = 512
+
+
+def advance(problem: Problem, state: LoopState,
+            progress: Callable[[LoopState, float, float], None] | None = None) -> LoopState:
     """Integrate the next chunk: solve to its last saved time, restarting after each event the
-    solve stops at; save what it reached; record a failure (solver, non-finite state, step limit)."""
+    solve stops at and after every :data:`SEGMENT_STEPS` steps (``progress(state, t, dt)`` is
+    told the time reached and the step proposed there each time); save what it reached; record
+    a failure (solver, non-finite state, step limit)."""
     c = state.chunks_done
     idx = problem.chunk_indices(c)
     t_a, t_b = problem.grid[idx[0] - 1], problem.grid[idx[-1]]
@@ -179,17 +191,21 @@ def advance(problem: Problem, state: LoopState) -> LoopState:
     slots[: len(idx)] = problem.grid[idx]
     rows = [None] * len(slots)
     y, dt = state.y, state.dt
+    limit = problem.options.solver.max_steps
     while True:
         out = _solve(problem, y, t_a, t_b, dt, np.maximum(slots, t_a), state.events)
         _count(state.stats, out.steps, problem.per_step)
         for i in np.flatnonzero(np.isfinite(out.ts)):
             if rows[i] is None:
                 rows[i] = {k: v[i] for k, v in out.observables.items()}  # (members, ...)
-        if out.code != programs.EVENT:
-            break
-        b, k = divmod(out.fired, len(EVENT_NAMES))
-        state.events[b][EVENT_NAMES[k]] = out.t
+        if out.code == programs.EVENT:
+            b, k = divmod(out.fired, len(EVENT_NAMES))
+            state.events[b][EVENT_NAMES[k]] = out.t
+        elif not (out.code == programs.MAX_STEPS and out.finite and state.stats["steps"] < limit):
+            break  # done, or failed: a piece that ran out of steps goes on while the run's limit allows
         y, t_a, dt = out.y, out.t, out.dt_next
+        if progress is not None:
+            progress(state, t_a, dt)
     done = [r for r in rows[: len(idx)] if r is not None]
     if done:
         for b in range(problem.members):
@@ -203,7 +219,6 @@ def advance(problem: Problem, state: LoopState) -> LoopState:
         state.failure = Failure(why, f"solver failed at t={out.t:.6g}: {why}", float(t_a), c)
         return state
     state.y, state.t, state.dt, state.chunks_done = out.y, float(t_b), out.dt_next, c + 1
-    limit = problem.options.solver.max_steps
     if state.stats["steps"] > limit:
         why = "step limit exceeded"
         state.failure = Failure(why, f"step limit max_steps={limit} exceeded at t={t_b:.6g}", float(t_b), c + 1)
@@ -224,22 +239,95 @@ def results(problem: Problem, state: LoopState, status: str | None = None) -> li
 def run(problem: Problem, state: LoopState, *, progress: bool = False,
         callback: Callable[[FlowResult], None] | None = None) -> list[FlowResult]:
     """Advance chunk by chunk until :func:`finished`, handing each intermediate checkpoint
-    (member 0's running result) to ``callback``."""
-    bar = _progress_bar(len(problem.grid) - 1, state.chunks_done * problem.chunk) if progress else None
+    (member 0's running result) to ``callback``; with ``progress``, a :class:`Progress` bar."""
+    bar = Progress(problem, state) if progress else None
     try:
         while not finished(problem, state):
-            state = advance(problem, state)
+            state = advance(problem, state, None if bar is None else bar.piece)
             if state.failure is not None:
                 break
             if bar is not None:
-                bar.update(len(problem.chunk_indices(state.chunks_done - 1)))
-                bar.set_postfix_str(f"t={state.t:.4g} loss={state.saved[0]['loss'][state.rows - 1]:.3e}")
+                bar.chunk(state)
             if callback is not None and not finished(problem, state):
                 callback(results(problem, state, "running")[0])
     finally:
         if bar is not None:
             bar.close()
     return results(problem, state)
+
+
+#: Wall time past which a run says, once, that it may be long and why (seconds).
+LONG_RUN_S = 60.0
+
+
+class Progress:
+    """A run's progress on stderr (tqdm): saved times done, and after every chunk and every piece
+    of a solve (:data:`SEGMENT_STEPS`) the flow time reached, the solver steps and their rate.
+
+    Once the pace is known (steps per second after the first solve, which compiles), a run that
+    may take longer than :data:`LONG_RUN_S` says so in one line: the time at the pace of its
+    current step size to ``t_end``, or to the step limit if that comes first."""
+
+    def __init__(self, problem: Problem, state: LoopState):
+        from tqdm.auto import tqdm
+
+        self.problem, self.write = problem, tqdm.write
+        self.bar = tqdm(total=len(problem.grid) - 1, initial=state.chunks_done * problem.chunk, unit="save",
+                        desc="flow", leave=False)
+        self.since: tuple[float, int] | None = None  # (wall time, steps) where the pace is measured from
+        self.warned = False
+
+    def piece(self, state: LoopState, t: float, dt: float) -> None:
+        """After a piece of a chunk's solve: the status, and the warning of a long run."""
+        rate = self._rate(state)
+        self.bar.set_postfix_str(self._status(t, state, rate), refresh=False)
+        self.bar.update(0)  # redraws at most every tqdm mininterval
+        if rate and not self.warned:
+            self._warn_if_long(t, dt, state.stats["steps"], rate)
+
+    def chunk(self, state: LoopState) -> None:
+        rate = self._rate(state)
+        loss = state.saved[0]["loss"][state.rows - 1]
+        self.bar.set_postfix_str(f"{self._status(state.t, state, rate)} loss={loss:.3e}", refresh=False)
+        self.bar.update(len(self.problem.chunk_indices(state.chunks_done - 1)))
+
+    def close(self) -> None:
+        self.bar.close()
+
+    def _rate(self, state: LoopState) -> float | None:
+        now, steps = time.perf_counter(), state.stats["steps"]
+        if self.since is None:
+            self.since = (now, steps)
+            return None
+        return (steps - self.since[1]) / (now - self.since[0]) if now > self.since[0] else None
+
+    def _status(self, t: float, state: LoopState, rate: float | None) -> str:
+        pace = f" ({rate:.3g}/s)" if rate else ""
+        return f"t={t:.4g} steps={state.stats['steps']}{pace}"
+
+    def _warn_if_long(self, t: float, dt: float, steps: int, rate: float) -> None:
+        options = self.problem.options
+        t_end, limit = float(self.problem.grid[-1]), options.solver.max_steps
+        to_end = (t_end - t) / dt if dt > 0 else math.inf
+        ahead = min(to_end, limit - steps)
+        if ahead / rate < LONG_RUN_S:
+            return
+        self.warned = True
+        if to_end > limit - steps:
+            outlook = (f"at this step size t_end={t_end:g} is {to_end:.2g} steps away, so the step limit "
+                       f"max_steps={limit} will stop it in about {_duration((limit - steps) / rate)} unless the "
+                       "steps lengthen")
+        else:
+            outlook = f"at this step size t_end={t_end:g} is {to_end:.2g} steps, about {_duration(to_end / rate)}, away"
+        self.write(f"flowsim: a long run: its steps are {dt:.2g} long at t={t:.3g} ({rate:.3g} steps/s); {outlook}",
+                   file=sys.stderr)
+
+
+def _duration(seconds: float) -> str:
+    for unit, size in (("days", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= 2 * size:
+            return f"{seconds / size:.3g} {unit}"
+    return f"{seconds:.0f} s"
 
 
 # -- pieces -------------------------------------------------------------------------------------
@@ -249,7 +337,7 @@ def _solve(problem: Problem, y, t_a, t_b, dt, slots, events) -> SolveOutput:
     times = (np.asarray(t, problem.dtype) for t in (t_a, t_b, dt, slots))
     return SolveOutput.fetch(aot.call(
         "solve", programs.solve, problem.engine, problem.solver, problem.controller, y, *times,
-        problem.watching(events), problem.options.solver.max_steps, problem.options.precision,
+        problem.watching(events), min(SEGMENT_STEPS, problem.options.solver.max_steps), problem.options.precision,
         problem.batched))
 
 
@@ -303,9 +391,3 @@ def as_dtype(tree, dtype):
 def _host(tree):
     """Arrays as numpy, so that their float64 values survive outside ``jax.enable_x64``."""
     return None if tree is None else jax.tree.map(np.asarray, tree)
-
-
-def _progress_bar(total: int, initial: int):
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, initial=initial, unit="save", desc="flow", leave=False)

@@ -16,7 +16,8 @@ class Params(eqx.Module):
 
     ``W`` is ``m1 x m`` with rows ``w_j^T``; ``W_V``, ``W_K``, ``W_Q`` are ``m x d``; ``a`` in
     {+1, -1}^m1 is fixed during training.  Build one directly for a custom initialization
-    (numpy or JAX arrays); shapes, finiteness and the signs of ``a`` are checked here.
+    (numpy or JAX arrays of a floating-point dtype); dtypes, shapes, finiteness and the signs of
+    ``a`` are checked here.
     """
 
     W: Float[Array, "m1 m"]
@@ -35,8 +36,8 @@ class Params(eqx.Module):
         names = ("W", "W_V", "W_K", "W_Q", "a")
         arrays = (self.W, self.W_V, self.W_K, self.W_Q, self.a)
         for name, x in zip(names, arrays):
-            if not jnp.issubdtype(x.dtype, jnp.floating) and not jnp.issubdtype(x.dtype, jnp.integer):
-                raise ValueError(f"Params.{name} must be a real array, got dtype {x.dtype}")
+            if not jnp.issubdtype(x.dtype, jnp.floating):  # integers would be cast: say so instead
+                raise ValueError(f"Params.{name} must be a real floating-point array, got dtype {x.dtype}")
         m, d = self._attention_shape()
         if self.W.ndim != 2 or self.W.shape[1] != m:
             raise ValueError(f"Params.W must be an m1 x m matrix with m={m} (the rows of W_V, W_K, W_Q), "

@@ -50,15 +50,20 @@ DESCRIPTIONS: dict[str, tuple[str, str]] = {
 }
 
 
-def check_saves_fit(saves: int, d: int, members: int = 1) -> None:
-    """Refuse (one line, before allocating) a trajectory of ``saves`` saved times that would not
-    fit in memory: every observable of :data:`DESCRIPTIONS` in float64, per member."""
+def saves_bytes(saves: int, d: int, members: int = 1) -> int:
+    """Bytes of ``saves`` saved times of every observable of :data:`DESCRIPTIONS` in float64, per member."""
     import math
 
+    per_save = sum(math.prod(eval(shape, {"d": d})) for shape, _ in DESCRIPTIONS.values())
+    return 8 * (per_save + 1) * saves * members
+
+
+def check_saves_fit(saves: int, d: int, members: int = 1) -> None:
+    """Refuse (one line, before allocating) a trajectory of ``saves`` saved times that would not
+    fit in memory (:func:`saves_bytes`)."""
     from .resources import check_fits
 
-    per_save = sum(math.prod(eval(shape, {"d": d})) for shape, _ in DESCRIPTIONS.values())
-    check_fits(8 * (per_save + 1) * saves * members, f"{saves} saved times of every observable (d={d})",
+    check_fits(saves_bytes(saves, d, members), f"{saves} saved times of every observable (d={d})",
                "save fewer times (saves, or save_every for gradient descent)")
 
 

@@ -9,6 +9,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from .messages import shown
+
 SOLVERS = ("tsit5", "dopri5", "dopri8", "bosh3", "kvaerno5")  # diffrax's solver of each: flowsim.controller
 GRIDS = ("log", "linear")
 PRECISIONS = (64, 32)
@@ -18,29 +20,41 @@ TOLERANCES = {64: (1e-8, 1e-10), 32: (1e-5, 1e-7)}
 FLOAT32_RTOL = 1e-6
 
 
-def check_positive(name: str, value) -> float:
-    """``value`` as a float, or a one-line ``ValueError`` unless it is positive and finite."""
+def _is_number(value, kinds: str = "iuf") -> bool:
+    """Whether ``value`` is one real number (a Python or numpy scalar, or a 0-d array) whose dtype
+    kind is among ``kinds``: not text, not a boolean, not a sequence."""
+    if isinstance(value, (str, bytes, bool, np.bool_)):
+        return False
     try:
-        v = float(value)
+        return np.ndim(value) == 0 and np.asarray(value).dtype.kind in kinds
     except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a positive finite number, got {value!r}") from None
-    if not (math.isfinite(v) and v > 0):
-        raise ValueError(f"{name} must be a positive finite number, got {value!r}")
-    return v
+        return False
+
+
+def check_positive(name: str, value) -> float:
+    """``value`` as a float, or a one-line ``ValueError`` unless it is a positive finite number
+    (text such as ``"5"`` and booleans are refused, not read as numbers)."""
+    if not _is_number(value) or not (math.isfinite(float(value)) and float(value) > 0):
+        raise ValueError(f"{name} must be a positive finite number, got {shown(value)}")
+    return float(value)
 
 
 def check_count(name: str, value, low: int = 1) -> int:
-    """``value`` as an int, or a one-line ``ValueError`` unless it is an integer >= ``low``."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer, float)) or int(value) != value \
-            or value < low:
-        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+    """``value`` as an int, or a one-line ``ValueError`` unless it is an integer >= ``low`` (an
+    integral float such as ``1e5`` counts; text and booleans do not)."""
+    if not _is_number(value) or not math.isfinite(float(value)) or int(value) != value or value < low:
+        raise ValueError(f"{name} must be an integer >= {low}, got {shown(value)}")
     return int(value)
 
 
 def check_choice(name: str, value, options: tuple):
-    if value not in options:
-        raise ValueError(f"{name} must be one of {', '.join(map(str, options))}, got {value!r}")
-    return value
+    """The option ``value`` names: a name for names, a number equal to it for numbers (``64.0`` is
+    64; ``"64"`` and ``True`` are not)."""
+    for option in options:
+        same_kind = isinstance(value, str) if isinstance(option, str) else _is_number(value)
+        if same_kind and value == option:
+            return option
+    raise ValueError(f"{name} must be one of {', '.join(map(str, options))}, got {shown(value)}")
 
 
 class _Options:
@@ -284,6 +298,8 @@ def save_times(t_end: float, saves: int = SaveOptions.saves, grid: str = SaveOpt
 
 
 def _check_ts(ts) -> np.ndarray:
+    if isinstance(ts, (str, bytes)) or np.asarray(ts).dtype.kind not in "iuf":
+        raise ValueError(f"ts must be a 1-d array of at least 2 finite times, got {shown(ts)}")
     ts = np.asarray(ts, dtype=float)
     if ts.ndim != 1 or ts.size < 2 or not np.all(np.isfinite(ts)):
         raise ValueError("ts must be a 1-d array of at least 2 finite times")

@@ -180,13 +180,13 @@ def sweep_points(path: str | Path) -> tuple[list[str], list[tuple[str, str, Run 
     (else ``None``).  Read from the points' directories, which the index may lag behind."""
     from .config import ConfigError
     from .results import load
-    from .sweeps import FAILURE, INDEX_JSON
+    from .sweeps import FAILURE, INDEX_JSON, read_index
 
     path = Path(path)
+    index = read_index(path)
     try:
-        index = json.loads((path / INDEX_JSON).read_text())
         grid, entries = list(index["definition"]["grid"]), [(e["name"], e["path"]) for e in index["points"]]
-    except (OSError, ValueError, KeyError, TypeError) as e:
+    except (ValueError, KeyError, TypeError) as e:
         raise ConfigError(f"{path} is not a flowsim sweep directory (cannot read {INDEX_JSON}: {e})") from None
     points = []
     for name, where in entries:

@@ -21,9 +21,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import lock
+from . import files, lock
 from .config import ConfigError, RunConfig
 from .messages import shown
+from .resources import available_bytes, format_bytes
 from .data import Dataset
 from .engines import make_engine
 from .events import EVENT_NAMES
@@ -41,6 +42,8 @@ RUN_JSON, TRAJECTORY, STATE, CHECKPOINT, PARTS = "run.json", "trajectory.npz", "
 FILES = (RUN_JSON, TRAJECTORY, STATE, CHECKPOINT, PARTS)
 MATRICES = ("W", "W_V", "W_K", "W_Q")
 FINAL = "_final"  # suffix of the state.npz arrays written when a run ends: every other one is an input
+#: Largest run.json read back (bytes): a few kilobytes, more with a long failure message.
+RUN_JSON_BYTES = 2**24
 PACKAGES = ("flowsim", "jax", "jaxlib", "diffrax", "equinox", "optimistix", "numpy")
 
 
@@ -97,7 +100,15 @@ def write_json(path: Path, meta: dict) -> None:
 
 
 def _read_npz(path: Path) -> dict[str, np.ndarray]:
-    with np.load(path, allow_pickle=False) as z:
+    """The arrays of an .npz file, refused (one line) unless it is a regular file whose arrays,
+    as its directory declares them, fit in the memory available: a damaged or crafted archive is
+    never expanded past that."""
+    limit = available_bytes()
+    with files.open_regular(path, "array file", limit, "the memory available") as f, \
+            np.load(f, allow_pickle=False) as z:
+        if sum(info.file_size for info in z.zip.infolist()) > limit:
+            raise ConfigError(f"array file {str(path)!r} declares arrays larger than the memory available "
+                              f"({format_bytes(limit)}); refused")
         return {k: z[k] for k in z.files}
 
 
@@ -241,7 +252,7 @@ def start_from(arrays: dict) -> Params | SubspaceStart:
 def mark(path, status: str, message: str, wall_time: float) -> None:
     """Set the status and message of the run in ``path`` (its files are the last checkpoint's)."""
     path = Path(path)
-    meta = json.loads((path / RUN_JSON).read_text())
+    meta = read_meta(path)
     write_json(path / RUN_JSON, meta | {"status": status, "message": message, "wall_time_s": wall_time})
 
 
@@ -260,7 +271,9 @@ def read_meta(path) -> dict:
     that ``path`` is not one (or one of another format version)."""
     path = Path(path)
     try:
-        meta = json.loads((path / RUN_JSON).read_text())
+        meta = files.read_json(path / RUN_JSON, "run description", RUN_JSON_BYTES)
+    except ConfigError:
+        raise
     except (OSError, ValueError) as e:
         raise ConfigError(f"{path} is not a flowsim result directory (cannot read {RUN_JSON}: "
                           f"{getattr(e, 'strerror', None) or e})") from None
@@ -367,10 +380,10 @@ def _read_checkpoint(path: Path, meta: dict, config: RunConfig, params_init: Par
         start = make_engine(meta.get("engine") or config.engine, params_init, dataset).init_state(params_init, dataset)
     like = jax.tree.map(lambda x: np.asarray(x, dtype if jnp.issubdtype(x.dtype, jnp.floating) else x.dtype), start)
     try:
-        with open(path / CHECKPOINT, "rb") as f:
+        with files.open_regular(path / CHECKPOINT, "checkpoint", available_bytes(), "the memory available") as f:
             chunks, dt, state = eqx.tree_deserialise_leaves(f, (np.asarray(0), np.asarray(0.0), like))
             trailing = f.read(1)
-    except OSError:
+    except (OSError, ConfigError):
         raise
     except Exception:  # random bytes fail in many ways: zip, npy headers, refused pickles, tree paths
         raise _damaged(path, "unreadable") from None

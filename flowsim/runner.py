@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime
+import itertools
 import signal
 import threading
 import time
@@ -25,14 +26,24 @@ class RunInterrupted(KeyboardInterrupt):
         self.path = path
 
 
-def default_out(root="runs") -> Path:
-    """A new directory name under ``root`` from the local time, e.g. ``runs/20250131-142501``."""
-    stem = Path(root) / datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-    out, k = stem, 1
-    while out.exists():
-        k += 1
-        out = stem.with_name(f"{stem.name}-{k}")
-    return out
+#: Where result directories go by default (under the current directory).
+RUNS = Path("runs")
+
+
+def default_out(root=RUNS, prefix: str = "") -> Path:
+    """A new, empty directory under ``root`` named from the local time, e.g.
+    ``runs/20250131-142501`` (``-2``, ``-3``, ... when taken), created here: creating it is what
+    claims the name, so runs started in the same second get distinct directories."""
+    stem = Path(root) / (prefix + datetime.datetime.now().strftime("%Y%m%d-%H%M%S"))
+    try:
+        stem.parent.mkdir(parents=True, exist_ok=True)
+        for k in itertools.count(1):
+            out = stem if k == 1 else stem.with_name(f"{stem.name}-{k}")
+            with contextlib.suppress(FileExistsError):
+                out.mkdir()
+                return out
+    except OSError as e:
+        raise ConfigError(f"cannot create an output directory under {str(root)!r}: {e.strerror}") from None
 
 
 def check_out(out, force: bool = False) -> Path:
@@ -48,7 +59,8 @@ def check_out(out, force: bool = False) -> Path:
 
 
 def run(config: RunConfig, out=None, *, force: bool = False, progress: bool = False) -> results.Run:
-    """Integrate ``config`` into the result directory ``out`` (default :func:`default_out`).
+    """Integrate ``config`` into the result directory ``out`` (default: a new one from
+    :func:`default_out`, created once the configuration has been checked).
 
     Everything is checked (the data and initialization are drawn) before the directory is
     created.  The directory is claimed (``flowsim.lock``) for the whole run: a second run or
@@ -59,7 +71,8 @@ def run(config: RunConfig, out=None, *, force: bool = False, progress: bool = Fa
     when the files cannot be written (a full disk) it re-raises the ``OSError`` with the last
     checkpoint intact (resumable).
     """
-    out = check_out(default_out() if out is None else out, force)
+    if out is not None:
+        out = check_out(out, force)
     dataset, params, test_key = config.build()
     config = config.resolved()
     if config.method == "flow":
@@ -67,6 +80,8 @@ def run(config: RunConfig, out=None, *, force: bool = False, progress: bool = Fa
             plan(params, dataset, config.flow_options())
         except ValueError as e:
             raise ConfigError(str(e)) from None
+    if out is None:
+        out = default_out()
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -111,7 +126,8 @@ def _execute(out, config, dataset, params, test_key, checkpoint, wall_before, pr
             save(None)
         if config.method == "gd":
             # One compiled scan: nothing to checkpoint before it ends (a resume starts it again).
-            result = gradient_descent(params, dataset, test_key=test_key, options=config.descent_options())
+            result = gradient_descent(params, dataset, test_key=test_key, options=config.descent_options(),
+                                      progress=progress)
         else:
             result = integrate(params, dataset, test_key=test_key, progress=progress, callback=save,
                                resume=checkpoint, options=config.flow_options())

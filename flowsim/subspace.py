@@ -54,6 +54,26 @@ class SubspaceStart(eqx.Module):
     neuron_gram: Float[Array, "p p"] | None = None
     neuron_scale: Float[Array, ""] | None = None
 
+    def __check_init__(self):
+        named = {"u": self.u, "W_V": self.W_V, "W_K": self.W_K, "W_Q": self.W_Q}
+        for name, x in named.items():
+            if not jnp.issubdtype(x.dtype, jnp.floating):
+                raise ValueError(f"SubspaceStart.{name} must be a real floating-point array, got dtype {x.dtype}")
+        p = self.u.shape[-1] if self.u.ndim else None
+        for name in ("W_V", "W_K", "W_Q"):
+            x = named[name]
+            if x.ndim < 2 or x.shape[-2] != p or x.shape != self.W_V.shape:
+                raise ValueError(f"SubspaceStart.{name} must be p x d with p = len(u) = {p} rows, like W_V "
+                                 f"{self.W_V.shape}, got {x.shape}")
+        if any(isinstance(x, jax.core.Tracer) for x in (*named.values(), self.m, self.m1)):
+            return
+        for name, x in named.items():
+            if not np.all(np.isfinite(np.asarray(x))):
+                raise ValueError(f"SubspaceStart.{name} has non-finite entries (NaN or inf)")
+        for name, w in (("m", self.m), ("m1", self.m1)):
+            if not np.all(np.asarray(w) >= 1):
+                raise ValueError(f"SubspaceStart.{name} must be a width >= 1, got {np.asarray(w)}")
+
     @property
     def d(self) -> int:
         return self.W_V.shape[-1]

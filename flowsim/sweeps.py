@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import itertools
-import json
+import math
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -22,6 +22,11 @@ from .messages import failure, shown
 BATCH_FREE = ("seed", "sigma0", "sigma1")
 INDEX_JSON, INDEX_NPZ, POINTS = "sweep.json", "sweep.npz", "points"
 FAILURE = "failure.txt"  # in a point's directory: why its batch raised
+#: Most points in one sweep: each is a result directory and a few kilobytes of the index, and the
+#: grid is counted before any point is made.  A larger study is several sweeps.
+MAX_POINTS = 10_000
+#: Largest sweep.json and failure.txt read back (bytes): a few kilobytes per point at most.
+INDEX_BYTES, FAILURE_BYTES = 2**27, 2**20
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,10 +90,12 @@ class Sweep:
             if key not in fields or key in grid or target not in grid:
                 raise ConfigError(f"tie.{key}: must tie a configuration field outside the grid to a grid key "
                                   f"({', '.join(grid)}), got {key} = {target!r}")
-        checked = {}
         for key, values in grid.items():
             if isinstance(values, (str, bytes)) or not isinstance(values, Sequence) or not values:
                 raise ConfigError(f"{label(key)}: must be a non-empty list of values, got {shown(values)}")
+        _check_size(grid, label("").rstrip("."))
+        checked = {}
+        for key, values in grid.items():
             parsed = []
             for i, value in enumerate(values):
                 parsed.append(getattr(base.merge({key: value}, label=lambda k: f"{label(k)}[{i}]"), key))
@@ -102,9 +109,15 @@ class Sweep:
             raise ConfigError("a sweep integrates the flow: method must be flow")
         return cls(base=base, grid=checked, tie=tie)
 
+    @property
+    def size(self) -> int:
+        """The number of points, counted without making them."""
+        return _count(self.grid)
+
     def points(self) -> list[Point]:
         """Every grid point, in the order of the grid's keys and values, each checked as a whole
         (sizes, scales and saved times) before anything runs."""
+        _check_size(self.grid, "grid")
         keys = list(self.grid)
         out = []
         for combo in itertools.product(*(self.grid[k] for k in keys)):
@@ -114,6 +127,19 @@ class Sweep:
             _check(config, name)
             out.append(Point(name=name, config=config, values=values))
         return out
+
+
+def _count(grid: Mapping[str, Sequence]) -> int:
+    return math.prod(len(v) for v in grid.values())
+
+
+def _check_size(grid: Mapping[str, Sequence], where: str) -> None:
+    """Refuse (one line) a grid of more than :data:`MAX_POINTS` points, from its lists' lengths alone."""
+    size = _count(grid)
+    if size > MAX_POINTS:
+        counts = " x ".join(f"{len(v)} {k}" for k, v in grid.items())
+        raise ConfigError(f"{where}: {counts} make {size:,} points, more than the {MAX_POINTS:,} a sweep may "
+                          "hold; split it into several sweeps")
 
 
 def _fmt(value) -> str:
@@ -202,7 +228,7 @@ def _run(points, out, definition, devices, batch, progress, verdicts, rank, rank
         for group in mine:
             todo = [p for p in group if index[p.name]["status"] != "complete"]
             if todo:
-                for point in _integrate_group(out, todo, devices):
+                for point in _integrate_group(out, todo, devices, progress):
                     index[point.name] = _entry(out, point, verdicts)
                 if rank == 0:
                     _write_index(out, definition, points, index)
@@ -227,19 +253,20 @@ def _barrier(ranks: int, name: str) -> None:
         multihost_utils.sync_global_devices(name)
 
 
-def _integrate_group(out: Path, todo: Sequence[Point], devices) -> Sequence[Point]:
+def _integrate_group(out: Path, todo: Sequence[Point], devices, progress: bool) -> Sequence[Point]:
     """:func:`_solve_group` with each point's directory claimed while it is written."""
     with contextlib.ExitStack() as held:
         for point in todo:
             path = out / POINTS / point.name
             path.mkdir(parents=True, exist_ok=True)
             held.enter_context(lock.claim(path))
-        return _solve_group(out, todo, devices)
+        return _solve_group(out, todo, devices, progress)
 
 
-def _solve_group(out: Path, todo: Sequence[Point], devices) -> Sequence[Point]:
+def _solve_group(out: Path, todo: Sequence[Point], devices, progress: bool) -> Sequence[Point]:
     """One batched solve for points that share shapes; each point's directory written (failed,
-    with the reason, if the solve raised)."""
+    with the reason, if the solve raised).  With ``progress``, the solve's own bar under the
+    sweep's, so that a long point shows its flow time and steps too."""
     import jax
 
     from .data import sample_test_set
@@ -252,7 +279,7 @@ def _solve_group(out: Path, todo: Sequence[Point], devices) -> Sequence[Point]:
         # A lone point is a plain run: the same compiled solve as flowsim integrate.
         dataset, params0, test_key = built[0]
         try:
-            result = integrate(params0, dataset, test_key=test_key, options=config.flow_options())
+            result = integrate(params0, dataset, test_key=test_key, options=config.flow_options(), progress=progress)
         except FlowFailure as e:
             result = e.result
         _save_point(out, todo[0], dataset, params0, result, time.perf_counter() - started)
@@ -262,7 +289,7 @@ def _solve_group(out: Path, todo: Sequence[Point], devices) -> Sequence[Point]:
         tests = [sample_test_set(k, config.n_test, ds) for ds, _, k in padded]
     params = jax.tree.map(lambda *xs: np.stack(xs), *[p for _, p, _ in padded])
     try:
-        runs = integrate_batch(params, [ds for ds, _, _ in padded], test_sets=tests,
+        runs = integrate_batch(params, [ds for ds, _, _ in padded], test_sets=tests, progress=progress,
                                devices=devices if len(devices) > 1 else None, options=config.flow_options())
     except Exception as e:  # one failing batch must not stop the sweep
         runs = [None] * len(padded)
@@ -297,10 +324,9 @@ def _check_sweep_out(out: Path, definition: dict, force: bool) -> None:
 
     if not out.is_dir() or not holds_files(out) or force:
         return
-    try:
-        previous = json.loads((out / INDEX_JSON).read_text())["definition"]
-    except (OSError, ValueError, KeyError):
-        raise ConfigError(f"sweep directory {str(out)!r} holds something else; choose another or use --force") from None
+    if not (out / INDEX_JSON).exists():
+        raise ConfigError(f"sweep directory {str(out)!r} holds something else; choose another or use --force")
+    previous = read_index(out).get("definition")
     if previous != definition:
         raise ConfigError(f"sweep directory {str(out)!r} holds a different sweep; choose another or use --force")
 
@@ -332,7 +358,29 @@ def _entry(out: Path, point: Point, verdicts: bool) -> dict:
 
 
 def _read(path: Path) -> str:
-    return path.read_text().strip() if path.exists() else ""
+    if not path.exists():
+        return ""
+    from .files import read_bytes
+
+    return read_bytes(path, "failure note", FAILURE_BYTES).decode(errors="replace").strip()
+
+
+def read_index(path) -> dict:
+    """``sweep.json`` of the sweep directory ``path``, or a one-line :class:`ConfigError` saying
+    that ``path`` is not one (the file is read bounded: :mod:`flowsim.files`)."""
+    from .files import read_json
+
+    path = Path(path)
+    try:
+        index = read_json(path / INDEX_JSON, "sweep index", INDEX_BYTES)
+    except ConfigError:
+        raise
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"{path} is not a flowsim sweep directory (cannot read {INDEX_JSON}: "
+                          f"{getattr(e, 'strerror', None) or e})") from None
+    if not isinstance(index, dict):
+        raise ConfigError(f"{path} is not a flowsim sweep directory ({INDEX_JSON} is not an index)")
+    return index
 
 
 def _write_index(out: Path, definition: dict, points: Sequence[Point], index: dict) -> None:

@@ -451,25 +451,33 @@ def test_a_full_disk_exits_74_and_the_run_resumes(reference, tmp_path, monkeypat
     assert_same_run(out, reference[2])
 
 
-def test_two_runs_into_one_directory_one_wins(reference, tmp_path, monkeypatch):
-    """Both runs pass the output check before either writes (a barrier holds them there); one
-    of them must be refused, and the other's files are those of an undisturbed run."""
-    out, outcome, config = tmp_path / "run", [], tiny_config()
-    both_checked = threading.Barrier(2, timeout=120)
-    build = flowsim.RunConfig.build  # the first step after the output check
-    monkeypatch.setattr(flowsim.RunConfig, "build", lambda self: (both_checked.wait(), build(self))[1])
+def run_together(count: int, monkeypatch, out=None) -> list:
+    """``count`` TINY runs by ``flowsim.run`` into ``out`` in threads, held by a barrier until all
+    have passed their checks (``RunConfig.build`` is the first step after the output check);
+    each one's Run or exception."""
+    checked, outcome = threading.Barrier(count, timeout=120), []
+    build = flowsim.RunConfig.build
+    monkeypatch.setattr(flowsim.RunConfig, "build", lambda self: (checked.wait(), build(self))[1])
 
     def one():
         try:
-            outcome.append(flowsim.run(config, out))
+            outcome.append(flowsim.run(tiny_config(), out))
         except Exception as e:
             outcome.append(e)
 
-    threads = [threading.Thread(target=one) for _ in range(2)]
+    threads = [threading.Thread(target=one) for _ in range(count)]
     for t in threads:
         t.start()
     for t in threads:
         t.join(timeout=300)
+    return outcome
+
+
+def test_two_runs_into_one_directory_one_wins(reference, tmp_path, monkeypatch):
+    """Both runs pass the output check before either writes (a barrier holds them there); one
+    of them must be refused, and the other's files are those of an undisturbed run."""
+    out = tmp_path / "run"
+    outcome = run_together(2, monkeypatch, out)
     refused = [e for e in outcome if isinstance(e, Exception)]
     assert len(outcome) == 2 and len(refused) == 1, outcome
     assert isinstance(refused[0], ConfigError) and re.search("in use by pid|already holds files", str(refused[0]))
