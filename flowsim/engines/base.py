@@ -10,6 +10,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optimistix as optx
 from jaxtyping import Array, Float, PyTree
 
 from .. import model
@@ -28,7 +29,6 @@ class Sizes:
     n: int  # training samples
     L: int  # sequence length
     d: int  # vocabulary
-    present: int  # words that occur in the training set
     m: int  # attention width
     m1: int  # MLP width
     n_test: int  # test samples
@@ -36,9 +36,13 @@ class Sizes:
 
     @classmethod
     def of(cls, start, dataset: Dataset, n_test: int) -> Sizes:
-        present = len(np.unique(np.asarray(dataset.tokens)))
-        return cls(n=dataset.n, L=dataset.L, d=dataset.d, present=present, m=int(start.m), m1=int(start.m1),
+        return cls(n=dataset.n, L=dataset.L, d=dataset.d, m=int(start.m), m1=int(start.m1),
                    n_test=int(n_test), explicit=isinstance(start, Params))
+
+    @property
+    def word_rows(self) -> int:
+        """The word rows of the row engines: :func:`word_rows` of these sizes."""
+        return word_rows(self.n, self.L, self.d)
 
 
 class Reference(eqx.Module):
@@ -96,9 +100,6 @@ class AbstractEngine(eqx.Module):
     #: Whether ``engine="auto"`` may choose it: an engine that drops observables (the Gram
     #: system: no conservation drifts, no final matrices) runs only when asked for by name.
     auto_eligible: ClassVar[bool] = True
-    #: Whether the state's shape depends on which words the training set holds (then a batch
-    #: of members with different training sets cannot stack their states).
-    shaped_by_words: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -156,6 +157,11 @@ class AbstractEngine(eqx.Module):
     @abc.abstractmethod
     def scores3(self, y: PyTree, args: FlowArgs) -> Float[Array, "3 3"]:
         """``s(mu_i, mu_j) = mu_i^T W_K^T W_Q mu_j`` for i, j in 1..3 (evaluated at every step by an event)."""
+
+    def error_norm(self, y: PyTree) -> Float[Array, ""]:
+        """The norm of a scaled local error (shaped like the state, or flattened) that the
+        step-size control holds below 1: diffrax's RMS norm over the state's entries."""
+        return optx.rms_norm(y)
 
     @abc.abstractmethod
     def quantities(self, y: PyTree, args: FlowArgs) -> Quantities:
@@ -256,9 +262,19 @@ def sum_squares(tree) -> Float[Array, ""]:
     return sum(jnp.sum(g**2) for g in jax.tree.leaves(tree))
 
 
+def word_rows(n: int, L: int, d: int) -> int:
+    """How many words a training set of ``n`` samples of ``L`` words over a vocabulary of ``d`` can
+    hold, ``min(d, n L)``: the rows the row engines keep, so that their shapes, and so their
+    compiled programs, are the same for every draw of these sizes."""
+    return min(d, n * L)
+
+
 def present_words(dataset: Dataset) -> tuple[np.ndarray, np.ndarray]:
-    """``(present, local)``: the words that occur in the training set, and each word's index
-    among them (-1 for an absent word)."""
+    """``(present, local)``: the words that occur in the training set, padded to
+    :func:`word_rows` entries with ``d`` (no word), and each word's index among them (-1 for an
+    absent word)."""
     present = np.zeros(dataset.d, bool)
     present[np.asarray(dataset.tokens)] = True
-    return np.flatnonzero(present), np.where(present, np.cumsum(present) - 1, -1)
+    words = np.flatnonzero(present)
+    padding = np.full(word_rows(dataset.n, dataset.L, dataset.d) - len(words), dataset.d)
+    return np.concatenate([words, padding]), np.where(present, np.cumsum(present) - 1, -1)
