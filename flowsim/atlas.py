@@ -197,12 +197,12 @@ def _width_axis(ax, atlas: Atlas) -> None:
 def _title(fig, atlas: Atlas, title: str, *remarks: str) -> None:
     """The figure's title, then what the grid keeps fixed, the figure's remarks and the points
     left out, each wrapped to the figure's width."""
-    lines = [title, atlas.setting, *remarks]
+    lines = [atlas.setting, *remarks]
     if atlas.skipped:
         lines.append(f"{len(atlas.skipped)} of {len(atlas.skipped) + len(atlas.m)} points not complete, left out")
-    # About 9 characters of the title's size to an inch; mathtext source runs longer than it draws.
-    width = int(9 * fig.get_figwidth()) + 20
-    fig.suptitle("\n".join(_wrap(line, width) for line in lines if line), fontsize=FONT["title"])
+    # About 11 characters of mathtext source to an inch at the title's size (it draws shorter).
+    note = "\n".join(_wrap(line, int(11 * fig.get_figwidth())) for line in lines if line)
+    fig.suptitle(f"{title}\n{note}", fontsize=FONT["title"])
 
 
 def _color(s: int) -> str:

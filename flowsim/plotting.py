@@ -369,17 +369,17 @@ BETWEEN = ({1}, {1, 2, 5}, {1, 2, 3, 4, 5, 6, 8}, set(np.arange(1.0, 10.0, 0.5))
 
 
 def between(lo: float, hi: float) -> set:
-    """The sparsest of :data:`BETWEEN` that labels at least three ticks from ``lo`` to ``hi``."""
+    """The sparsest of :data:`BETWEEN` that labels at least four ticks from ``lo`` to ``hi``."""
     if not 0 < lo < hi:
         return BETWEEN[0]
     decades = range(math.floor(math.log10(lo)), math.ceil(math.log10(hi)) + 1)
-    return next((c for c in BETWEEN if sum(lo <= a * 10.0**k <= hi for k in decades for a in c) >= 3), BETWEEN[-1])
+    return next((c for c in BETWEEN if sum(lo <= a * 10.0**k <= hi for k in decades for a in c) >= 4), BETWEEN[-1])
 
 
 class LogLabels(LogFormatterSciNotation):
     """Tick labels of a log axis, in one style: powers of ten (``a x 10^k`` off the decades) or,
     with ``plain``, numbers (0.05, 3, 200).  Between the decades the ``minor`` ticks of
-    :func:`between` are labelled, so that a short axis has three labels or more without
+    :func:`between` are labelled, so that a short axis has four labels or more without
     crowding, and never a minor tick on a decade (a long axis' major ticks skip some)."""
 
     def __init__(self, plain: bool, minor: bool):
