@@ -87,7 +87,8 @@ def integrate_batch(params, dataset: Dataset | Sequence[Dataset], t_end: float |
     axis on every field (e.g. ``jax.vmap(lambda k: init_params(k, ...))(keys)``).
 
     ``dataset`` is one training set for every member, or a list with one per member (all of the
-    same n, L, d; then each member may have its own ``test_sets`` too).  The members' flows are
+    same n, L, d; then each member may have its own ``test_sets`` too, and the engines whose
+    state is shaped by the words present are not available).  The members' flows are
     stacked into one ODE whose vector field and observables are vmapped; the step size is
     shared and controlled by the worst member's error, and each member has its own events
     (every event of any member is located by root finding, then all carry on).
@@ -130,12 +131,13 @@ def _options(options: FlowOptions | None, t_end, keywords) -> FlowOptions:
     return FlowOptions.updated(options, **keywords)
 
 
-def plan(start, dataset: Dataset, options: FlowOptions, *, test_set: Dataset | None = None) -> FlowOptions:
+def plan(start, dataset: Dataset, options: FlowOptions, *, test_set: Dataset | None = None,
+         shared_words: bool = True) -> FlowOptions:
     """``options`` with the engine resolved for this start and data, after checking (before
     allocating anything) that the integration fits in memory: a one-line
     :class:`~flowsim.resources.ResourceError` names the estimate and an engine that would fit."""
     sizes = Sizes.of(start, dataset, options.n_test if test_set is None else test_set.n)
-    name = resolve_engine(options.engine, sizes)
+    name = resolve_engine(options.engine, sizes, shared_words=shared_words)
     check_memory(name, sizes, 8 if options.precision == 64 else 4)
     check_saves_fit(len(options.save.ts) if options.save.ts is not None else options.save.saves, sizes.d)
     return dataclasses.replace(options, engine=name)
@@ -183,7 +185,7 @@ def _integrate(members, datasets, options: FlowOptions, batched, *, test_sets=No
     if resume is not None:
         members = [resume.params_init]
     # What the run will allocate is checked first: the saved times, the engine.
-    options = plan(members[0], datasets[0], options, test_set=test_set)
+    options = plan(members[0], datasets[0], options, test_set=test_set, shared_words=batched != programs.OWN_DATA)
     grid = options.times(m=members[0].m)
     if resume is not None and resume.status != "running":
         # Only the partial results handed to ``callback`` are resume points: a failed result's

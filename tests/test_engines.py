@@ -107,7 +107,8 @@ def test_reduced_vector_field_matches_four_matrix_one(absent):
         du, dV_a, dK_a, dQ_a = red.vector_field(0.0, red.init_state(params, data), args)
         close(dW.T @ params.a, du, rtol=1e-12)
     words = np.unique(np.asarray(data.tokens))
-    assert len(red.present) == min(data.d, data.n * data.L) > len(words)  # padded
+    open_slots = np.sum(~np.isin(np.asarray(data.tokens), [0, 1, 2]))
+    assert len(red.present) == min(data.d, 3 + open_slots) > len(words)  # padded
     for full, part in ((dV, dV_a), (dK, dK_a), (dQ, dQ_a)):  # the reduced state holds words as rows
         close(full[:, words].T, part[:len(words)], rtol=1e-12)
         assert not np.any(part[len(words):])  # padding rows never move: no sample reads them
@@ -115,8 +116,9 @@ def test_reduced_vector_field_matches_four_matrix_one(absent):
 
 @pytest.mark.parametrize("engine", ["reduced", "subspace"])
 def test_padding_rows_change_no_step(absent, engine):
-    """The word rows are padded to min(d, n L) whatever the draw; the padding is 0 and the
-    step-size control's norm is the RMS norm over the other entries, as the unpadded state has."""
+    """The word rows are padded to what the training set's layout can hold whatever words were
+    drawn; the padding is 0 and the step-size control's norm is the RMS norm over the other
+    entries, as the unpadded state has."""
     data, params, _ = absent
     with jax.enable_x64(True):
         eng = make_engine(engine, params, data)

@@ -173,7 +173,7 @@ def test_many_runs_of_several_panels_make_a_figure_per_panel_with_the_phases_nam
 
 
 def test_short_log_axes_get_labels_between_the_decades_in_one_style():
-    """T1 m from 2.5 to 8.5 (three labels, not two), a ratio from 5.6 to 7.7, a loss over eight
+    """T1 m from 2.5 to 8.5 (five labels, not three), a ratio from 5.6 to 7.7, a loss over eight
     decades: plain numbers where every value is between 0.01 and 10^4, powers of ten elsewhere."""
     fig = plotting.figure("balance", [synthetic()])
     ax = fig.axes[0]

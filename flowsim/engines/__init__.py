@@ -36,12 +36,15 @@ def memory_estimate(name: str, sizes: Sizes, itemsize: int = 8) -> float:
     return itemsize * (STATE_COPIES * state + held)
 
 
-def resolve_engine(name: str, sizes: Sizes) -> str:
+def resolve_engine(name: str, sizes: Sizes, *, shared_words: bool = True) -> str:
     """``name`` itself, or for ``"auto"`` the cheapest by :func:`engine_costs` of the engines
     that can run here and drop no observable (:attr:`~AbstractEngine.auto_eligible`); a
-    width-free start (``sizes.explicit`` false) needs an engine that needs no matrices."""
+    width-free start (``sizes.explicit`` false) needs an engine that needs no matrices.
+
+    ``shared_words=False`` (a batch whose members have different training sets, so different
+    present words) leaves out the engines whose state is shaped by those words."""
     if name == "auto":
-        candidates = [n for n, cls in ENGINES.items() if cls.auto_eligible and (sizes.explicit or not cls.needs_matrices)]
+        candidates = [n for n, cls in ENGINES.items() if cls.auto_eligible and _can_run(cls, sizes, shared_words)]
         costs = engine_costs(sizes, candidates)
         return min(costs, key=costs.get)
     if name not in ENGINES:
@@ -51,7 +54,13 @@ def resolve_engine(name: str, sizes: Sizes) -> str:
         raise ValueError(f"engine {name!r} needs the four matrices, but this start is width-free "
                          f"(drawn as subspace coordinates); use one of "
                          f"{', '.join(n for n, c in ENGINES.items() if not c.needs_matrices)}")
+    if not _can_run(cls, sizes, shared_words):
+        raise ValueError(f"engine {name!r} needs every member to share one training set")
     return name
+
+
+def _can_run(cls, sizes: Sizes, shared_words: bool) -> bool:
+    return (sizes.explicit or not cls.needs_matrices) and (shared_words or not cls.shaped_by_words)
 
 
 def check_memory(name: str, sizes: Sizes, itemsize: int = 8) -> None:

@@ -14,7 +14,7 @@ import optimistix as optx
 from jaxtyping import Array, Float, PyTree
 
 from .. import model
-from ..data import Dataset
+from ..data import N_SPECIAL, Dataset
 from ..model import Params
 
 #: Every concrete engine, by name, in the order they were defined (filled by
@@ -29,6 +29,7 @@ class Sizes:
     n: int  # training samples
     L: int  # sequence length
     d: int  # vocabulary
+    word_rows: int  # the row engines' word rows (base.word_rows)
     m: int  # attention width
     m1: int  # MLP width
     n_test: int  # test samples
@@ -36,13 +37,8 @@ class Sizes:
 
     @classmethod
     def of(cls, start, dataset: Dataset, n_test: int) -> Sizes:
-        return cls(n=dataset.n, L=dataset.L, d=dataset.d, m=int(start.m), m1=int(start.m1),
-                   n_test=int(n_test), explicit=isinstance(start, Params))
-
-    @property
-    def word_rows(self) -> int:
-        """The word rows of the row engines: :func:`word_rows` of these sizes."""
-        return word_rows(self.n, self.L, self.d)
+        return cls(n=dataset.n, L=dataset.L, d=dataset.d, word_rows=word_rows(dataset), m=int(start.m),
+                   m1=int(start.m1), n_test=int(n_test), explicit=isinstance(start, Params))
 
 
 class Reference(eqx.Module):
@@ -100,6 +96,10 @@ class AbstractEngine(eqx.Module):
     #: Whether ``engine="auto"`` may choose it: an engine that drops observables (the Gram
     #: system: no conservation drifts, no final matrices) runs only when asked for by name.
     auto_eligible: ClassVar[bool] = True
+    #: Whether the state's shape depends on the training set (the row engines' rows follow its
+    #: open slots, which iid-mode data draws), so that members with different training sets
+    #: cannot stack their states.
+    shaped_by_words: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -262,11 +262,14 @@ def sum_squares(tree) -> Float[Array, ""]:
     return sum(jnp.sum(g**2) for g in jax.tree.leaves(tree))
 
 
-def word_rows(n: int, L: int, d: int) -> int:
-    """How many words a training set of ``n`` samples of ``L`` words over a vocabulary of ``d`` can
-    hold, ``min(d, n L)``: the rows the row engines keep, so that their shapes, and so their
-    compiled programs, are the same for every draw of these sizes."""
-    return min(d, n * L)
+def word_rows(dataset: Dataset) -> int:
+    """The most distinct words a training set laid out as ``dataset`` can hold: the three special
+    words and one per open slot (a position that is not a special word), at most d.  The rows the
+    row engines keep: a function of n, L, d and the group counts, not of which words were drawn,
+    so every seed of a sampled- or theory-mode configuration has one state shape and one
+    compiled program (iid-mode data draws its group counts too).  Theory-mode data uses each
+    irrelevant word once, so it fills every row."""
+    return min(dataset.d, N_SPECIAL + int(np.sum(np.asarray(dataset.tokens) >= N_SPECIAL)))
 
 
 def present_words(dataset: Dataset) -> tuple[np.ndarray, np.ndarray]:
@@ -276,5 +279,5 @@ def present_words(dataset: Dataset) -> tuple[np.ndarray, np.ndarray]:
     present = np.zeros(dataset.d, bool)
     present[np.asarray(dataset.tokens)] = True
     words = np.flatnonzero(present)
-    padding = np.full(word_rows(dataset.n, dataset.L, dataset.d) - len(words), dataset.d)
+    padding = np.full(word_rows(dataset) - len(words), dataset.d)
     return np.concatenate([words, padding]), np.where(present, np.cumsum(present) - 1, -1)

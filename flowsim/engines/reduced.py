@@ -28,9 +28,10 @@ class AbstractWordRows(AbstractEngine):
     are, as long as the scores keep the true ``m`` (:attr:`width`) and ``du/dt`` the true ``m1``
     (:attr:`mlp_width`)."""
 
+    shaped_by_words: ClassVar[bool] = True
     # r: the rows, m for the reduced engine, p = 3d + 1 coordinates for the subspace one.
-    # k = min(d, n L) word rows whatever the draw (base.word_rows): the present words, then
-    # padding rows that no sample reads, which stay 0 (their gradient is exactly 0).
+    # k word rows whatever words were drawn (base.word_rows): the present words, then padding
+    # rows that no sample reads, which stay 0 (their gradient is exactly 0).
     present: Int[Array, " k"]  # the words present in the training set, then d for each padding row
     local: Int[Array, " d"]  # each word's index among the present ones (-1 if absent)
     u0: Float[Array, " r"]
