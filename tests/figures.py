@@ -1,8 +1,6 @@
 """Checks that a figure is fit for a slide, shared by the figure tests (test_plotting, test_atlas)."""
 
-import io
 import re
-import struct
 
 import numpy as np
 from matplotlib.collections import PathCollection
@@ -13,23 +11,17 @@ POWER = re.compile(r"^\$(\\mathdefault\{)?(\d+(\.\d+)?\\times)?10\^\{-?\d+\}\}?\
 PLAIN = re.compile(r"^\d[\d,]*(\.\d+)?$")  # 0.05, 3, 2,048
 
 
-def saved_size(fig) -> tuple[int, int]:
-    """The PNG's width and height in pixels, as plot() saves it."""
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=DPI, bbox_inches="tight")
-    return struct.unpack(">II", buffer.getvalue()[16:24])
-
-
 def check_slide_ready(fig) -> None:
     """The figure saved at 150 dpi fits about 12 x 7 inches; every axes, legend and title is inside
     the canvas and the title overlaps no legend; no data point of an axes is closer to its frame
     than its marker's size; the labels of every log axis are of one style (powers of ten or
     plain numbers, never 6e-01), at least three inside its limits."""
-    width, height = saved_size(fig)
-    assert width <= SLIDE[0] * DPI and height <= SLIDE[1] * DPI, (width, height)
     fig.set_dpi(DPI)
     fig.canvas.draw()
     renderer = fig.canvas.get_renderer()
+    # What savefig(bbox_inches="tight") keeps: every artist's box, padded by 0.1 inch.
+    saved = fig.get_tightbbox(renderer)
+    assert saved.width + 0.2 <= SLIDE[0] and saved.height + 0.2 <= SLIDE[1], (saved.width, saved.height)
     inside = fig.bbox.padded(1)  # a pixel of rounding
     legends = [*fig.legends, *(ax.get_legend() for ax in fig.axes if ax.get_legend() is not None)]
     boxes = [leg.get_window_extent(renderer) for leg in legends]
