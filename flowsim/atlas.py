@@ -1,7 +1,9 @@
 """Sweep-level figures: the paper's claims, T1, the final losses and Theorem 3.3's coefficients against the width m.
 
-A sweep over ``m`` (and seeds) is drawn as four figures, :data:`KINDS`: ``claims``, a heat map
-of the fraction of seeds on which each claim holds, per width; ``T1``, T1 m against m with a
+A sweep over ``m`` (and seeds) is drawn as four kinds of figure, :data:`KINDS`: ``claims``, heat
+maps of the fraction of seeds on which each claim holds, per width (one figure for the claims
+about Phase 1 and one for those about Phase 2 and the end of training, each the size of a
+slide); ``T1``, T1 m against m with a
 fitted power law T1 ~ m^-alpha; ``loss``, the final training and test losses against m with
 Theorem 3.3's 1/m; ``C_ratio``, Theorem 3.3's ratio of irrelevant to target coefficients against
 m.  Grid keys other than ``m`` and ``seed`` make series: one line (and one block of heat-map
@@ -21,11 +23,11 @@ import numpy as np
 from matplotlib import colormaps
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch, Rectangle
-from matplotlib.ticker import FuncFormatter
+from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 
-from .claims.base import plain
+from .claims.base import CLAIMS, OrderClaim, plain
 from .config import ConfigError
-from .plotting import COLORS, FONT, Panel, _finish_axes, _new_figure, _wrap
+from .plotting import COLORS, FONT, Panel, _finish_axes, _new_figure, _wrap, log_ticks
 from .reporting import SweepReport, report_points, sweep_points
 
 WIDTH = "m"  # the grid key on the x axis
@@ -38,6 +40,14 @@ NOT_APPLICABLE = "0.86"
 #: The configuration keys that the figures' subtitles name when the grid does not vary them.
 SETTING = ("init", "data_mode", "n", "L", "d", "m1", "t_end")
 LEVEL = 0.95  # of the exponent's confidence interval
+#: Up to this many widths, the width axis has a tick at each, named (16, 10^3); more get the decades.
+WIDTH_TICKS = 10
+#: The claims figures that :func:`figures` draws: by file name, a title and which claims.
+_PHASE1 = ("0", "phase1_end", "all_correct")  # windows that close by the end of Phase 1
+CLAIMS_FIGURES = {"claims_phase1": ("about t = 0 and Phase 1",
+                                    lambda c: not isinstance(c, OrderClaim) and c.window.close in _PHASE1),
+                  "claims_phase2": ("about Phase 2 and the end of training",
+                                    lambda c: not isinstance(c, OrderClaim) and c.window.close not in _PHASE1)}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -174,13 +184,26 @@ def _width_label(atlas: Atlas) -> str:
     return "width $m = m_1$" if atlas.tied else "attention width $m$"
 
 
+def _width_axis(ax, atlas: Atlas) -> None:
+    """The width on a log x axis, labelled by :func:`width_text` (16 as 16, not 2 x 10^1) at each
+    width of the sweep, or at the decades if there are more than :data:`WIDTH_TICKS`."""
+    ax.set_xscale("log")
+    widths = np.unique(atlas.m)
+    if len(widths) <= WIDTH_TICKS:
+        ax.xaxis.set_major_locator(FixedLocator(widths))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda m, _: width_text(m)))
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.set_xlabel(_width_label(atlas), fontsize=FONT["label"])
+
+
 def _title(fig, atlas: Atlas, title: str, *remarks: str) -> None:
     """The figure's title, then what the grid keeps fixed, the figure's remarks and the points
-    left out, each wrapped."""
+    left out, each wrapped to the figure's width."""
     lines = [atlas.setting, *remarks]
     if atlas.skipped:
         lines.append(f"{len(atlas.skipped)} of {len(atlas.skipped) + len(atlas.m)} points not complete, left out")
-    note = "\n".join(_wrap(line, 125) for line in lines if line)  # mathtext source runs longer than it draws
+    # About 11 characters of mathtext source to an inch at the title's size (it draws shorter).
+    note = "\n".join(_wrap(line, int(11 * fig.get_figwidth())) for line in lines if line)
     fig.suptitle(f"{title}\n{note}", fontsize=FONT["title"])
 
 
@@ -193,6 +216,7 @@ def _spread(ax, atlas: Atlas, values: np.ndarray) -> int:
     with markers, the interquartile range a band.  Returns how many values were left out for a
     log axis (not finite or not positive)."""
     drawable = np.isfinite(values) & (values > 0)
+    ax.margins(y=0.08)  # the points, whose markers have a size, well clear of the frame
     for s in range(len(atlas.series)):
         mine = drawable & (atlas.which == s)
         widths = np.unique(atlas.m[mine])
@@ -242,15 +266,19 @@ def _assumptions(rep: SweepReport) -> str:
     return f"points meeting the theory's assumptions: {met}"
 
 
-def _claims_figure(atlas: Atlas):
-    """Rows: the claims in paper order; columns: the widths (in blocks, one per series); each cell
-    the fraction of seeds on which the claim holds, with the counts written in it."""
+def _claims_figure(atlas: Atlas, which=lambda claim: True, about: str = ""):
+    """Rows: the claims (those ``which`` keeps) in paper order; columns: the widths (in blocks, one
+    per series); each cell the fraction of seeds on which the claim holds, with the counts written
+    in it.  ``about`` names the claims in the title."""
     rep = atlas.report
     order = sorted(range(len(rep.groups)), key=lambda g: (atlas.series_of(rep.groups[g]), rep.groups[g][WIDTH]))
-    fraction, holds, applicable = (x[:, order] for x in (rep.fraction, rep.holds, rep.applicable))
+    rows = [c for c, claim in enumerate(rep.claims) if which(CLAIMS[claim])]
+    fraction, holds, applicable = (x[np.ix_(rows, order)] for x in (rep.fraction, rep.holds, rep.applicable))
+    claims = [rep.claims[c] for c in rows]
     groups, points = [rep.groups[g] for g in order], rep.points[order]
     n_rows, n_cols = fraction.shape
-    fig = _new_figure(4.8 + 0.8 * n_cols, 2.6 + 0.3 * n_rows)
+    # At most about 7 inches of columns, so that a figure with 20 claims fits a 12 x 7 inch slide.
+    fig = _new_figure(5.0 + np.clip(0.8 * n_cols, 4.5, 7.0), 2.4 + 0.23 * n_rows)
     ax = fig.subplots()
     cmap = colormaps[CLAIMS_COLORMAP].with_extremes(bad=NOT_APPLICABLE)
     image = ax.imshow(np.ma.masked_invalid(fraction), cmap=cmap, vmin=0, vmax=1, aspect="auto",
@@ -264,7 +292,7 @@ def _claims_figure(atlas: Atlas):
                     fontsize=FONT["ticks"] - 1, color=_ink(cmap(f)))
     # White rules between the claims of different theorems and lemmas, and between series.
     for c in range(1, n_rows):
-        if rep.claims[c].split(".")[0] != rep.claims[c - 1].split(".")[0]:
+        if claims[c].split(".")[0] != claims[c - 1].split(".")[0]:
             ax.axhline(c - 0.5, color="white", linewidth=3)
     blocks = [atlas.series_of(g) for g in groups]
     for g in range(1, n_cols):
@@ -273,7 +301,7 @@ def _claims_figure(atlas: Atlas):
     uneven = len(set(points)) > 1  # then each column says how many seeds it has
     ax.set_xticks(range(n_cols), [width_text(g[WIDTH]) + (f"\n({n} seeds)" if uneven else "")
                                   for g, n in zip(groups, points)], fontsize=FONT["ticks"])
-    ax.set_yticks(range(n_rows), rep.claims, fontsize=FONT["ticks"])
+    ax.set_yticks(range(n_rows), claims, fontsize=FONT["ticks"])
     ax.tick_params(length=0)
     ax.spines[:].set_visible(False)
     ax.set_xlabel(_width_label(atlas), fontsize=FONT["label"])
@@ -285,12 +313,14 @@ def _claims_figure(atlas: Atlas):
         top.tick_params(length=0)
         top.spines[:].set_visible(False)
     bar = fig.colorbar(image, ax=ax, pad=0.02, aspect=40, ticks=np.linspace(0, 1, 5))
-    bar.set_label("fraction of seeds on which the claim holds (of those where it applies)", fontsize=FONT["label"])
+    # Wrapped: no longer than the bar, whose height follows the number of claims.
+    bar.set_label(_wrap("fraction of seeds on which the claim holds (of those where it applies)", 38),
+                  fontsize=FONT["label"])
     bar.ax.tick_params(labelsize=FONT["ticks"])
     not_applicable = Patch(facecolor=NOT_APPLICABLE, label="applies on no seed (flowsim report DIR says why)", **hatch)
     fig.legend(handles=[not_applicable], loc="outside lower center", fontsize=FONT["legend"], frameon=False)
     seeds = "" if uneven else f"{points[0]} seeds per column; "
-    _title(fig, atlas, "How often each claim of the paper holds, against the width",
+    _title(fig, atlas, " ".join(filter(None, ("How often the paper's claims", about, "hold, against the width"))),
            f"{seeds}cell: seeds where the claim holds / seeds where it applies", _assumptions(rep))
     return fig
 
@@ -315,9 +345,8 @@ def _T1_figure(atlas: Atlas):
                  rf"$\alpha$ = {fit.alpha:.3f}, {fit.level:.0%} CI [{fit.lo:.3f}, {fit.hi:.3f}]")
         handles.append(Line2D([], [], linestyle="--", color=_color(s), linewidth=1.4, label=label))
     _finish_axes(ax, Panel(r"$T_1\, m$", "log", ()), logx=True)
-    # T1 m spans a decade or two: plain numbers (0.1, 1, 10) on the major ticks too, not 10^1.
-    ax.yaxis.set_major_formatter(FuncFormatter(lambda y, _: f"{y:g}"))
-    ax.set_xlabel(_width_label(atlas), fontsize=FONT["label"])
+    _width_axis(ax, atlas)
+    log_ticks(fig, [ax.yaxis])
     _legend(ax, handles)
     _title(fig, atlas, r"End of Phase 1 against width: $T_1\, m$ (Theorem 3.1: $T_1 = \tilde O(1/m)$, "
                        r"so $T_1\, m$ grows at most polylogarithmically)",
@@ -330,7 +359,7 @@ def _T1_figure(atlas: Atlas):
 
 def _loss_figure(atlas: Atlas):
     """The final training and test losses against m, each with the line 1/m."""
-    fig = _new_figure(13, 5.8)
+    fig = _new_figure(12, 6)
     axes = fig.subplots(1, 2, sharex=True)
     grid = np.geomspace(atlas.m.min(), atlas.m.max(), 100)
     left = 0
@@ -340,8 +369,9 @@ def _loss_figure(atlas: Atlas):
         left += _spread(ax, atlas, values)
         ax.plot(grid, 1 / grid, color="k", linestyle=":", linewidth=1.6, zorder=4)
         _finish_axes(ax, Panel(ylabel, "log", ()), logx=True)
+        _width_axis(ax, atlas)
         ax.set_title(name, fontsize=FONT["label"])
-        ax.set_xlabel(_width_label(atlas), fontsize=FONT["label"])
+    log_ticks(fig, [ax.yaxis for ax in axes])  # both losses in one style
     handles = [*_spread_handles(atlas),
                Line2D([], [], color="k", linestyle=":", linewidth=1.6, label=r"$1/m$: Theorem 3.3's weakest $1/\mathrm{poly}(m)$")]
     fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 4), fontsize=FONT["legend"])
@@ -359,7 +389,8 @@ def _ratio_figure(atlas: Atlas):
     handles = _spread_handles(atlas)
     _finish_axes(ax, Panel(r"$\max\, |C_\mathrm{irrelevant}|\ /\ \min\, |C_\mathrm{target}|$", "log", ()),
                  logx=True)
-    ax.set_xlabel(_width_label(atlas), fontsize=FONT["label"])
+    _width_axis(ax, atlas)
+    log_ticks(fig, [ax.yaxis])
     _legend(ax, handles)
     _title(fig, atlas, r"Theorem 3.3 at $t_\mathrm{end}$: the coefficients $C_{ij}$ that involve an irrelevant word, "
                        "relative to the target ones",
@@ -373,10 +404,20 @@ _FIGURES = {"claims": _claims_figure, "T1": _T1_figure, "loss": _loss_figure, "C
 
 
 def figure(kind: str, atlas: Atlas):
-    """The figure ``kind`` (one of :data:`KINDS`) of a sweep read by :func:`read`."""
+    """The figure ``kind`` (one of :data:`KINDS`) of a sweep read by :func:`read`: every claim in
+    one heat map for ``claims``."""
     if kind not in _FIGURES:
         raise ValueError(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
     return _FIGURES[kind](atlas)
+
+
+def figures(kind: str, atlas: Atlas) -> dict:
+    """The figures :func:`plot_sweep` saves for ``kind``, by file name (without its suffix):
+    ``{kind: figure(kind, atlas)}``, but the claims in two heat maps the size of a slide,
+    ``claims_phase1`` and ``claims_phase2`` (:data:`CLAIMS_FIGURES`)."""
+    if kind != "claims":
+        return {kind: figure(kind, atlas)}
+    return {name: _claims_figure(atlas, which, about) for name, (about, which) in CLAIMS_FIGURES.items()}
 
 
 # --- The T1 table and the files ------------------------------------------------------------------
@@ -414,7 +455,8 @@ def scaling_table(source: str | Path | Atlas) -> str:
 def plot_sweep(path: str | Path, out_dir: str | Path | None = None, *, kinds: Sequence[str] = KINDS,
                formats: Sequence[str] = ("png", "pdf"), dpi: int = 150, prefix: str = "") -> list[Path]:
     """Draw each of ``kinds`` (default all of :data:`KINDS`) for the sweep directory ``path`` and
-    save it as ``out_dir/{prefix}{kind}.{format}`` (default ``out_dir``: ``path/plots``); with
+    save it as ``out_dir/{prefix}{kind}.{format}`` (default ``out_dir``: ``path/plots``; the claims
+    as ``claims_phase1`` and ``claims_phase2``, see :func:`figures`); with
     ``T1``, also write :func:`scaling_table` as ``out_dir/{prefix}T1_scaling.md``.  Returns the
     paths written."""
     unknown = [k for k in kinds if k not in KINDS]
@@ -425,10 +467,10 @@ def plot_sweep(path: str | Path, out_dir: str | Path | None = None, *, kinds: Se
     out.mkdir(parents=True, exist_ok=True)
     written = []
     for kind in kinds:
-        fig = figure(kind, atlas)
-        for fmt in formats:
-            written.append(out / f"{prefix}{kind}.{fmt}")
-            fig.savefig(written[-1], dpi=dpi, bbox_inches="tight")
+        for name, fig in figures(kind, atlas).items():
+            for fmt in formats:
+                written.append(out / f"{prefix}{name}.{fmt}")
+                fig.savefig(written[-1], dpi=dpi, bbox_inches="tight")
     if "T1" in kinds:
         written.append(out / f"{prefix}{TABLE}")
         written[-1].write_text(scaling_table(atlas))

@@ -111,9 +111,10 @@ def _add_plot(commands) -> None:
                     "4.5's ratios, drawn in Phase 2), C (Theorem 3.3's coefficients) and conservation (drift "
                     "of the conserved matrices).  Time is on a log axis; Phase 1 is shaded up to each run's "
                     "T1, drawn dashed.  Up to 4 runs are told apart by line style, more by colour (one panel "
-                    "per curve and a colour bar).  Given a sweep directory (flowsim sweep --out, with m in its "
-                    "grid) instead, draw against the width m: claims (the fraction of seeds on which each "
-                    "claim holds), T1 (T1 m with a fitted power law T1 ~ m^-alpha; its table is written as "
+                    "per curve, a colour bar, and scores as two figures, scores and scores_change).  Given a "
+                    "sweep directory (flowsim sweep --out, with m in its grid) instead, draw against the width "
+                    "m: claims (the fraction of seeds on which each claim holds, as claims_phase1 and "
+                    "claims_phase2), T1 (T1 m with a fitted power law T1 ~ m^-alpha; its table is written as "
                     "T1_scaling.md and printed), loss (final training and test loss with 1/m) and C_ratio "
                     "(Theorem 3.3's irrelevant over target coefficients, with 1/10); other grid keys but seed "
                     "make one line per value (docs/sweeps.md).")

@@ -251,7 +251,10 @@ def make_dataset(
 
     free = tokens < 0
     n_free = int(free.sum())
-    tokens[free] = draw(_draw_words, k_irr, n_free=n_free, d=d, distinct=mode == "theory").astype(np.int32)
+    # Words drawn for every slot, the open ones taking the first n_free (a draw's first words are
+    # those of a shorter draw): one program for every draw of these sizes, however many are open.
+    words = draw(_draw_words, k_irr, slots=n * L, d=d, distinct=mode == "theory")
+    tokens[free] = words[:n_free].astype(np.int32)
 
     labels = np.where(groups == 1, 1.0, -1.0)
     return Dataset(
@@ -278,12 +281,13 @@ def _draw_layout(key, *, n, L, counts):
     return k_irr, k_emb, groups, jnp.argsort(jax.random.uniform(k_pos, (n, L)), axis=1)
 
 
-@functools.partial(jax.jit, static_argnames=("n_free", "d", "distinct"))
-def _draw_words(key, *, n_free, d, distinct):
-    """Irrelevant words for the ``n_free`` open slots: distinct ones (theory mode) or uniform."""
+@functools.partial(jax.jit, static_argnames=("slots", "d", "distinct"))
+def _draw_words(key, *, slots, d, distinct):
+    """Irrelevant words in order for up to ``slots`` open slots: distinct ones (theory mode: every
+    irrelevant word once) or uniform."""
     if distinct:
-        return N_SPECIAL + jax.random.permutation(key, d - N_SPECIAL)[:n_free]
-    return jax.random.randint(key, (n_free,), N_SPECIAL, d)
+        return N_SPECIAL + jax.random.permutation(key, d - N_SPECIAL)
+    return jax.random.randint(key, (slots,), N_SPECIAL, d)
 
 
 def sample_test_set(key: PRNGKeyArray, n: int, like: Dataset) -> Dataset:

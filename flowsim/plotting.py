@@ -8,10 +8,13 @@ Every figure is built for a reader who has not seen the code:
 - labels are mathtext, legends say what each curve and group is, titles cite the paper's
   figures, theorems and lemmas;
 - legends and colour bars sit outside the axes and constrained layout makes room for them, so
-  nothing is cut off whatever the number of runs or the length of their labels.
+  nothing is cut off whatever the number of runs or the length of their labels;
+- every figure that :func:`plot` saves fits a slide (about 12 x 7 inches, at most three axes
+  across), and the tick labels of its log axes are of one style, with several on every axis.
 
 Up to :data:`MAX_STYLED` runs are told apart by line style (colours are the curves); more runs
-get one panel per curve, a colour per run and a colour bar naming the runs.
+get one panel per curve, a colour per run and a colour bar naming the runs, and a figure of
+several panels is saved as one figure per panel (:func:`figures`).
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from matplotlib.colors import BoundaryNorm, ListedColormap
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
-from matplotlib.ticker import LogFormatter
+from matplotlib.ticker import LogFormatterSciNotation, LogLocator
 from matplotlib.transforms import blended_transform_factory
 
 from .flow import FlowResult
@@ -45,6 +48,8 @@ T1_COLOR = "0.35"  # of the T1 lines when colours are the curves
 #: Total opacity of the Phase 1 shading where every run is still in Phase 1.
 PHASE1_ALPHA = 0.16
 FONT = dict(title=14, label=12, ticks=11, legend=11)
+#: Log axes whose every value lies in this range are labelled with plain numbers (0.05, 3, 200).
+PLAIN = (1e-2, 1e4)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,12 +63,14 @@ class Curve:
 @dataclasses.dataclass(frozen=True)
 class Panel:
     """Axes sharing one y quantity: ``zero`` draws the y = 0 line (for quantities whose sign the
-    theorems talk about)."""
+    theorems talk about); ``name`` ends the file name of the figure the panel makes on its own
+    (:func:`figures`), empty for the first panel."""
 
     ylabel: str
     yscale: str
     curves: tuple[Curve, ...]
     zero: bool = False
+    name: str = ""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -115,7 +122,7 @@ KINDS: dict[str, Kind] = {
     "scores": Kind(
         r"Attention scores of the targets $\mu_1, \mu_2$ and the common word $\mu_3$ (paper's Figure 1a)",
         (Panel(r"score $s(\mu_i,\mu_j) = \mu_i^\top W_K^\top W_Q\,\mu_j$", "linear", _score_curves("scores")),
-         Panel(r"change since $t = 0$: $s(t) - s(0)$", "linear", _score_curves("C"), zero=True)),
+         Panel(r"change since $t = 0$: $s(t) - s(0)$", "linear", _score_curves("C"), zero=True, name="change")),
         legend_title="(key word, query word)"),
     "loss": Kind(
         "Training loss, overall and per group of samples (paper's Figure 1b)",
@@ -169,9 +176,32 @@ def figure(kind: str, results: Sequence[FlowResult], *, logx: bool = True,
 
     Phase 1 is shaded up to each run's T1 (``events["phase1_end"]``), drawn as a dashed line.
     Up to :data:`MAX_STYLED` runs: one axes per panel, colours for the curves and line styles for
-    the runs.  More runs: one axes per curve, a colour per run and a colour bar.  ``logx``
-    (default) puts time on a log axis, which leaves out the t = 0 save.
+    the runs.  More runs: one axes per curve (three across), a colour per run and a colour bar;
+    every panel of the kind in this one figure (:func:`figures` splits them).  ``logx``
+    (default) puts time on a log axis, which leaves out the t = 0 save; on it the two phases
+    are named above the axes.
     """
+    spec, labels = _checked(kind, results, labels)
+    return _draw(spec, results, labels, logx)
+
+
+def figures(kind: str, results: Sequence[FlowResult], *, logx: bool = True,
+            labels: Sequence[str] | None = None) -> dict[str, Figure]:
+    """The figures :func:`plot` saves for ``kind``, by file name (without its suffix): ``{kind:
+    figure(kind, ...)}``, except that more than :data:`MAX_STYLED` runs of a kind with several
+    panels get a figure per panel, each the size of a slide: ``scores`` (the scores, Figure 1a)
+    and ``scores_change`` (their change since t = 0)."""
+    spec, labels = _checked(kind, results, labels)
+    if len(results) <= MAX_STYLED or len(spec.panels) == 1:
+        return {kind: _draw(spec, results, labels, logx)}
+    return {f"{kind}_{p.name}" if p.name else kind:
+            _draw(dataclasses.replace(spec, panels=(p,), note="\n".join(filter(None, (spec.note, p.ylabel)))),
+                  results, labels, logx)
+            for p in spec.panels}
+
+
+def _checked(kind: str, results, labels) -> tuple[Kind, list[str]]:
+    """The kind's :class:`Kind` and the runs' labels (default :func:`label`), checked."""
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
     if not results:
@@ -179,10 +209,14 @@ def figure(kind: str, results: Sequence[FlowResult], *, logx: bool = True,
     labels = [label(r) for r in results] if labels is None else list(labels)
     if len(labels) != len(results):
         raise ValueError(f"{len(results)} results but {len(labels)} labels")
-    spec = KINDS[kind]
+    return KINDS[kind], labels
+
+
+def _draw(spec: Kind, results, labels, logx) -> Figure:
     draw = _by_style if len(results) <= MAX_STYLED else _by_colour
     fig = draw(spec, results, labels, logx)
     fig.suptitle(spec.title + (f"\n{spec.note}" if spec.note else ""), fontsize=FONT["title"])
+    log_ticks(fig)
     return fig
 
 
@@ -196,13 +230,13 @@ def _by_style(spec: Kind, results, labels, logx) -> Figure:
     """One axes per panel; colours are curves, line styles are runs; legends to the right of the top
     axes (curves) and below the figure (runs)."""
     n_panels = len(spec.panels)
-    fig = _new_figure(11, 1.2 + 3.6 * n_panels)
+    fig = _new_figure(11, min(1.2 + 3.6 * n_panels, 7.0))  # at most a slide's height
     axes = fig.subplots(n_panels, 1, sharex=True, squeeze=False)[:, 0]
     for ax, panel in zip(axes, spec.panels):
         for r, style in zip(results, RUN_STYLES):
             for curve, color in zip(panel.curves, COLORS):
                 ax.plot(*_series(r, curve, panel, logx), color=color, linestyle=style, linewidth=1.6)
-        _mark_phases(ax, results, [T1_COLOR] * len(results), logx, top=ax is axes[0])
+        _mark_phases(ax, results, [T1_COLOR] * len(results), logx, names=ax is axes[0])
         _finish_axes(ax, panel, logx=logx)
     axes[-1].set_xlabel(_time_label(logx), fontsize=FONT["label"])
     curve_handles = [Line2D([], [], color=c, linewidth=2, label=curve.label)
@@ -220,17 +254,15 @@ def _by_style(spec: Kind, results, labels, logx) -> Figure:
 
 
 def _by_colour(spec: Kind, results, labels, logx) -> Figure:
-    """One axes per curve, the panels one under the other; colours are runs, named by a colour bar.
-    A figure of one panel wraps its curves onto rows of three, nearer a slide's shape."""
-    n_cols = max(len(p.curves) for p in spec.panels)
-    if len(spec.panels) == 1:
-        n_cols = min(n_cols, 3)
+    """One axes per curve, each panel's on rows of three, the panels one under the other; colours
+    are runs, named by a colour bar; the phases named above every axes (on a log time axis)."""
+    n_cols = min(max(len(p.curves) for p in spec.panels), 3)
     places = []  # (row, column, panel, curve) of every axes
     for panel in spec.panels:
         first = places[-1][0] + 1 if places else 0
         places += [(first + k // n_cols, k % n_cols, panel, curve) for k, curve in enumerate(panel.curves)]
     n_rows = places[-1][0] + 1
-    fig = _new_figure(2.2 + 3.1 * n_cols, 1.6 + 3.0 * n_rows)
+    fig = _new_figure(2.4 + 3.1 * n_cols, 1.5 + 2.75 * n_rows)
     grid = fig.subplots(n_rows, n_cols, sharex=True, squeeze=False)
     used = np.zeros(grid.shape, bool)
     colors = colormaps[RUN_COLORMAP](np.linspace(0.0, 0.9, len(results)))
@@ -239,10 +271,10 @@ def _by_colour(spec: Kind, results, labels, logx) -> Figure:
         used[row, col] = True
         for r, color in zip(results, colors):
             ax.plot(*_series(r, curve, panel, logx), color=color, linewidth=1.3)
-        # The axes titles name the curves, so the phases are named by the legend alone.
-        _mark_phases(ax, results, colors, logx, top=False)
+        named = _mark_phases(ax, results, colors, logx, names=True)
         _finish_axes(ax, panel, logx=logx, ylabel=col == 0)
-        ax.set_title(_wrap(curve.label, 34), fontsize=FONT["legend"])
+        # Above the phase names, when there are any.
+        ax.set_title(_wrap(curve.label, 34), fontsize=FONT["legend"], pad=FONT["legend"] + 8 if named else 6)
     spare = None  # the first empty cell of the grid, which holds the legend
     for (row, col), ax in np.ndenumerate(grid):
         if used[row, col]:
@@ -280,26 +312,28 @@ def _series(r: FlowResult, curve: Curve, panel: Panel, logx: bool) -> tuple[np.n
     return t[keep], y[keep]
 
 
-def _mark_phases(ax, results, colors, logx, *, top: bool) -> None:
+def _mark_phases(ax, results, colors, logx, *, names: bool) -> bool:
     """Shade Phase 1 up to each run's T1 and draw T1 dashed (in the run's colour).  The shadings
     of several runs add up: opaque where every run is in Phase 1, fading where they differ.  On
-    a log axis the top axes names the two phases."""
+    a log axis, with ``names``, name the two phases above the axes.  Returns whether it did."""
     t_lo, t_hi = _time_limits(results, logx)
     T1s = [(r.events.get("phase1_end"), c) for r, c in zip(results, colors)]
     T1s = [(T1, c) for T1, c in T1s if T1 is not None and T1 > t_lo]
     if not T1s:
-        return
+        return False
     alpha = 1 - (1 - PHASE1_ALPHA) ** (1 / len(T1s))
     for T1, color in T1s:
         ax.axvspan(t_lo, T1, color="0.5", alpha=alpha, linewidth=0, zorder=0)
         ax.axvline(T1, color=color, zorder=1, **T1_STYLE)
-    if top and logx:
-        first, last = min(T for T, _ in T1s), max(T for T, _ in T1s)
-        where = blended_transform_factory(ax.transData, ax.transAxes)
-        for text, lo, hi in (("Phase 1", t_lo, first), ("Phase 2", last, t_hi)):
-            if hi > lo:
-                ax.text(math.sqrt(lo * hi), 1.02, text, transform=where, ha="center", va="bottom",
-                        fontsize=FONT["legend"], color="0.25")
+    if not (names and logx):
+        return False
+    first, last = min(T for T, _ in T1s), max(T for T, _ in T1s)
+    where = blended_transform_factory(ax.transData, ax.transAxes)
+    for text, lo, hi in (("Phase 1", t_lo, first), ("Phase 2", last, t_hi)):
+        if hi > lo:
+            ax.text(math.sqrt(lo * hi), 1.02, text, transform=where, ha="center", va="bottom",
+                    fontsize=FONT["legend"], color="0.25")
+    return True
 
 
 def _phase_handles(results, each_colour: bool = False) -> list:
@@ -322,15 +356,63 @@ def _time_limits(results, logx: bool) -> tuple[float, float]:
 def _finish_axes(ax, panel: Panel, *, logx: bool, ylabel: bool = True) -> None:
     ax.set_xscale("log" if logx else "linear")
     ax.set_yscale(panel.yscale)
-    if panel.yscale == "log":
-        # Plain numbers (6, 7, 0.06) on the minor ticks that a range under a decade labels, not 6 x 10^0.
-        ax.yaxis.set_minor_formatter(LogFormatter(labelOnlyBase=False))
     if panel.zero:
         ax.axhline(0.0, color="0.2", linewidth=0.8, zorder=1)
     if ylabel:
         ax.set_ylabel(panel.ylabel, fontsize=FONT["label"])
-    ax.tick_params(labelsize=FONT["ticks"])
+    ax.tick_params(which="both", labelsize=FONT["ticks"])
     ax.grid(True, alpha=0.3)
+
+
+#: The coefficients a log axis labels between its decades, sparsest first (:func:`between`).
+BETWEEN = ({1}, {1, 2, 5}, {1, 2, 3, 4, 5, 6, 8}, set(np.arange(1.0, 10.0, 0.5)))
+
+
+def between(lo: float, hi: float) -> set:
+    """The sparsest of :data:`BETWEEN` that labels at least four ticks from ``lo`` to ``hi``."""
+    if not 0 < lo < hi:
+        return BETWEEN[0]
+    decades = range(math.floor(math.log10(lo)), math.ceil(math.log10(hi)) + 1)
+    return next((c for c in BETWEEN if sum(lo <= a * 10.0**k <= hi for k in decades for a in c) >= 4), BETWEEN[-1])
+
+
+class LogLabels(LogFormatterSciNotation):
+    """Tick labels of a log axis, in one style: powers of ten (``a x 10^k`` off the decades) or,
+    with ``plain``, numbers (0.05, 3, 200).  Between the decades the ``minor`` ticks of
+    :func:`between` are labelled, so that a short axis has four labels or more without
+    crowding, and never a minor tick on a decade (a long axis' major ticks skip some)."""
+
+    def __init__(self, plain: bool, minor: bool):
+        super().__init__(labelOnlyBase=not minor)
+        self.plain, self.minor = plain, minor
+
+    def set_locs(self, locs=None):
+        self._sublabels = between(*sorted(self.axis.get_view_interval()))
+
+    def __call__(self, x, pos=None):
+        coefficient = x / 10.0 ** math.floor(math.log10(x) + 1e-9)
+        labelled = self._sublabels if self.minor else {1}
+        if self.minor and abs(coefficient - 1) < 1e-9 or not any(abs(coefficient - c) < 1e-6 for c in labelled):
+            return ""
+        text = super().__call__(x, pos)
+        return f"{x:g}" if text and self.plain else text
+
+
+def log_ticks(fig: Figure, *groups) -> None:
+    """Label the log axes of ``fig`` with :class:`LogLabels`, one style for each group of
+    ``Axis`` objects that show one quantity (default: every x axis, the time, together and each
+    y axis on its own): plain numbers if every axis of the group lies within :data:`PLAIN`, else
+    powers of ten.  Called once everything is drawn, when the axes' limits are known."""
+    groups = groups or ([ax.xaxis for ax in fig.axes], *([ax.yaxis] for ax in fig.axes))
+    for group in groups:
+        group = [axis for axis in group if axis.get_scale() == "log"]
+        limits = [axis.axes.get_xlim() if axis is axis.axes.xaxis else axis.axes.get_ylim() for axis in group]
+        plain = all(PLAIN[0] <= min(lim) and max(lim) <= PLAIN[1] for lim in limits)
+        for axis, lim in zip(group, limits):
+            # Minor ticks at the halves too where those are labelled.
+            axis.set_minor_locator(LogLocator(subs=sorted(BETWEEN[-1]) if between(*sorted(lim)) is BETWEEN[-1] else "auto"))
+            axis.set_major_formatter(LogLabels(plain, minor=False))
+            axis.set_minor_formatter(LogLabels(plain, minor=True))
 
 
 def _time_label(logx: bool, short: bool = False) -> str:
@@ -359,16 +441,17 @@ def plot(results: FlowResult | Sequence[FlowResult], out_dir: str | Path, *,
          kinds: Sequence[str] = tuple(KINDS), logx: bool = True, labels: Sequence[str] | None = None,
          formats: Sequence[str] = ("png", "pdf"), dpi: int = 150, prefix: str = "") -> list[Path]:
     """Draw each of ``kinds`` (default all of :data:`KINDS`) for ``results`` (one trajectory or a
-    list to overlay, any number) and save it as ``out_dir/{prefix}{kind}.{format}``.  Time is on a
-    log axis unless ``logx=False``.  Returns the paths written."""
+    list to overlay, any number) and save it as ``out_dir/{prefix}{kind}.{format}`` (a figure per
+    panel for many runs, see :func:`figures`).  Time is on a log axis unless ``logx=False``.
+    Returns the paths written."""
     results = [results] if isinstance(results, FlowResult) else list(results)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written = []
     for kind in kinds:
-        fig = figure(kind, results, logx=logx, labels=labels)
-        for fmt in formats:
-            path = out / f"{prefix}{kind}.{fmt}"
-            fig.savefig(path, dpi=dpi, bbox_inches="tight")
-            written.append(path)
+        for name, fig in figures(kind, results, logx=logx, labels=labels).items():
+            for fmt in formats:
+                path = out / f"{prefix}{name}.{fmt}"
+                fig.savefig(path, dpi=dpi, bbox_inches="tight")
+                written.append(path)
     return written

@@ -8,7 +8,6 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optimistix as optx
 from jax.flatten_util import ravel_pytree
 
 from .engines import FlowArgs
@@ -70,9 +69,12 @@ def _member_fns(engine, batched):
             over(start_facts))
 
 
-def _batch_norm(y) -> jax.Array:
-    """Step-size control of a batch: the worst member's RMS error, so each is held to the tolerances."""
-    return jnp.max(jax.vmap(optx.rms_norm)(y))
+def _error_norm(engine, batched):
+    """The step-size control's norm of a scaled error: the engine's (:meth:`error_norm`); for a
+    batch, the worst member's, so each is held to the tolerances."""
+    if not batched:
+        return engine.error_norm
+    return eqx.Partial(lambda engine, y: jnp.max(jax.vmap(lambda e, y: e.error_norm(y))(engine, y)), engine)
 
 
 def _flattening(y0, batched):
@@ -96,9 +98,7 @@ def solve(engine, solver, controller, y0, t0, t1, dt0, ts, args, max_steps, prec
     the saved times and observables, the time reached, the state there, whether it is finite,
     the outcome code, the flat index of the event that fired, step counts and the next step."""
     vector_field, observe, values, _ = _member_fns(engine, batched)
-    controller = eqx.tree_at(lambda c: c.dt0, controller, dt0)
-    if batched:
-        controller = eqx.tree_at(lambda c: c.pid.norm, controller, _batch_norm)
+    controller = eqx.tree_at(lambda c: (c.dt0, c.pid.norm), controller, (dt0, _error_norm(engine, batched)))
     ravel, unravel = _flattening(y0, batched)
     flat_field = lambda t, y, a: ravel(vector_field(t, unravel(y), a))
     flat_values = lambda t, y, a: values(t, unravel(y), a)

@@ -10,7 +10,9 @@ import pytest
 from scipy import stats
 
 import flowsim
+from figures import check_slide_ready
 from flowsim import atlas, cli, results
+from flowsim.claims.base import InPhase1
 from flowsim.observables import DESCRIPTIONS
 from flowsim.options import FlowOptions
 
@@ -187,13 +189,31 @@ def test_nothing_sticks_out_of_the_heat_map(swept):
         assert inside.x0 <= box.x0 and box.x1 <= inside.x1 and inside.y0 <= box.y0 and box.y1 <= inside.y1, box
 
 
+def test_every_saved_sweep_figure_is_fit_for_a_slide_with_integer_widths(tmp_path):
+    """Widths 16, 32, 64 labelled as such (not 2 x 10^1); the claims in two heat maps, Phase 1's
+    and the rest, in paper order; each figure checked by tests/figures.py."""
+    a = atlas.read(make_sweep(tmp_path, {"m": [16, 32, 64], "seed": list(SEEDS)}))
+    saved = {name: fig for kind in atlas.KINDS for name, fig in atlas.figures(kind, a).items()}
+    assert list(saved) == ["claims_phase1", "claims_phase2", "T1", "loss", "C_ratio"]
+    for name, fig in saved.items():
+        check_slide_ready(fig)
+        for ax in fig.axes:
+            if ax.get_label() != "<colorbar>" and ax.get_xlabel():
+                assert [t.get_text() for t in ax.get_xticklabels()] == ["16", "32", "64"], name
+    rows = [[t.get_text() for t in saved[name].axes[0].get_yticklabels()] for name in ("claims_phase1", "claims_phase2")]
+    assert rows[0] + rows[1] == list(flowsim.CLAIMS)
+    assert all(isinstance(flowsim.CLAIMS[c].window, InPhase1) for c in rows[0]) and rows[0]
+    assert not any(isinstance(flowsim.CLAIMS[c].window, InPhase1) for c in rows[1])
+
+
 def test_flowsim_plot_on_a_sweep_writes_the_figures_and_prints_the_table(swept, tmp_path, capsys):
     root, _ = swept
     assert cli.main(["plot", str(root), "--out", str(tmp_path), "--formats", "png", "--dpi", "30"]) == 0
     printed = capsys.readouterr().out
     paths = printed.split("\n\n")[0].split()
-    assert paths == [str(tmp_path / f) for f in ("claims.png", "T1.png", "loss.png", "C_ratio.png", "T1_scaling.md")]
-    assert all((tmp_path / f).stat().st_size > 1000 for f in ("claims.png", "T1.png"))
+    assert paths == [str(tmp_path / f) for f in ("claims_phase1.png", "claims_phase2.png", "T1.png", "loss.png",
+                                                   "C_ratio.png", "T1_scaling.md")]
+    assert all((tmp_path / f).stat().st_size > 1000 for f in ("claims_phase1.png", "T1.png"))
     assert (tmp_path / "T1_scaling.md").read_text() in printed
     assert flowsim.plot_sweep is atlas.plot_sweep and cli.SWEEP_PLOT_KINDS == atlas.KINDS
     import matplotlib.pyplot as plt

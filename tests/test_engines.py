@@ -1,6 +1,8 @@
 """The reduced and Gram engines against the four-matrix reference flow (spec 7), and that flow's
 observables and events against the independent numpy reference (tests/_reference.py)."""
 
+import collections
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -112,8 +114,50 @@ def test_reduced_vector_field_matches_four_matrix_one(absent):
         dW, dV, dK, dQ = ref_engine.vector_field(0.0, ref_engine.init_state(params, data), args)
         du, dV_a, dK_a, dQ_a = red.vector_field(0.0, red.init_state(params, data), args)
         close(dW.T @ params.a, du, rtol=1e-12)
+    words = np.unique(np.asarray(data.tokens))
+    open_slots = np.sum(~np.isin(np.asarray(data.tokens), [0, 1, 2]))
+    assert len(red.present) == min(data.d, 3 + open_slots) > len(words)  # padded
     for full, part in ((dV, dV_a), (dK, dK_a), (dQ, dQ_a)):  # the reduced state holds words as rows
-        close(full[:, red.present].T, part, rtol=1e-12)
+        close(full[:, words].T, part[:len(words)], rtol=1e-12)
+        assert not np.any(part[len(words):])  # padding rows never move: no sample reads them
+
+
+@pytest.mark.parametrize("engine", ["reduced", "subspace"])
+def test_padding_rows_change_no_step(absent, engine):
+    """The word rows are padded to what the training set's layout can hold whatever words were
+    drawn; the padding is 0 and the step-size control's norm is the RMS norm over the other
+    entries, as the unpadded state has."""
+    data, params, _ = absent
+    with jax.enable_x64(True):
+        eng = make_engine(engine, params, data)
+        u, *rows = eng.init_state(params, data)
+        k = len(np.unique(np.asarray(data.tokens)))
+        assert all(not np.any(X[k:]) for X in rows)
+        noise = jax.tree.map(lambda x: np.random.default_rng(0).normal(size=x.shape), (u, *rows))
+        noise = (noise[0], *(np.where(np.arange(len(X))[:, None] < k, X, 0.0) for X in noise[1:]))
+        unpadded = np.concatenate([noise[0], *(X[:k].ravel() for X in noise[1:])])
+        np.testing.assert_allclose(eng.error_norm(noise), np.sqrt(np.mean(unpadded**2)), rtol=1e-14)
+
+
+def test_one_compiled_solve_serves_every_seed():
+    """The paper preset's draws hold 58 to 62 distinct words: five seeds trace and compile the
+    programs of a run once, for the first seed."""
+    events = collections.Counter()
+    compiled = lambda: sum(v for k, v in events.items() if "trace" in k or "backend_compile" in k)
+    listener = lambda name, duration, **kw: events.update([name])
+    built = [flowsim.RunConfig.preset("paper").merge({"seed": s}).build() for s in range(5)]
+    assert len({len(np.unique(np.asarray(data.tokens))) for data, _, _ in built}) >= 3
+    jax.monitoring.register_event_duration_secs_listener(listener)
+    try:
+        traced = []
+        for data, params, key in built:
+            before = compiled()
+            result = flowsim.integrate(params, data, 0.05, saves=2, n_test=20, test_key=key)
+            traced.append(compiled() - before)
+            assert result.options.engine == "reduced"
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listener)
+    assert traced[1:] == [0, 0, 0, 0], traced
 
 
 def _args(params, data, test):

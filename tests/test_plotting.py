@@ -9,6 +9,7 @@ import pytest
 from matplotlib.legend import Legend
 from matplotlib.patches import Rectangle
 
+from figures import check_slide_ready
 from flowsim import plotting
 from flowsim.options import DescentOptions, FlowOptions, SolverOptions
 from flowsim.flow import FlowResult
@@ -147,25 +148,46 @@ LONG = "a rather long run label that would once have been cut off at the right e
 
 
 @pytest.mark.parametrize("n_runs", [1, 2, 7])
-@pytest.mark.parametrize("kind", ["scores", "balance"])
-def test_nothing_sticks_out_of_the_figure_or_overlaps_the_title(kind, n_runs, tmp_path):
+@pytest.mark.parametrize("kind", ["scores", "balance", "loss"])
+def test_every_saved_figure_is_fit_for_a_slide(kind, n_runs):
+    """At 150 dpi within about 12 x 7 inches, nothing outside the canvas or on the title, no curve
+    on the frame, log axes labelled in one style with at least three labels (tests/figures.py)."""
     runs = [synthetic(k) for k in range(n_runs)]
     labels = [f"{LONG} {k}" for k in range(n_runs)]
-    fig = plotting.figure(kind, runs, labels=labels)
-    fig.set_dpi(150)  # laid out as plot() saves it by default
-    fig.canvas.draw()
-    renderer = fig.canvas.get_renderer()
-    inside = fig.bbox.padded(1)  # a pixel of rounding
-    legends = list(fig.legends) + [ax.get_legend() for ax in fig.axes if ax.get_legend() is not None]
-    assert legends and all(isinstance(leg, Legend) for leg in legends)
-    boxes = [leg.get_window_extent(renderer) for leg in legends]
-    boxes += [ax.get_tightbbox(renderer) for ax in fig.axes if ax.get_visible()]  # tick labels, axis labels
-    for box in boxes:
-        assert inside.x0 <= box.x0 and box.x1 <= inside.x1 and inside.y0 <= box.y0 and box.y1 <= inside.y1, box
-    (title,) = [t for t in fig.texts if t.get_text() == fig.get_suptitle()]
-    title_box = title.get_window_extent(renderer)
-    assert inside.y1 >= title_box.y1 and inside.x0 <= title_box.x0 and title_box.x1 <= inside.x1
-    assert not any(title_box.overlaps(box) for box in boxes[:len(legends)])
+    for fig in plotting.figures(kind, runs, labels=labels).values():
+        check_slide_ready(fig)
+
+
+def test_many_runs_of_several_panels_make_a_figure_per_panel_with_the_phases_named():
+    runs = [synthetic(k, T1=0.1 + 0.02 * k) for k in range(7)]
+    figs = plotting.figures("scores", runs)
+    assert list(figs) == ["scores", "scores_change"]
+    for fig, key in zip(figs.values(), ("scores", "C")):
+        panels = [ax for ax in fig.axes if ax.get_label() != "<colorbar>"]
+        assert len(panels) == 6 and max(ax.get_subplotspec().colspan.stop for ax in panels) == 3
+        for ax, (i, j) in zip(panels, [pair for pair, _ in plotting.PAIRS]):
+            np.testing.assert_array_equal(data_lines(ax)[2].get_ydata(), runs[2].observables[key][1:, i, j])
+            assert [t.get_text() for t in ax.texts] == ["Phase 1", "Phase 2"]
+    assert list(plotting.figures("loss", runs)) == ["loss"]
+    assert list(plotting.figures("scores", runs[:2])) == ["scores"]  # line styles: both panels in one
+
+
+def test_short_log_axes_get_labels_between_the_decades_in_one_style():
+    """T1 m from 2.5 to 8.5 (five labels, not three), a ratio from 5.6 to 7.7, a loss over eight
+    decades: plain numbers where every value is between 0.01 and 10^4, powers of ten elsewhere."""
+    fig = plotting.figure("balance", [synthetic()])
+    ax = fig.axes[0]
+    for lo, hi, expected in ((2.5, 8.5, ["3", "4", "5", "6", "8"]), (5.6, 7.7, ["6", "6.5", "7", "7.5"]),
+                             (0.04, 0.9, ["0.05", "0.1", "0.2", "0.5"]),
+                             (2e-8, 10, [rf"$\mathdefault{{10^{{{k}}}}}$" for k in range(-7, 2)])):
+        ax.set_ylim(lo, hi)
+        plotting.log_ticks(fig, [ax.yaxis])
+        fig.canvas.draw()
+        labels = sorted((loc, t.get_text()) for which in ("major", "minor") for t, loc in
+                        zip(ax.yaxis.get_ticklabels(which=which), ax.yaxis.get_ticklocs(minor=which == "minor"))
+                        if t.get_text() and lo <= loc <= hi)
+        got = [t for _, t in labels]
+        assert got == expected or (hi == 10 and set(got) <= set(expected) and len(got) >= 4), got
 
 
 def test_plot_overlays_several_results_and_leaves_no_pyplot_figures(tmp_path):

@@ -10,10 +10,11 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optimistix as optx
 from jaxtyping import Array, Float, PyTree
 
 from .. import model
-from ..data import Dataset
+from ..data import N_SPECIAL, Dataset
 from ..model import Params
 
 #: Every concrete engine, by name, in the order they were defined (filled by
@@ -28,7 +29,7 @@ class Sizes:
     n: int  # training samples
     L: int  # sequence length
     d: int  # vocabulary
-    present: int  # words that occur in the training set
+    word_rows: int  # the row engines' word rows (base.word_rows)
     m: int  # attention width
     m1: int  # MLP width
     n_test: int  # test samples
@@ -36,9 +37,8 @@ class Sizes:
 
     @classmethod
     def of(cls, start, dataset: Dataset, n_test: int) -> Sizes:
-        present = len(np.unique(np.asarray(dataset.tokens)))
-        return cls(n=dataset.n, L=dataset.L, d=dataset.d, present=present, m=int(start.m), m1=int(start.m1),
-                   n_test=int(n_test), explicit=isinstance(start, Params))
+        return cls(n=dataset.n, L=dataset.L, d=dataset.d, word_rows=word_rows(dataset), m=int(start.m),
+                   m1=int(start.m1), n_test=int(n_test), explicit=isinstance(start, Params))
 
 
 class Grams(eqx.Module):
@@ -134,8 +134,9 @@ class AbstractEngine(eqx.Module):
     #: Whether ``engine="auto"`` may choose it: an engine that drops observables (the Gram
     #: system: no conservation drifts, no final matrices) runs only when asked for by name.
     auto_eligible: ClassVar[bool] = True
-    #: Whether the state's shape depends on which words the training set holds (then a batch
-    #: of members with different training sets cannot stack their states).
+    #: Whether the state's shape depends on the training set (the row engines' rows follow its
+    #: open slots, which iid-mode data draws), so that members with different training sets
+    #: cannot stack their states.
     shaped_by_words: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs):
@@ -194,6 +195,11 @@ class AbstractEngine(eqx.Module):
     @abc.abstractmethod
     def scores3(self, y: PyTree, args: FlowArgs) -> Float[Array, "3 3"]:
         """``s(mu_i, mu_j) = mu_i^T W_K^T W_Q mu_j`` for i, j in 1..3 (evaluated at every step by an event)."""
+
+    def error_norm(self, y: PyTree) -> Float[Array, ""]:
+        """The norm of a scaled local error (shaped like the state, or flattened) that the
+        step-size control holds below 1: diffrax's RMS norm over the state's entries."""
+        return optx.rms_norm(y)
 
     @abc.abstractmethod
     def grams(self, y: PyTree, dataset: Dataset) -> Grams:
@@ -324,9 +330,22 @@ def sum_squares(tree) -> Float[Array, ""]:
     return sum(jnp.sum(g**2) for g in jax.tree.leaves(tree))
 
 
+def word_rows(dataset: Dataset) -> int:
+    """The most distinct words a training set laid out as ``dataset`` can hold: the three special
+    words and one per open slot (a position that is not a special word), at most d.  The rows the
+    row engines keep: a function of n, L, d and the group counts, not of which words were drawn,
+    so every seed of a sampled- or theory-mode configuration has one state shape and one
+    compiled program (iid-mode data draws its group counts too).  Theory-mode data uses each
+    irrelevant word once, so it fills every row."""
+    return min(dataset.d, N_SPECIAL + int(np.sum(np.asarray(dataset.tokens) >= N_SPECIAL)))
+
+
 def present_words(dataset: Dataset) -> tuple[np.ndarray, np.ndarray]:
-    """``(present, local)``: the words that occur in the training set, and each word's index
-    among them (-1 for an absent word)."""
+    """``(present, local)``: the words that occur in the training set, padded to
+    :func:`word_rows` entries with ``d`` (no word), and each word's index among them (-1 for an
+    absent word)."""
     present = np.zeros(dataset.d, bool)
     present[np.asarray(dataset.tokens)] = True
-    return np.flatnonzero(present), np.where(present, np.cumsum(present) - 1, -1)
+    words = np.flatnonzero(present)
+    padding = np.full(word_rows(dataset) - len(words), dataset.d)
+    return np.concatenate([words, padding]), np.where(present, np.cumsum(present) - 1, -1)

@@ -7,6 +7,7 @@ from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
+import optimistix as optx
 from jaxtyping import Array, Float, Int, PyTree
 
 from .. import model
@@ -29,7 +30,9 @@ class AbstractWordRows(AbstractEngine):
 
     shaped_by_words: ClassVar[bool] = True
     # r: the rows, m for the reduced engine, p = 3d + 1 coordinates for the subspace one.
-    present: Int[Array, " k"]  # the words present in the training set
+    # k word rows whatever words were drawn (base.word_rows): the present words, then padding
+    # rows that no sample reads, which stay 0 (their gradient is exactly 0).
+    present: Int[Array, " k"]  # the words present in the training set, then d for each padding row
     local: Int[Array, " d"]  # each word's index among the present ones (-1 if absent)
     u0: Float[Array, " r"]
     V0: Float[Array, "r d"]  # W_V mu_k, W_K mu_k, W_Q mu_k at t = 0, as columns
@@ -47,8 +50,17 @@ class AbstractWordRows(AbstractEngine):
         """m1, the number of MLP neurons (``du/dt = -m1 grad_u Lhat``)."""
 
     def init_state(self, start, dataset: Dataset) -> PyTree:
-        return (start.columns(dataset)[0], self.V0[:, self.present].T, self.K0[:, self.present].T,
-                self.Q0[:, self.present].T)
+        return (start.columns(dataset)[0], *self._word_rows())
+
+    def _word_rows(self) -> tuple[Array, Array, Array]:
+        """``(V_a, K_a, Q_a)`` at t = 0: the present words' initial columns as rows, padding rows 0."""
+        return tuple(jnp.take(X0, self.present, axis=1, mode="fill", fill_value=0).T for X0 in (self.V0, self.K0, self.Q0))
+
+    def error_norm(self, y) -> Float[Array, ""]:
+        # The padding rows' error is exactly 0: the RMS over the other entries is the norm the
+        # state without them would have, so padding changes no step.
+        words = jnp.sum(self.present < self.local.shape[0])
+        return optx.two_norm(y) / jnp.sqrt(((1 + 3 * words) * self.u0.shape[0]).astype(self.u0.dtype))
 
     def _columns(self, X_a: Float[Array, "k r"], X0: Float[Array, "r d"], words=slice(None)) -> Array:
         """Columns ``words`` (default all d) in the embedding basis: those of present words from the
@@ -144,12 +156,12 @@ class ReducedEngine(AbstractWordRows):
 
     @classmethod
     def step_cost(cls, s: Sizes) -> float:
-        k = s.present
+        k = s.word_rows
         return 42 * s.m * (k + min(k * k, s.n * s.L * s.L)) + 40 * 3 * s.m * k
 
     @classmethod
     def footprint(cls, s: Sizes) -> tuple[float, float]:
-        state = s.m * (1 + 3 * s.present)
+        state = s.m * (1 + 3 * s.word_rows)
         # Held: W(0) and a, the initial columns, the full-basis matrices of one observation and
         # the m x m conserved matrices (now and at t = 0).
         return state, s.m1 * (s.m + 1) + 6 * s.m * s.d + 4 * s.m * s.m

@@ -54,7 +54,7 @@ class SubspaceEngine(AbstractWordRows):
 
     @classmethod
     def step_cost(cls, s: Sizes) -> float:
-        p, k = rank_bound(s.d), s.present
+        p, k = rank_bound(s.d), s.word_rows
         return 42 * p * (k + min(k * k, s.n * s.L * s.L)) + 40 * 3 * p * k
 
     @classmethod
@@ -63,7 +63,7 @@ class SubspaceEngine(AbstractWordRows):
         # Held: the initial coordinates and the p x p conserved matrices; an explicit start also
         # keeps its basis, W(0), a and the neuron Gram matrix for the final matrices.
         held = 3 * p * s.d + 4 * p * p + ((s.m + s.m1) * p + s.m1 * (s.m + 1) if s.explicit else 0)
-        return p * (1 + 3 * s.present), held
+        return p * (1 + 3 * s.word_rows), held
 
     @property
     def width(self):
@@ -75,7 +75,7 @@ class SubspaceEngine(AbstractWordRows):
 
     def init_state(self, start, dataset: Dataset) -> PyTree:
         # The coordinates built with the engine, whatever form the start was given in.
-        return (self.u0, self.V0[:, self.present].T, self.K0[:, self.present].T, self.Q0[:, self.present].T)
+        return (self.u0, *self._word_rows())
 
     def reference(self, y0, start, dataset: Dataset) -> Reference:
         nan = jnp.array(jnp.nan, self.u0.dtype)
