@@ -358,7 +358,11 @@ def test_integrate_help_states_each_options_real_default():
     assert "sqrt(2/m) for kaiming, c1/sqrt(m1) for the theory inits" in helps["sigma1"]
     d, m, m1, L = 10, 20, 30, 5
     assert flowsim.init_scales("kaiming", d=d, m=m, m1=m1) == (math.sqrt(2 / d), math.sqrt(2 / m))
-    assert flowsim.init_scales("theory", d=d, m=m, m1=m1, L=L) == (1 / math.sqrt(L * m), 1 / math.sqrt(m1))
+    assert flowsim.init_scales("theory-unit", d=d, m=m, m1=m1, L=L) == (1 / math.sqrt(L * m), 1 / math.sqrt(m1))
+    c = math.sqrt(0.005 / math.sqrt(2 * math.log(2 * L * 18 / 0.1)))  # the help's c0 default, written out
+    assert "sqrt(0.005 / sqrt(2 log(2 L n / delta)))" in helps["c0"]
+    assert flowsim.init_scales("theory", d=d, m=m, m1=m1, L=L, n=18) == pytest.approx(
+        (c / math.sqrt(L * m), c / math.sqrt(m1)), rel=1e-12)
     assert "n/2, n/6, n/6, n/6" in helps["counts"]
     assert flowsim.RunConfig.preset("paper").merge({"n": 12}).resolved().counts == (6, 2, 2, 2)
 
