@@ -183,6 +183,7 @@ T_C = 10**-0.4  # T_correct, in units of T1
     ("lem43.rates", _G3_rate(AT["all_correct"], 1.05), (0.05 - 0.1) / 0.1),
     ("lem45.rates", None, min(0.3, 1 - 1.3 / 2)),  # the largest C itself
     ("lem45.rates", _G3_rate(LAST, 2.1), 1 - 2.1 / 2),
+    ("lem45.rates", _G3_rate(LAST, 2.0), 0.0),  # largest C exactly 0: "a constant C > 0" fails (strict)
     ("thmF8.loss_law", dict(law=1.5), (0.2 - 0.5) / 0.2),  # (tolerance - |slope - 1|) / tolerance
     ("thmF8.loss_law", dict(law=1.1), (0.2 - 0.1) / 0.2),
     ("lem44.S2_S3_balanced", None, (0.1 - 0.05) / 0.1),
@@ -202,7 +203,7 @@ T_C = 10**-0.4  # T_correct, in units of T1
 ])
 def test_margin_is_the_relative_distance_to_the_threshold(claim, change, margin):
     row = rows_of(ideal() if change is None else broken(change))[claim]
-    assert row.verdict == (rp.HOLDS if margin > 0 else rp.FAILS)
+    assert row.verdict == (rp.HOLDS if margin > 0 else rp.FAILS)  # every margin here, 0 included, is strict or not 0
     assert row.margin == pytest.approx(margin, rel=1e-12)
 
 
