@@ -251,7 +251,8 @@ def test_a_run_stopped_in_phase_2_judges_what_it_reached_and_marks_the_rest_not_
     stopped = "the run stopped at t = 1.995 of t_end = 100 (interrupted)"
     assert rows["thm33.C_signs"].criterion == stopped and math.isnan(rows["thm33.C_signs"].margin)
     # A Phase 2 claim says what the part reached shows: |S2 - S3| / min(S2, S3) = 0.05 there.
-    assert rows["lem44.S2_S3_balanced"].criterion == f"{stopped}; on the part reached (to t = 1.995) it holds (margin +0.5)"
+    part = "on the part reached (to t = 1.995) it holds (margin +0.5)"
+    assert rows["lem44.S2_S3_balanced"].criterion == f"{stopped}; {part}"
     assert rows["lem45.ratios_size"].criterion == stopped  # an order claim: nothing to judge on a part
     table = rp.format_table(list(rows.values()), result)
     assert table.splitlines()[0] == ("UNFINISHED RUN (interrupted): it stopped at t = 1.995 of t_end = 100; claims "
@@ -289,11 +290,12 @@ def test_an_order_claim_reports_its_measured_quantity_and_is_judged_on_a_sweep()
     assert measured["lemF6.G_rate_ratio"] == 1.0
     for i in ORDERS:
         c, r = rp.CLAIMS[i], rows[i]
-        assert r.verdict == rp.ORDER and list(r.measured) == [c.quantity] and c.value(rp.Trajectory(result)) == measured[i]
+        assert r.verdict == rp.ORDER and list(r.measured) == [c.quantity]
+        assert c.value(rp.Trajectory(result)) == measured[i]
         assert r.criterion.endswith("; a sweep fits the exponent") and f"{c.relation}(m^0)" in r.criterion
     table = rp.format_table(list(rows.values()), result)
-    assert "[JUDGED ON A SWEEP] Thm 3.1 = E.28, Def. E.2: T1 = O~(1/m)  (thm31.T1_order; t = T1)\n    measured: m T1=64.0\n" \
-           "    statement: O(m^0) up to logs on t = T1 = 1; a sweep fits the exponent" in table
+    assert ("[JUDGED ON A SWEEP] Thm 3.1 = E.28, Def. E.2: T1 = O~(1/m)  (thm31.T1_order; t = T1)\n"
+            "    measured: m T1=64.0\n    statement: O(m^0) up to logs on t = T1 = 1; a sweep fits the exponent") in table
 
 
 # --- Observables an engine cannot form; empty groups; width-free starts ----------------------------
@@ -344,7 +346,7 @@ def _F0(value):
     (ideal(n=12), "Condition 1 (sizes)", "n = 12 < L^2 = 16"),
 ])
 def test_an_assumption_is_judged_on_the_run_itself(result, name, why):
-    rows = rp.check_claims(result, rp.RunContext(init="kaiming", data_mode="sampled"))
+    rows = rp.check_claims(result)
     for r in rows:
         if rp.CLAIMS[r.id].assumes:
             assert {a.name: a.met for a in r.assumptions} == {a: a != name for a in rp.ASSUMPTIONS}
@@ -361,7 +363,8 @@ def test_start_bounds_are_appendix_D_written_out():
     x = math.log(2 * d / delta)
     eta = math.sqrt(4 / m * x) + 4 / m * x  # Lemma H.2
     bounds = rp.start_bounds(facts, delta)
-    assert bounds["F"] == pytest.approx(2 * s0 * s1 * math.sqrt(2 * L * m1 * m * math.log(2 * L * n / delta)), rel=1e-14)
+    D8 = 2 * s0 * s1 * math.sqrt(2 * L * m1 * m * math.log(2 * L * n / delta))
+    assert bounds["F"] == pytest.approx(D8, rel=1e-14)
     assert bounds["softmax"] == pytest.approx((math.exp(2 * s0**2 * m * eta / math.sqrt(m)) - 1) / L, rel=1e-12)
     assert bounds["G"] == pytest.approx(math.sqrt(2 * x) * s0 * s1 * math.sqrt(m * m1 * (1 + eta)), rel=1e-14)
     # The theory init's constant makes Lemma D.8's bound exactly 0.01 (flowsim.init.condition1_constant).
@@ -373,9 +376,11 @@ def test_start_bounds_are_appendix_D_written_out():
 def test_the_table_states_the_assumptions_once_and_on_each_failing_row():
     result = ideal(lambda ts, o, e, f: (_F0(0.02)(ts, o, e, f), _at("C", (LAST, 2, 0), lambda o: 0.01)(ts, o, e, f)),
                    m=32)
-    table = rp.format_table(rp.check_claims(result, rp.RunContext(init="kaiming")), result)
-    assert table.startswith("the theory's assumptions, met by this run?\n  Condition 1 (start): no -- kaiming init: "
-                            "max_i |F(0)(X_i)| = 0.02 vs 0.01")
+    table = rp.format_table(rp.check_claims(result), result)
+    head = table.splitlines()[:2]
+    assert head[0] == "the theory's assumptions, met by this run?"
+    assert head[1].startswith("  Condition 1 (start): no -- ")
+    assert "max_i |F(0)(X_i)| = 0.02 vs 0.01 (Lemma D.8" in head[1]
     assert "\n  Condition 1 (sizes): no -- m = 32 < m1 = 64; m = 32 >= L^2 = 16; n = 18 >= L^2 = 16\n" in table
     line = ("    assumptions met: Condition 1 (start) no (max_i |F(0)(X_i)| = 0.02 > 0.01), Condition 1 (sizes) no "
             "(m = 32 < m1 = 64), Assumption 2.3 yes")
@@ -412,9 +417,12 @@ def test_every_claim_is_defined_in_the_paper_module_and_importable_where_it_was(
 
 def test_a_new_claim_is_one_more_row_and_changes_no_other():
     """The extension point: a claim defined outside the module, checked with the registered ones."""
+    def final_loss(tr, saves):
+        loss = tr["loss"][saves[0]]
+        return rp.Outcome({"loss": loss}, rp.at_most(loss, 0.01, "loss"), "loss < 0.01")
+
     late_loss = rp.Claim(id="test.final_loss_small", text="the loss at the end is below 0.01", reference="-",
-                         window=rp.END, measure=lambda tr, saves: rp.Outcome(
-                             {"loss": tr["loss"][saves[0]]}, rp.at_most(tr["loss"][saves[0]], 0.01, "loss"), "loss < 0.01"))
+                         window=rp.END, measure=final_loss)
     result = ideal()
     before = rp.check_claims(result)
     after = rp.check_claims(result, claims=[*rp.CLAIMS.values(), late_loss])
@@ -460,7 +468,8 @@ def test_fit_interval_is_the_t_interval_of_the_slope():
     Q = 3.0 * m**0.4 * np.exp(0.3 * rng.standard_normal(m.size))
     fit = scaling.fit_exponent(m, Q)
     slope, half = _textbook(m, Q)
-    assert fit.alpha == pytest.approx(slope, rel=1e-12) and (fit.lo, fit.hi) == pytest.approx((slope - half, slope + half))
+    assert fit.alpha == pytest.approx(slope, rel=1e-12)
+    assert (fit.lo, fit.hi) == pytest.approx((slope - half, slope + half))
     assert fit.lo < 0.4 < fit.hi
 
 
@@ -556,7 +565,8 @@ def test_sweep_report_counts_each_claim_per_width_over_seeds(swept):
 def test_sweep_report_judges_the_order_claims_by_their_fitted_exponents(swept):
     rep = rp.sweep_report(swept)
     # One verdict per order claim: each speaks of m, which the sweep varies; not of n or F, which it does not.
-    assert [v.id for v in rep.orders] == ORDERS and {(v.variable, json.dumps(v.group)) for v in rep.orders} == {("m", "{}")}
+    assert [v.id for v in rep.orders] == ORDERS
+    assert {(v.variable, json.dumps(v.group)) for v in rep.orders} == {("m", "{}")}
     orders = {v.id: v for v in rep.orders}
     m = np.array([w for w in WIDTHS for s in range(3) if (w, s) != (256, 2)], float)
     seeds = np.array([s for w in WIDTHS for s in range(3) if (w, s) != (256, 2)])
@@ -573,7 +583,8 @@ def test_sweep_report_judges_the_order_claims_by_their_fitted_exponents(swept):
                                   ("thm31.margin_size", -0.5, rp.FAILS), ("thm33.C_size", 0.5, rp.FAILS)):
         v = orders[claim]
         # C_31 > 0 at m = 64 seed 1: a size that is not positive is left out of the fit.
-        assert (v.verdict, v.fit.points, v.left_out) == (verdict, *((7, 1) if claim == "thm33.C_size" else (8, 0))), claim
+        points, left_out = (7, 1) if claim == "thm33.C_size" else (8, 0)
+        assert (v.verdict, v.fit.points, v.left_out) == (verdict, points, left_out), claim
         assert (v.fit.alpha, v.fit.lo, v.fit.hi) == pytest.approx((alpha, alpha, alpha), abs=1e-9), claim
         relation = rp.CLAIMS[claim].relation
         edge = {"Theta": 0.2 - abs(alpha), "O": 0.2 - alpha, "Omega": alpha + 0.2}[relation]

@@ -287,10 +287,11 @@ STATEMENTS = {
     "lem41.rates_positive": lemma41, "thmE19.dF_positive": dF_positive, "thm31.G_signs": G_signs,
     "thm31.all_correct": all_correct, "thmE26.T1_is_cap": T1_is_cap, "lem43.rates": lemma43,
     "corE20.T_prime": T_prime, "fig1b.one_target_rise_fall": rise_fall,
-    **{f"{prefix}.{x}{i}{j}_{way}": moves("scores_rate" if x == "s" else "value_corr_rate", i, j, +1 if way == "up" else -1)
-       for prefix, x, i, j, way in (("thm32", "s", 2, 1, "up"), ("thm32", "s", 1, 2, "up"), ("thm32", "s", 3, 1, "down"),
-                                    ("thm32", "s", 3, 2, "down"), ("thm32", "v", 1, 2, "up"), ("thm32", "v", 1, 3, "down"),
-                                    ("thm32", "v", 2, 3, "down"), ("corF13", "v", 1, 1, "up"), ("corF13", "v", 2, 2, "up"))},
+    # Theorem 3.2: scores s_ij = mu_i^T W_K^T W_Q mu_j, and W_V's v_ij = mu_i^T W_V^T W_V mu_j (Cor. F.13: v11, v22).
+    **{f"thm32.s{i}{j}_{way}": moves("scores_rate", i, j, {"up": 1, "down": -1}[way])
+       for i, j, way in ((2, 1, "up"), (1, 2, "up"), (3, 1, "down"), (3, 2, "down"))},
+    **{f"{'corF13' if i == j else 'thm32'}.v{i}{j}_{way}": moves("value_corr_rate", i, j, {"up": 1, "down": -1}[way])
+       for i, j, way in ((1, 2, "up"), (1, 3, "down"), (2, 3, "down"), (1, 1, "up"), (2, 2, "up"))},
     "thm32.G1_G2_positive": G_combination(None, +1), "thm32.G123_positive": G_combination((1, 1, 1), +1),
     "thm32.G13_negative": G_combination((1, 0, 1), -1), "thm32.G23_negative": G_combination((0, 1, 1), -1),
     "defF1.gradient_order": ordering, "lem44.S2_S3_balanced": balanced, "lem45.ratios_positive": ratios_positive,
@@ -311,7 +312,8 @@ def both_ways(*ratios) -> float:
 def theorem33_size(r: Run, n: float = 1) -> float:
     """Theorem 3.3's size sigma0^2 m / (sqrt(m) L sigma1^2 m m1) / n + sigma0^2 sqrt(m) / (sqrt(m) sigma1^2 m m1)."""
     s0, s1, m, m1 = r.s0, r.s1, r.m, r.m1
-    return s0**2 * m / (math.sqrt(m) * r.L * s1**2 * m * m1) / n + s0**2 * math.sqrt(m) / (math.sqrt(m) * s1**2 * m * m1)
+    first = s0**2 * m / (math.sqrt(m) * r.L * s1**2 * m * m1)
+    return first / n + s0**2 * math.sqrt(m) / (math.sqrt(m) * s1**2 * m * m1)
 
 
 def at_T1(quantity):
@@ -351,8 +353,9 @@ def rate_size(r: Run, dG: np.ndarray) -> float:
 #: Each order statement's quantity, made dimensionless by the theory's own expression.
 QUANTITIES = {
     "lem41.rate_size": lambda r: rate_size(r, np.asarray(r.f["G_rate"])),
-    "lem42.common_rate": lambda r: abs(r.f["G_rate"][2]) / r.m1 / (
-        r.s1**2 * math.sqrt(r.m * r.m1) + r.s0**2 * math.sqrt(r.m * r.L) + (r.s0**2 + r.s1**2) * r.m * r.o["F_abs_max"][0]),
+    "lem42.common_rate": lambda r: abs(r.f["G_rate"][2]) / r.m1 / (r.s1**2 * math.sqrt(r.m * r.m1)
+                                                                   + r.s0**2 * math.sqrt(r.m * r.L)
+                                                                   + (r.s0**2 + r.s1**2) * r.m * r.o["F_abs_max"][0]),
     "lemE6.irrelevant_rate": lambda r: np.max(np.abs(r.f["G_rate"][3:])) / r.m1 / (
         (r.s0**2 + r.s1**2) * r.m / r.n + r.s0**2 * math.sqrt(r.m * r.L)),
     "thm31.G_size": lambda r: np.min(r.at("G_special", "phase1_end") * [1, 1, -1]),
