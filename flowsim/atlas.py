@@ -202,8 +202,8 @@ def _title(fig, atlas: Atlas, title: str, *remarks: str) -> None:
     lines = [atlas.setting, *remarks]
     if atlas.skipped:
         lines.append(f"{len(atlas.skipped)} of {len(atlas.skipped) + len(atlas.m)} points not complete, left out")
-    # About 11 characters of mathtext source to an inch at the title's size (it draws shorter).
-    note = "\n".join(_wrap(line, int(11 * fig.get_figwidth())) for line in lines if line)
+    # About 10 characters of text to an inch at the title's size (mathtext source draws shorter).
+    note = "\n".join(_wrap(line, int(10 * fig.get_figwidth())) for line in lines if line)
     fig.suptitle(f"{title}\n{note}", fontsize=FONT["title"])
 
 
@@ -263,7 +263,7 @@ def _ink(rgba) -> str:
 
 def _assumptions(rep: SweepReport) -> str:
     met = ", ".join(f"{a} {k}/{rep.points.sum()}" for a, k in zip(rep.assumptions, rep.met.sum(axis=1)))
-    return f"points meeting the theory's assumptions: {met}"
+    return f"assumptions met by the points: {met}"
 
 
 def _claims_figure(atlas: Atlas, which=lambda claim: True, about: str = ""):

@@ -1,6 +1,7 @@
 """Shared tiny configurations: every distinct shape costs a JAX compilation, so tests reuse these."""
 
 import atexit
+import fcntl
 import os
 import shutil
 import signal
@@ -54,6 +55,31 @@ def tiny_run(tiny):
     """The flow of ``tiny`` to t = 20 at default settings."""
     params, data = tiny
     return flowsim.integrate(params, data, t_end=20.0, saves=41, n_test=64)
+
+
+@pytest.fixture(scope="session")
+def theory_runs(tmp_path_factory):
+    """The theory preset (Assumption 2.3's training set, n=18, L=4, d=33, and a Condition 1 start
+    at m = m1 = 64: the theorems' regime) integrated to t = 10^4 with 101 saves, as a result
+    directory (a :class:`flowsim.Run`), with Lemma 4.3's constant ``C_rates`` at its default 0.1
+    and at 0.05 (a value, not a shape: one compilation, about as costly as ``tiny_run``'s).  Run
+    once per session: the first xdist worker to need them writes them, the others read them."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    root = tmp_path_factory.getbasetemp() if worker is None else tmp_path_factory.getbasetemp().parent
+    base = flowsim.RunConfig.preset("theory").merge({"saves": 101, "n_test": 200})
+    configs = {"theory": base, "theory C_rates=0.05": base.merge({"C_rates": 0.05})}
+
+    def complete(name, config):
+        path = root / name
+        if (path / "run.json").exists():
+            run = flowsim.load(path)
+            if run.meta["status"] == "complete":
+                return run
+        return flowsim.run(config, path, force=True)  # what a worker that failed half-way left is replaced
+
+    with open(root / "theory_runs.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        return {name: complete(name, config) for name, config in configs.items()}
 
 
 @pytest.fixture(scope="session")

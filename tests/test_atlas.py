@@ -3,23 +3,21 @@ report, what each figure draws, and ``flowsim plot SWEEP_DIR``.  Synthetic sweep
 (saved result directories, nothing integrated): the figures alone are under test."""
 
 import ast
-import json
 
 import numpy as np
 import pytest
 from scipy import stats
 
+import _synthetic as syn
 import flowsim
 from figures import check_slide_ready
-from flowsim import atlas, cli, results
-from flowsim.claims.base import InPhase1
+from flowsim import atlas, cli
 from flowsim.observables import DESCRIPTIONS
-from flowsim.options import FlowOptions
 
 WIDTHS = (10, 100, 1000)
 SEEDS = (0, 1)
 ALPHA, PREFACTOR = 0.8, 2.0
-D = 5
+D = syn.SIZES["d"]
 
 
 def T1_of(m, seed):
@@ -28,47 +26,29 @@ def T1_of(m, seed):
     return PREFACTOR * m**-ALPHA * (1.0, 1.5)[seed]
 
 
-#: What every synthetic point's configuration says beside its grid values, so that its files agree with it.
-POINT = dict(n=6, L=3, d=D, t_end=100.0, saves=41, t_first=1e-3)
-
-
-def synthetic_result(m, seed) -> flowsim.FlowResult:
-    """Random observables of the recorded shapes, with positive losses and the point's T1."""
+def synthetic_result(values: dict) -> flowsim.FlowResult:
+    """Random observables of the recorded shapes on the synthetic save grid (tests/_synthetic.py),
+    with positive losses and the point's T1, and the start facts of the theory preset's sizes."""
+    m, seed = values.get("m", 10), values["seed"]
     rng = np.random.default_rng(seed * 1000 + m)
-    ts = flowsim.RunConfig.preset("paper").merge(POINT).flow_options().times()
-    obs = {k: rng.normal(size=(len(ts), *ast.literal_eval(shape.replace("d", str(D)))))
-           for k, (shape, _) in DESCRIPTIONS.items()}
-    for key in ("loss", "test_loss", "C_irrelevant_max"):
-        obs[key] = np.exp(obs[key])
-    if m >= 1000:  # as an engine without the neuron inner products records it: that claim does not apply
-        obs["neuron_gram_change"] = np.full(len(ts), np.nan)
-    p = flowsim.Params(W=rng.normal(size=(4, 8)), W_V=rng.normal(size=(8, D)), W_K=rng.normal(size=(8, D)),
-                       W_Q=rng.normal(size=(8, D)), a=np.ones(4))
-    return flowsim.FlowResult(ts=ts, observables=obs, events=dict(phase1_end=T1_of(m, seed)), stats={},
-                              params_init=p, params_final=p, t_reached=ts[-1], status="complete", message="",
-                              grid=ts, chunks_done=1, state=None, options=FlowOptions())
+
+    def randomize(ts, obs, events, facts):
+        for k, (shape, _) in DESCRIPTIONS.items():
+            obs[k] = rng.normal(size=(len(ts), *ast.literal_eval(shape.replace("d", str(D)))))
+        for key in ("loss", "test_loss", "C_irrelevant_max"):
+            obs[key] = np.exp(obs[key])
+        if m >= 1000:  # as an engine without the neurons records them: the claims on them do not apply
+            for key in ("neuron_corr_change", "neuron_value_change"):
+                obs[key] = np.full_like(obs[key], np.nan)
+        events.update(phase1_end=T1_of(m, seed))
+
+    return syn.ideal(randomize, d=D, **{k: values[k] for k in ("m", "m1") if k in values})
 
 
 def make_sweep(root, grid: dict, pending: tuple[str, ...] = ()):
     """A sweep directory over ``grid`` (keys of RunConfig), every point saved but ``pending``."""
-    import itertools
-
-    names = []
-    for combo in itertools.product(*grid.values()):
-        values = dict(zip(grid, combo))
-        name = "_".join(f"{k}={v}" for k, v in values.items())
-        names.append(name)
-        if name in pending:
-            continue
-        config = flowsim.RunConfig.preset("paper").merge(values | POINT)
-        data = flowsim.Dataset(tokens=np.zeros((6, 3), int), labels=np.ones(6), groups=np.arange(6) % 4 + 1,
-                               embedding=np.eye(D))
-        result = synthetic_result(config.m, config.seed)
-        (root / "points" / name).mkdir(parents=True)
-        results.save(root / "points" / name, config, data, result.params_init, result, 0.0)
-    (root / "sweep.json").write_text(json.dumps({
-        "format": "flowsim-sweep", "definition": {"base": {}, "grid": grid},
-        "points": [{"name": n, "path": f"points/{n}"} for n in names]}))
+    syn.write_sweep(root, grid, lambda values: None if "_".join(f"{k}={v}" for k, v in values.items()) in pending
+                    else synthetic_result(values))
     return root
 
 
@@ -148,13 +128,18 @@ def test_T1_figure_draws_T1_m_per_seed_the_medians_and_the_fit(swept):
     assert ax.get_xscale() == ax.get_yscale() == "log"
 
 
-def test_loss_and_ratio_figures_draw_the_reference_lines(swept):
+def test_loss_figure_draws_one_over_m_and_the_ratio_figure_each_point(swept):
     _, a = swept
     for ax in atlas.figure("loss", a).axes:
         one_over_m = [line for line in ax.get_lines() if line.get_linestyle() == ":"][0]
         np.testing.assert_allclose(one_over_m.get_ydata(), 1 / one_over_m.get_xdata())
     ax = atlas.figure("C_ratio", a).axes[0]
-    assert any(line.get_ydata()[0] == 0.1 and line.get_linestyle() == "--" for line in ax.get_lines())
+    points = ax.collections[1].get_offsets()  # after the interquartile band
+    np.testing.assert_allclose(sorted(map(tuple, points)), sorted(zip(a.m, a.ratio)))
+    # No threshold line: Theorem 3.3's gap is an order, min(n, sqrt(m)/L), which the report judges by a
+    # fitted exponent (thm33.C_gap), not a fixed factor; the only line is the median over seeds.
+    (median,) = ax.get_lines()
+    np.testing.assert_allclose(median.get_ydata(), [np.median(a.ratio[a.m == m]) for m in WIDTHS])
 
 
 def test_scaling_table_gives_T1_m_per_width_and_the_exponent(swept):
@@ -201,9 +186,11 @@ def test_every_saved_sweep_figure_is_fit_for_a_slide_with_integer_widths(tmp_pat
             if ax.get_label() != "<colorbar>" and ax.get_xlabel():
                 assert [t.get_text() for t in ax.get_xticklabels()] == ["16", "32", "64"], name
     rows = [[t.get_text() for t in saved[name].axes[0].get_yticklabels()] for name in ("claims_phase1", "claims_phase2")]
-    assert rows[0] + rows[1] == list(flowsim.CLAIMS)
-    assert all(isinstance(flowsim.CLAIMS[c].window, InPhase1) for c in rows[0]) and rows[0]
-    assert not any(isinstance(flowsim.CLAIMS[c].window, InPhase1) for c in rows[1])
+    single = [c for c, claim in flowsim.CLAIMS.items() if not isinstance(claim, flowsim.claims.OrderClaim)]
+    assert rows[0] + rows[1] == single  # the order claims are judged in the order table, not counted
+    phase1 = ("0", "phase1_end", "all_correct")
+    assert all(flowsim.CLAIMS[c].window.close in phase1 for c in rows[0]) and rows[0]
+    assert not any(flowsim.CLAIMS[c].window.close in phase1 for c in rows[1])
 
 
 def test_flowsim_plot_on_a_sweep_writes_the_figures_and_prints_the_table(swept, tmp_path, capsys):

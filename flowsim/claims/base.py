@@ -247,8 +247,13 @@ class Window:
         return inside
 
     def span(self, tr: Trajectory) -> str:
-        """The window with its times, for criteria."""
-        a, b = self.times(tr)
+        """The window with its times, for criteria; on a run that stopped inside it, the part
+        reached (what :meth:`AbstractClaim.row` reports for such a run)."""
+        try:
+            a, b = self.times(tr)
+        except NotReached:
+            a, b = tr.when(self.open), float(tr.ts[-1])
+            return f"{self.name} to where the run stopped = [{a:.4g}, {b:.4g}]"
         return f"{self.name} = {a:.4g}" if self.open == self.close else f"{self.name} = [{a:.4g}, {b:.4g}]"
 
 

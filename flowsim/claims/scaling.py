@@ -61,7 +61,9 @@ def fit_exponent(x, Q, level: float = LEVEL) -> Exponent | None:
     if len(lx) < 3 or np.ptp(lx) == 0:
         return None
     fit = stats.linregress(lx, lq)
-    half = stats.t.ppf(0.5 + level / 2, len(lx) - 2) * fit.stderr
+    # A constant Q fits exactly, but scipy leaves its correlation, and so the slope's error, 0/0.
+    stderr = fit.stderr if np.ptp(lq) > 0 else 0.0
+    half = stats.t.ppf(0.5 + level / 2, len(lx) - 2) * stderr
     return Exponent(alpha=fit.slope, lo=fit.slope - half, hi=fit.slope + half, prefactor=math.exp(fit.intercept),
                     points=len(lx), level=level)
 
