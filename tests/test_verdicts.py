@@ -147,10 +147,10 @@ def S_ratios(S: np.ndarray) -> np.ndarray:
 
 
 def lemma41(r: Run):
-    """At t = 0 every neuron's value of mu_1 and mu_2 grows (without neurons: their sum, G)."""
+    """At t = 0 every neuron's value of mu_1 and mu_2 grows (a statement about neurons: undecided without them)."""
     low, high = r.f["neuron_rate_target"]
     if math.isnan(low):
-        return sign_margin(r.f["G_rate"][:2])
+        raise Undecided(NA)
     return low / max(abs(low), abs(high)), True
 
 

@@ -74,14 +74,12 @@ def _first(tr, key: str) -> np.ndarray:
        "Lemma 4.1 = E.4", START)
 def _rates_positive(tr, saves):
     """The sign part of Lemma E.4: min over neurons j and mu in {mu_1, mu_2} of
-    d(a_j w_j^T W_V mu)/dt at t = 0 is positive.  Without the neurons (a width-free start) their
-    sum over j, dG(mu)/dt, is checked instead (the main text's consequence)."""
+    d(a_j w_j^T W_V mu)/dt at t = 0 is positive.  A statement about every neuron: a width-free
+    start, which holds none, cannot decide it (their sum, dG/dt, is lem41.rate_size's)."""
     low, high = tr.facts["neuron_rate_target"]
     if math.isnan(low):
-        rates = np.asarray(tr.facts["G_rate"][:2])
-        return Outcome(dict(dG1_dt=rates[0], dG2_dt=rates[1], per_scale=rates.min() / (_rate_scale(tr) * tr.m1)),
-                       positive(rates.min(), np.abs(rates).max(), "min(dG1/dt, dG2/dt)", "max |dG/dt|"),
-                       "without neurons (width-free start): dG(mu_1)/dt, dG(mu_2)/dt > 0 at t = 0, the sum over j")
+        raise NotApplicable("a statement about every neuron, and this width-free start holds none "
+                            "(draw the matrices, start = matrices, to decide it)")
     return Outcome(dict(min_rate=low, max_rate=high, min_per_scale=low / _rate_scale(tr),
                         max_per_scale=high / _rate_scale(tr)),
                    positive(low, max(abs(low), abs(high)), "min_j rate", "max_j |rate|"),

@@ -93,14 +93,16 @@ class OrderVerdict:
 def judge(claim: OrderClaim, variable: str, x, Q, group: dict | None = None) -> OrderVerdict:
     """``claim`` judged on points with sweep variable ``x`` and measured quantity ``Q``.
 
-    Points where Q is not a positive number are left out of the fit (counted); for Theta and
+    Points where Q is not a positive number (or was not measured: NaN) are left out of the fit and
+    counted in ``left_out``; for Theta and
     Omega a non-positive Q at the largest x (a sign the statement's size presumes, failed where
     it matters most) makes the claim fail outright."""
     x, Q = np.asarray(x, float), np.asarray(Q, float)
     group = group or {}
     usable = np.isfinite(x) & (x > 0) & ~np.isnan(Q)
+    unmeasured = int(np.sum(~usable))  # NaN: the quantity could not be measured on the point
     x, Q = x[usable], Q[usable]
-    left_out = int(np.sum(~(Q > 0) | ~np.isfinite(Q)))
+    left_out = unmeasured + int(np.sum(~(Q > 0) | ~np.isfinite(Q)))
     e = claim.exponent
     law = f"{claim.quantity} = {claim.relation}({variable}^{e:g}) up to logs"
     allowed = {"Theta": f"|alpha - {e:g}| <= {TOL}", "O": f"alpha <= {e:g} + {TOL}",
