@@ -45,7 +45,7 @@ def test_compression_keeps_every_inner_product(wide):
 def test_width_free_engine_is_the_four_matrix_flow(wide):
     """Spec 7.6: the flow in p = 25 coordinates equals the flow of the 60-wide matrices."""
     params, data = wide
-    opts = dict(rtol=1e-12, atol=1e-14, saves=21, n_test=64, solver="dopri8")
+    opts = dict(rtol=1e-12, atol=1e-14, saves=21, n_test=64)
     ref, got = (flowsim.integrate(params, data, 10.0, engine=e, **opts) for e in ("params", "subspace"))
     o, r = got.observables, ref.observables
     np.testing.assert_allclose(o["loss"], r["loss"], rtol=1e-9)
