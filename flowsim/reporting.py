@@ -234,8 +234,8 @@ def report_points(path: str | Path, grid: Sequence[str], entries, by: Iterable[s
         points.append((plain({k: getattr(run.config, k) for k in grid}), rows, run.result))
     shape = (len(CLAIMS), len(groups))
     holds, applicable, met = np.zeros(shape, int), np.zeros(shape, int), np.zeros((len(ASSUMPTIONS), len(groups)), int)
-    for g, (_, points) in enumerate(groups.values()):
-        for rows, assumptions in points:
+    for g, (_, members) in enumerate(groups.values()):
+        for rows, assumptions in members:
             holds[:, g] += [r.verdict == HOLDS for r in rows]
             applicable[:, g] += [r.verdict in (HOLDS, FAILS) for r in rows]
             met[:, g] += [assumptions[a].met is True for a in ASSUMPTIONS]
