@@ -3,7 +3,8 @@
 A sweep over a grid key x (default ``m``; and seeds) is drawn as four kinds of figure,
 :data:`KINDS`: ``claims``, heat maps of the fraction of seeds on which each claim holds, per
 value of x (one figure for the claims about Phase 1 and one for those about Phase 2 and the end
-of training, each the size of a slide); ``T1``, T1 m against x with a fitted power law;
+of training, each the size of a slide); ``T1``, T1 m against x with a fitted power law
+(:func:`flowsim.claims.scaling.fit_exponent`);
 ``loss``, the final training and test losses against x with Theorem 3.3's 1/m; ``C_ratio``,
 Theorem 3.3's ratio of irrelevant to target coefficients against x.  A numeric x is drawn on a
 log axis (the fits are power laws), any other (``init``, ``solver``) as categories.  Grid keys
@@ -27,6 +28,7 @@ from matplotlib.patches import Patch, Rectangle
 from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 
 from .claims.base import CLAIMS, OrderClaim, plain
+from .claims.scaling import LEVEL, Exponent, fit_exponent
 from .config import ConfigError
 from .plotting import COLORS, FONT, Panel, _finish_axes, _new_figure, _wrap, log_ticks
 from .reporting import SweepReport, report_points, sweep_points
@@ -46,7 +48,6 @@ CLAIMS_COLORMAP = "RdYlBu"
 NOT_APPLICABLE = "0.86"
 #: The configuration keys that the figures' subtitles name when the grid does not vary them.
 SETTING = ("init", "data_mode", "n", "L", "d", "m", "m1", "c0", "t_end")
-LEVEL = 0.95  # of the exponent's confidence interval
 #: Up to this many values, the x axis has a tick at each, named (16, 10^3); more get the decades.
 WIDTH_TICKS = 10
 #: The claims figures that :func:`figures` draws: by file name, a title and which claims.
@@ -55,43 +56,6 @@ CLAIMS_FIGURES = {"claims_phase1": ("about t = 0 and Phase 1",
                                     lambda c: not isinstance(c, OrderClaim) and c.window.close in _PHASE1),
                   "claims_phase2": ("about Phase 2 and the end of training",
                                     lambda c: not isinstance(c, OrderClaim) and c.window.close not in _PHASE1)}
-
-
-@dataclasses.dataclass(frozen=True)
-class PowerLaw:
-    """T1 = prefactor m^-alpha, fitted by least squares of log T1 on log m over ``points``
-    points; [lo, hi] is alpha's two-sided ``level`` confidence interval, from the slope's
-    standard error and Student's t with ``points - 2`` degrees of freedom."""
-
-    alpha: float
-    lo: float
-    hi: float
-    prefactor: float
-    points: int
-    level: float = LEVEL
-
-    def __call__(self, m):
-        return self.prefactor * np.asarray(m, float) ** -self.alpha
-
-    def text(self) -> str:
-        return f"alpha = {self.alpha:.3f}, {self.level:.0%} CI [{self.lo:.3f}, {self.hi:.3f}]"
-
-
-def fit_power_law(m, T, level: float = LEVEL) -> PowerLaw | None:
-    """The power law T ~ m^-alpha through the points with a finite positive T (see
-    :class:`PowerLaw`); ``None`` for fewer than 3 such points or a single width, where the slope
-    or its error is undefined."""
-    from scipy import stats
-
-    m, T = np.asarray(m, float), np.asarray(T, float)
-    keep = np.isfinite(T) & (T > 0)
-    x, y = np.log(m[keep]), np.log(T[keep])
-    if len(x) < 3 or np.ptp(x) == 0:
-        return None
-    fit = stats.linregress(x, y)
-    half = stats.t.ppf(0.5 + level / 2, len(x) - 2) * fit.stderr
-    return PowerLaw(alpha=-fit.slope, lo=-fit.slope - half, hi=-fit.slope + half,
-                    prefactor=math.exp(fit.intercept), points=len(x), level=level)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -124,9 +88,10 @@ class Atlas:
     def skipped(self) -> tuple[str, ...]:
         return self.report.skipped
 
-    def label(self, s: int) -> str:
-        """Series ``s`` as ``m1=64, sigma0=0.1`` (empty for a sweep of widths and seeds alone)."""
-        return ", ".join(f"{k}={v}" for k, v in self.series[s].items())
+    def label(self, s: int, tex: bool = True) -> str:
+        """Series ``s`` as ``m1=64, sigma0=0.1`` (widths by :func:`width_text`: ``m=10^6``; empty
+        for a sweep of widths and seeds alone)."""
+        return ", ".join(f"{k}={width_text(v, tex) if k in ('m', 'm1') else v}" for k, v in self.series[s].items())
 
     def series_of(self, values: dict) -> int:
         """The series of a point or group with grid ``values``."""
@@ -137,13 +102,14 @@ class Atlas:
         return float(self.categories.index(value)) if self.categories else float(value)
 
 
-def read(path: str | Path, x: str | None = None) -> Atlas:
+def read(path: str | Path, x: str | None = None, points: tuple | None = None) -> Atlas:
     """The sweep directory ``path`` read for its figures (:class:`Atlas`) against the grid key
     ``x`` (default ``m`` if the grid has it, else its first key but ``seed``); one-line
     :class:`~flowsim.ConfigError` if ``x`` is not a grid key other than seed or the sweep has no
-    complete point."""
+    complete point.  ``points``: what :func:`flowsim.reporting.sweep_points` read from ``path``
+    already (its points' files are then not read again)."""
     path = Path(path)
-    grid, entries = sweep_points(path)
+    grid, entries = points or sweep_points(path)
     x = x or (WIDTH if WIDTH in grid else next((k for k in grid if k != "seed"), None))
     if x not in grid or x == "seed":
         raise ConfigError(f"{path}: the sweep figures draw against a grid key other than seed; "
@@ -187,7 +153,7 @@ def _finals(run) -> tuple[float, float, float, float]:
 
 #: How the subtitle names each key of :data:`SETTING`.
 _SETTING_TEXT = {"init": "{} init", "data_mode": "{} data", "n": "n = {}", "L": "L = {}", "d": "d = {}",
-                 "m": "m = {}", "m1": "$m_1$ = {}", "c0": "$c_0$ = {:.3g}", "t_end": r"$t_\mathrm{{end}}$ = {:g}"}
+                 "m": "m = {}", "m1": "$m_1$ = {}", "c0": "$c_0$ = {:.3g}", "t_end": r"$t_\mathrm{{end}}$ = {}"}
 
 
 def _setting(configs: Sequence, grid: Sequence[str]) -> str:
@@ -205,7 +171,8 @@ def _setting(configs: Sequence, grid: Sequence[str]) -> str:
             parts.append(f"$m = m_1$ = {width_text(configs[0].m)}" if fixed("m") else "$m_1 = m$")
         elif fixed(k) and not (k == "m" and follows):
             value = getattr(configs[0], k)
-            parts.append(_SETTING_TEXT[k].format(width_text(value) if k in ("m", "m1") else value))
+            whole = k in ("m", "m1") or (k == "t_end" and float(value).is_integer())
+            parts.append(_SETTING_TEXT[k].format(width_text(value) if whole else value))
     return ", ".join(parts)
 
 
@@ -373,25 +340,22 @@ def _claims_figure(atlas: Atlas, which=lambda claim: True, about: str = ""):
         top.spines[:].set_visible(False)
     bar = fig.colorbar(image, ax=ax, pad=0.02, aspect=40, ticks=np.linspace(0, 1, 5))
     # Wrapped: no longer than the bar, 0.23 inch per claim, at about 12 characters to an inch.
-    bar.set_label(_wrap("fraction of seeds on which the claim holds (of those where it applies)",
+    bar.set_label(_wrap("fraction of seeds where the claim holds (of those where it applies)",
                         min(38, int(12 * 0.23 * n_rows))), fontsize=FONT["label"])
     bar.ax.tick_params(labelsize=FONT["ticks"])
-    not_applicable = Patch(facecolor=NOT_APPLICABLE, label="applies on no seed (flowsim report DIR says why)", **hatch)
-    fig.legend(handles=[not_applicable], loc="outside lower center", fontsize=FONT["legend"], frameon=False)
+    if np.isnan(fraction).any():  # the key to the hatched cells, where there are some
+        not_applicable = Patch(facecolor=NOT_APPLICABLE, label="applies on no seed (flowsim report DIR says why)", **hatch)
+        fig.legend(handles=[not_applicable], loc="outside lower center", fontsize=FONT["legend"], frameon=False)
     seeds = "" if uneven else f"{points[0]} seeds per column; "
     _title(fig, atlas, " ".join(filter(None, ("How often the paper's claims", about, f"hold, against {_x_name(atlas)}"))),
            f"{seeds}cell: seeds where the claim holds / seeds where it applies", _assumptions(rep))
     return fig
 
 
-def _T1_fit(atlas: Atlas, mine: np.ndarray) -> PowerLaw | None:
-    """The power law of a series: T1 ~ m^-alpha against the width, else T1 m ~ x^-alpha (no fit
-    against categories)."""
-    if atlas.categories:
-        return None
-    if atlas.x_key == WIDTH:
-        return fit_power_law(atlas.x[mine], atlas.T1[mine])
-    return fit_power_law(atlas.x[mine], atlas.T1[mine] * atlas.m[mine])
+def _T1_fit(atlas: Atlas, mine: np.ndarray) -> Exponent | None:
+    """The power law T1 m ~ x^alpha of a series (Theorem 3.1's T1 = O~(1/m): alpha about 0
+    against the width; no fit against categories)."""
+    return None if atlas.categories else fit_exponent(atlas.x[mine], atlas.T1[mine] * atlas.m[mine])
 
 
 def _T1_figure(atlas: Atlas):
@@ -410,10 +374,9 @@ def _T1_figure(atlas: Atlas):
             unfit.append(atlas.label(s) or "the sweep")
             continue
         grid = np.geomspace(atlas.x[mine].min(), atlas.x[mine].max(), 100)
-        ax.plot(grid, grid * fit(grid) if width else fit(grid), "--", color=_color(s), linewidth=1.4, zorder=4)
+        ax.plot(grid, fit(grid), "--", color=_color(s), linewidth=1.4, zorder=4)
         prefix = f"{atlas.label(s)}: " if len(atlas.series) > 1 else ""
-        law = r"T_1" if width else r"T_1\, m"
-        label = (rf"{prefix}fit ${law} \propto {symbol}^{{-\alpha}}$" + "\n"
+        label = (rf"{prefix}fit $T_1\, m \propto {symbol}^{{\alpha}}$" + "\n"
                  rf"$\alpha$ = {fit.alpha:.3f}, {fit.level:.0%} CI [{fit.lo:.3f}, {fit.hi:.3f}]")
         handles.append(Line2D([], [], linestyle="--", color=_color(s), linewidth=1.4, label=label))
     _finish_axes(ax, Panel(r"$T_1\, m$", "log", ()), logx=not atlas.categories)
@@ -422,8 +385,7 @@ def _T1_figure(atlas: Atlas):
     _legend(ax, handles)
     theory = (r"Theorem 3.1: $T_1 = \tilde O(1/m)$, so $T_1\, m$ grows at most polylogarithmically" if width else
               r"Definition E.2 caps $T_1$ at $C_{T_1} / (\sigma_1^2 m m_1)$")
-    how = (rf"fit: least squares of $\log T_1$ on $\log m$" if width else
-           rf"fit: least squares of $\log T_1 m$ on $\log {symbol}$")
+    how = rf"fit: least squares of $\log T_1 m$ on $\log {symbol}$"
     _title(fig, atlas, rf"End of Phase 1 against {_x_name(atlas)}: $T_1\, m$ ({theory})",
            rf"{how} over all seeds, {LEVEL:.0%} CI from Student's $t_{{n-2}}$ on the slope",
            _left_out(int(np.isnan(atlas.T1).sum()), "never reached $T_1$"),
@@ -505,14 +467,14 @@ def figures(kind: str, atlas: Atlas) -> dict:
 
 def scaling_table(source: str | Path | Atlas) -> str:
     """T1 m per value of x (and series) of a sweep directory (or an :class:`Atlas`) as a Markdown
-    table, then the fitted exponent (T1 ~ m^-alpha against the width, T1 m ~ x^-alpha against
-    another key) with its confidence interval (for the docs)."""
+    table, then the fitted exponent of T1 m ~ x^alpha with its confidence interval
+    (:func:`flowsim.claims.scaling.fit_exponent`; for the docs)."""
     atlas = source if isinstance(source, Atlas) else read(source)
     keys, x = list(atlas.series_keys), atlas.x_key
     rows = [f"| {' | '.join([*keys, x])} | seeds with T1 | T1 m, median | T1 m, interquartile range | T1, median |",
             "|" + "---|" * (len(keys) + 5)]
     fits = []
-    law = "T1 ~ m^-alpha" if x == WIDTH else f"T1 m ~ {x}^-alpha"
+    law = f"T1 m ~ {x}^alpha"
     for s in range(len(atlas.series)):
         mine = atlas.which == s
         for value in np.unique(atlas.x[mine]):
@@ -529,26 +491,29 @@ def scaling_table(source: str | Path | Atlas) -> str:
                 cells += ["-"] * 3
             rows.append(f"| {' | '.join(cells)} |")
         fit = _T1_fit(atlas, mine)
-        where = f"{atlas.label(s)}: " if keys else ""
+        where = f"{atlas.label(s, tex=False)}: " if keys else ""
         fits.append(f"{where}{law} with " + (f"{fit.text()} ({fit.points} points)" if fit else
                                              "no fit (needs 3 points over 2 values of a numeric key)"))
-    how = (f"Fit: least squares of log T1{'' if x == WIDTH else ' m'} on log {x} over every seed that reached T1; "
+    how = (f"Fit: least squares of log T1 m on log {x} over every seed that reached T1; "
            f"the {LEVEL:.0%} CI is the slope's standard error times Student's t quantile with n - 2 degrees of freedom.")
     return "\n".join([*rows, "", *fits, "", how]) + "\n"
 
 
-def plot_sweep(path: str | Path, out_dir: str | Path | None = None, *, kinds: Sequence[str] = KINDS,
+def plot_sweep(path: str | Path | Atlas, out_dir: str | Path | None = None, *, kinds: Sequence[str] = KINDS,
                formats: Sequence[str] = ("png", "pdf"), dpi: int = 150, prefix: str = "",
                x: str | None = None) -> list[Path]:
-    """Draw each of ``kinds`` (default all of :data:`KINDS`) for the sweep directory ``path``
-    against its grid key ``x`` (default: see :func:`read`) and save it as
-    ``out_dir/{prefix}{kind}.{format}`` (default ``out_dir``: ``path/plots``; the claims as
-    ``claims_phase1`` and ``claims_phase2``, see :func:`figures`); with ``T1``, also write
-    :func:`scaling_table` as ``out_dir/{prefix}T1_scaling.md``.  Returns the paths written."""
+    """Draw each of ``kinds`` (default all of :data:`KINDS`) for the sweep directory ``path`` (or
+    an :class:`Atlas` already read, with ``out_dir``) against its grid key ``x`` (default: see
+    :func:`read`) and save it as ``out_dir/{prefix}{kind}.{format}`` (default ``out_dir``:
+    ``path/plots``; the claims as ``claims_phase1`` and ``claims_phase2``, see :func:`figures`);
+    with ``T1``, also write :func:`scaling_table` as ``out_dir/{prefix}T1_scaling.md``.  Returns
+    the paths written."""
     unknown = [k for k in kinds if k not in KINDS]
     if unknown:
         raise ValueError(f"kind must be one of {', '.join(KINDS)}, got {unknown[0]!r}")
-    atlas = read(path, x)
+    if isinstance(path, Atlas) and out_dir is None:
+        raise ValueError("plot_sweep of an Atlas needs out_dir")
+    atlas = path if isinstance(path, Atlas) else read(path, x)
     out = Path(path) / "plots" if out_dir is None else Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written = []

@@ -114,8 +114,8 @@ def _add_plot(commands) -> None:
                     "per curve, a colour bar, and scores as two figures, scores and scores_change).  Given a "
                     "sweep directory (flowsim sweep --out) instead, draw against one of its grid keys (--x; "
                     "default the width m): claims (the fraction of seeds on which each claim holds, as "
-                    "claims_phase1 and claims_phase2), T1 (T1 m with a fitted power law, T1 ~ m^-alpha against "
-                    "m; its table is written as T1_scaling.md and printed), loss (final training and test loss "
+                    "claims_phase1 and claims_phase2), T1 (T1 m with a fitted power law, T1 m ~ x^alpha against "
+                    "the grid key x; its table is written as T1_scaling.md and printed), loss (final training and test loss "
                     "with 1/m) and C_ratio (Theorem 3.3's irrelevant over target coefficients); other grid keys "
                     "but seed make one line per value (docs/sweeps.md).")
     p.add_argument("dirs", nargs="+", metavar="DIR",

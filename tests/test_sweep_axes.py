@@ -6,11 +6,13 @@ import json
 
 import numpy as np
 import pytest
+from scipy import stats
 
 import flowsim
 from figures import check_slide_ready
 from flowsim import atlas, cli
 from flowsim.claims.base import Trajectory
+from flowsim.claims.scaling import fit_exponent
 from flowsim.sweeps import Sweep, sweep
 
 # The `tiny` fixture's sizes, test set and save slots (as tests/test_sweep.py's BASE); theory-unit
@@ -41,7 +43,7 @@ def points(out):
 
 def test_figures_against_the_init_constant(swept):
     """x = c0 with c1 tied to it: a log axis ticked at 1, 2 and 4 in every figure, one series
-    per init, the heat map's cells the hold rates of each (init, c0), T1 m fitted as c0^-alpha."""
+    per init, the heat map's cells the hold rates of each (init, c0), T1 m fitted as c0^alpha."""
     a = atlas.read(swept, "c0")
     assert (a.x_key, a.series_keys, a.categories, a.tied) == ("c0", ("init",), (), True)
     np.testing.assert_allclose(np.unique(a.x), C0)
@@ -56,13 +58,13 @@ def test_figures_against_the_init_constant(swept):
             decided = [v[claim] for v in mine if v[claim] in ("holds", "does not hold")]
             expected = np.mean([v == "holds" for v in decided]) if decided else np.nan
             np.testing.assert_allclose(cells[row, column], expected, err_msg=claim)
-    # T1 m ~ c0^-alpha per series, against numpy's own least squares on each point's T1.
+    # T1 m ~ c0^alpha per series, against numpy's own least squares on each point's T1.
     T1 = atlas.figure("T1", a).axes[0]
     legend = [t.get_text() for t in T1.get_legend().get_texts()]
     for init in ("theory", "theory-unit"):
         x, y = zip(*[(values["c0"], T * 6) for values, T, _, _ in points(swept) if values["init"] == init])
-        alpha = -np.polyfit(np.log(x), np.log(y), 1)[0]
-        assert any(t.startswith(f"init={init}: fit $T_1\\, m \\propto c_0^{{-\\alpha}}$\n$\\alpha$ = {alpha:.3f}")
+        alpha = np.polyfit(np.log(x), np.log(y), 1)[0]
+        assert any(t.startswith(f"init={init}: fit $T_1\\, m \\propto c_0^{{\\alpha}}$\n$\\alpha$ = {alpha:.3f}")
                    for t in legend), legend
     # Theorem 3.3's 1/m is a level when m is not on the axis: here 1/6.
     for ax in atlas.figure("loss", a).axes:
@@ -114,3 +116,28 @@ def test_flowsim_plot_takes_the_x_key(swept, tmp_path, capsys):
         err = capsys.readouterr().err
         assert message in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "bad").exists()
+
+
+def test_fit_exponent_recovers_an_exact_power_law():
+    m = np.geomspace(10, 1e8, 8)
+    fit = fit_exponent(m, 3.0 * m**-0.7)
+    assert fit.alpha == pytest.approx(-0.7, abs=1e-12) and fit.prefactor == pytest.approx(3.0, rel=1e-10)
+    assert fit.lo == pytest.approx(-0.7, abs=1e-9) and fit.hi == pytest.approx(-0.7, abs=1e-9) and fit.points == 8
+    # Not reached (NaN) and non-positive quantities are left out; one x or 2 points give no fit.
+    assert fit_exponent([*m, 50.0, 60.0], [*(3.0 * m**-0.7), np.nan, 0.0]).points == 8
+    assert fit_exponent([10, 10, 10], [1, 2, 3]) is None
+    assert fit_exponent([10, 100], [1, 2]) is None
+
+
+def test_fit_exponent_interval_is_the_t_interval_of_the_slope_and_covers_the_exponent():
+    rng = np.random.default_rng(1)
+    m = np.repeat(np.geomspace(10, 1e6, 6), 8)
+    Q = 3.0 * m**-1.1 * np.exp(0.3 * rng.standard_normal(m.size))
+    fit = fit_exponent(m, Q)
+    # The textbook interval, written out: slope +- t_{n-2} sqrt(SSR / (n - 2) / Sxx).
+    x, y = np.log(m), np.log(Q)
+    slope = np.sum((x - x.mean()) * (y - y.mean())) / np.sum((x - x.mean()) ** 2)
+    residuals = y - y.mean() - slope * (x - x.mean())
+    half = stats.t.ppf(0.975, m.size - 2) * np.sqrt(np.sum(residuals**2) / (m.size - 2) / np.sum((x - x.mean()) ** 2))
+    assert fit.alpha == pytest.approx(slope) and (fit.lo, fit.hi) == pytest.approx((slope - half, slope + half))
+    assert fit.lo < -1.1 < fit.hi and fit.hi - fit.lo < 0.2
