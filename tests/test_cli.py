@@ -358,7 +358,7 @@ def test_integrate_help_states_each_options_real_default():
     assert "sqrt(2/m) for kaiming, c1/sqrt(m1) for the theory inits" in helps["sigma1"]
     d, m, m1, L = 10, 20, 30, 5
     assert flowsim.init_scales("kaiming", d=d, m=m, m1=m1) == (math.sqrt(2 / d), math.sqrt(2 / m))
-    assert flowsim.init_scales("theory", d=d, m=m, m1=m1, L=L) == (1 / math.sqrt(L * m), 1 / math.sqrt(m1))
+    assert flowsim.init_scales("theory-unit", d=d, m=m, m1=m1, L=L) == (1 / math.sqrt(L * m), 1 / math.sqrt(m1))
     assert "n/2, n/6, n/6, n/6" in helps["counts"]
     assert flowsim.RunConfig.preset("paper").merge({"n": 12}).resolved().counts == (6, 2, 2, 2)
 
