@@ -1,6 +1,6 @@
 """T1 against the width m = m1 from 10 to 1e8 under the theory's initialization, against
 Theorem 3.1's T1 = O~(1/m): a resumable sweep (examples/scaling.toml, 64 points), the figure of
-T1 m against m with a least-squares power law T1 ~ m^-alpha and its 95% confidence interval, and
+T1 m against m with a least-squares power law T1 m ~ m^alpha and its 95% confidence interval, and
 the table of T1 m per width.
 
     python examples/scaling.py                          # figures and table in examples/out/scaling

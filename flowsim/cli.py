@@ -112,12 +112,12 @@ def _add_plot(commands) -> None:
                     "of the conserved matrices).  Time is on a log axis; Phase 1 is shaded up to each run's "
                     "T1, drawn dashed.  Up to 4 runs are told apart by line style, more by colour (one panel "
                     "per curve, a colour bar, and scores as two figures, scores and scores_change).  Given a "
-                    "sweep directory (flowsim sweep --out, with m in its grid) instead, draw against the width "
-                    "m: claims (the fraction of seeds on which each claim holds, as claims_phase1 and "
-                    "claims_phase2), T1 (T1 m with a fitted power law T1 ~ m^-alpha; its table is written as "
-                    "T1_scaling.md and printed), loss (final training and test loss with 1/m) and C_ratio "
-                    "(Theorem 3.3's irrelevant over target coefficients, with 1/10); other grid keys but seed "
-                    "make one line per value (docs/sweeps.md).")
+                    "sweep directory (flowsim sweep --out) instead, draw against one of its grid keys (--x; "
+                    "default the width m): claims (the fraction of seeds on which each claim holds, as "
+                    "claims_phase1 and claims_phase2), T1 (T1 m with a fitted power law, T1 m ~ x^alpha against "
+                    "the grid key x; its table is written as T1_scaling.md and printed), loss (final training and test loss "
+                    "with 1/m) and C_ratio (Theorem 3.3's irrelevant over target coefficients); other grid keys "
+                    "but seed make one line per value (docs/sweeps.md).")
     p.add_argument("dirs", nargs="+", metavar="DIR",
                    help="result directories (flowsim integrate --out), any number; or one sweep directory")
     p.add_argument("--out", metavar="DIR", help="where to write the figures (default: DIR/plots of the first DIR)")
@@ -132,6 +132,9 @@ def _add_plot(commands) -> None:
                    metavar="FMT", help="file formats among png, pdf, svg (default: png pdf)")
     p.add_argument("--dpi", type=int, default=150,
                    help=f"resolution of raster formats, an integer in [{DPI_RANGE[0]}, {DPI_RANGE[1]}] (default 150)")
+    p.add_argument("--x", metavar="KEY", help="a sweep directory's grid key on the x axis (default m if the grid has "
+                                              "it, else its first key but seed): e.g. c0, n; numbers on a log axis, "
+                                              "anything else as categories")
     p.set_defaults(handler=plot)
 
 
@@ -251,6 +254,9 @@ def plot(args) -> int:
         return _usage_error(ConfigError(f"--dpi: must be an integer in [{DPI_RANGE[0]}, {DPI_RANGE[1]}], got {args.dpi}"), "flowsim plot")
     if any((Path(d) / INDEX_JSON).exists() for d in args.dirs):
         return _plot_sweep(args)
+    if args.x is not None:
+        return _usage_error(ConfigError("--x: names a grid key of a sweep directory; result directories are drawn "
+                                        "against time"), "flowsim plot")
     if args.labels is not None and len(args.labels) != len(args.dirs):
         return _usage_error(ConfigError(f"--labels: give one label per DIR ({len(args.dirs)}), got {len(args.labels)}"), "flowsim plot")
     wrong = [k for k in args.kinds or () if k not in PLOT_KINDS]
@@ -289,7 +295,8 @@ def _plot_sweep(args) -> int:
 
     out = args.out or f"{sweep_dir}/plots"
     try:
-        written = plot_sweep(sweep_dir, out, kinds=args.kinds or SWEEP_PLOT_KINDS, formats=args.formats, dpi=args.dpi)
+        written = plot_sweep(sweep_dir, out, kinds=args.kinds or SWEEP_PLOT_KINDS, formats=args.formats, dpi=args.dpi,
+                             x=args.x)
     except ConfigError as e:
         return _usage_error(e, "flowsim plot")
     except OSError as e:

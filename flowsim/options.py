@@ -188,7 +188,10 @@ class MarkerOptions(_Options):
     large"); up to that cap the four quantities reach at most 8.3, 45, 0.07 and 0.06 of their
     bounds' units, so the bounds (``R_*``) hold to the cap with a factor of 2 or more to spare and
     T1 is the cap, as Theorem E.26 says.  Whether those constants stay bounded as m grows is
-    what the order claims of Theorem E.26 and E.28 test on a sweep.
+    what the order claims of Theorem E.26 and E.28 test on a sweep.  Theorem 3.2's G1 + G3 < 0 and
+    G2 + G3 < 0 need a later T1 where m c1^4 >~ 1: they set in 14 (m = 10^6) to 49 (m = 10^12)
+    units 1/(sigma1^2 m m1) after t = 0, and hold from T1 on with ``C_T1 = 100``, to whose cap the
+    bounds still hold (docs/reproduction.md, the atlas' second looks).
     """
 
     C_T1: float = 10.0

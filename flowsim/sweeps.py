@@ -43,11 +43,13 @@ class Sweep:
     """A base configuration and a grid ``{field: [values, ...]}``; the points are the Cartesian
     product of the grid's lists, each merged over the base (checked like any configuration).
     ``tie`` maps a field to a grid key whose value it takes at every point (``{"m1": "m"}``:
-    m1 = m, a diagonal rather than a product)."""
+    m1 = m, a diagonal rather than a product), or to a one-entry table ``{key: [values]}`` with
+    one value per value of that grid key (``{"d": {"n": [33, 63]}}`` with ``n = [18, 36]``: d = 33
+    where n = 18, 63 where n = 36), for a field that follows a grid key without equalling it."""
 
     base: RunConfig
     grid: dict[str, tuple]
-    tie: dict[str, str] = dataclasses.field(default_factory=dict)
+    tie: dict[str, str | dict[str, list]] = dataclasses.field(default_factory=dict)
 
     @classmethod
     def from_toml(cls, path, preset: str | None = None) -> Sweep:
@@ -61,6 +63,7 @@ class Sweep:
             seed = [0, 1, 2, 3]
             [tie]
             m1 = "m"    # optional: m1 takes m's value at every point
+            # d = {m = [33, 40, 50]}   # or: one value per value of a grid key
 
         """
         table = read_toml(path, "sweep file")
@@ -79,20 +82,16 @@ class Sweep:
         return cls.make(base, grid, tie, label=lambda k: f"{path}: grid.{k}")
 
     @classmethod
-    def make(cls, base: RunConfig, grid: Mapping[str, Sequence], tie: Mapping[str, str] | None = None,
+    def make(cls, base: RunConfig, grid: Mapping[str, Sequence], tie: Mapping[str, str | Mapping] | None = None,
              label=lambda k: f"grid.{k}") -> Sweep:
         """Check every grid value against ``base`` and every tie (one-line :class:`ConfigError` naming it)."""
         if tie is not None and not isinstance(tie, Mapping):
             raise ConfigError("tie must be a table of field = \"grid key\", e.g. [tie] m1 = \"m\"")
-        tie = dict(tie or {})
-        fields = {f.name for f in dataclasses.fields(RunConfig)}
-        for key, target in tie.items():
-            if key not in fields or key in grid or target not in grid:
-                raise ConfigError(f"tie.{key}: must tie a configuration field outside the grid to a grid key "
-                                  f"({', '.join(grid)}), got {key} = {target!r}")
         for key, values in grid.items():
             if isinstance(values, (str, bytes)) or not isinstance(values, Sequence) or not values:
                 raise ConfigError(f"{label(key)}: must be a non-empty list of values, got {shown(values)}")
+        fields = {f.name for f in dataclasses.fields(RunConfig)}
+        tie = {key: _tie(key, target, grid, fields) for key, target in (tie or {}).items()}
         _check_size(grid, label("").rstrip("."))
         checked = {}
         for key, values in grid.items():
@@ -103,8 +102,10 @@ class Sweep:
                 raise ConfigError(f"{label(key)}: values must be distinct, got {shown(list(values))}")
             checked[key] = tuple(parsed)
         for key, target in tie.items():
-            for value in checked[target]:
-                base.merge({key: value}, label=lambda k: f"tie.{k} (= {target} = {value!r})")
+            copies = isinstance(target, str)
+            for value in checked[target] if copies else next(iter(target.values())):
+                base.merge({key: value}, label=lambda k: f"tie.{k} (= {target} = {value!r})" if copies
+                           else f"tie.{k} (= {value!r})")
         if base.method != "flow":
             raise ConfigError("a sweep integrates the flow: method must be flow")
         return cls(base=base, grid=checked, tie=tie)
@@ -122,11 +123,36 @@ class Sweep:
         out = []
         for combo in itertools.product(*(self.grid[k] for k in keys)):
             values = dict(zip(keys, combo))
-            config = dataclasses.replace(self.base, **values, **{k: values[t] for k, t in self.tie.items()})
+            config = dataclasses.replace(self.base, **values, **{k: self.tied(k, values) for k in self.tie})
             name = "_".join(f"{k}={_fmt(v)}" for k, v in values.items())
             _check(config, name)
             out.append(Point(name=name, config=config, values=values))
         return out
+
+
+    def tied(self, key: str, values: Mapping[str, Any]):
+        """The value of the tied field ``key`` at the point with grid ``values``."""
+        target = self.tie[key]
+        if isinstance(target, str):
+            return values[target]
+        (source, listed), = target.items()
+        return getattr(self.base.merge({key: listed[self.grid[source].index(values[source])]}), key)
+
+
+def _tie(key: str, target, grid: Mapping[str, Sequence], fields) -> str | dict[str, list]:
+    """A tie of ``key`` checked: the grid key it copies, or ``{grid key: [one value per value of it]}``
+    (values as JSON has them, so that a sweep directory's definition reads back equal)."""
+    if key in fields and key not in grid:
+        if isinstance(target, str) and target in grid:
+            return target
+        if isinstance(target, Mapping) and len(target) == 1:
+            (source, listed), = target.items()
+            if (source in grid and isinstance(listed, Sequence) and not isinstance(listed, (str, bytes))
+                    and len(listed) == len(grid[source])):
+                return {source: [_jsonable(v) for v in listed]}
+    raise ConfigError(f"tie.{key}: must tie a configuration field outside the grid to a grid key "
+                      f"({', '.join(grid)}), as {key} = \"KEY\", or to one value per value of a grid key, as "
+                      f"{key} = {{KEY = [...]}}; got {key} = {shown(target)}")
 
 
 def _count(grid: Mapping[str, Sequence]) -> int:

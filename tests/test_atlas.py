@@ -6,12 +6,12 @@ import ast
 
 import numpy as np
 import pytest
-from scipy import stats
 
 import _synthetic as syn
 import flowsim
 from figures import check_slide_ready
 from flowsim import atlas, cli
+from flowsim.claims.scaling import fit_exponent
 from flowsim.observables import DESCRIPTIONS
 
 WIDTHS = (10, 100, 1000)
@@ -60,31 +60,6 @@ def swept(tmp_path_factory):
     return root, atlas.read(root)
 
 
-def test_fit_recovers_an_exact_power_law():
-    m = np.geomspace(10, 1e8, 8)
-    fit = atlas.fit_power_law(m, 3.0 * m**-0.7)
-    assert fit.alpha == pytest.approx(0.7, abs=1e-12) and fit.prefactor == pytest.approx(3.0, rel=1e-10)
-    assert fit.lo == pytest.approx(0.7, abs=1e-9) and fit.hi == pytest.approx(0.7, abs=1e-9) and fit.points == 8
-    # Not reached (NaN) and non-positive T1 are left out; one width or 2 points give no fit.
-    assert atlas.fit_power_law([*m, 50.0, 60.0], [*(3.0 * m**-0.7), np.nan, 0.0]).points == 8
-    assert atlas.fit_power_law([10, 10, 10], [1, 2, 3]) is None
-    assert atlas.fit_power_law([10, 100], [1, 2]) is None
-
-
-def test_fit_interval_is_the_t_interval_of_the_slope_and_covers_the_exponent():
-    rng = np.random.default_rng(1)
-    m = np.repeat(np.geomspace(10, 1e6, 6), 8)
-    T = 3.0 * m**-1.1 * np.exp(0.3 * rng.standard_normal(m.size))
-    fit = atlas.fit_power_law(m, T)
-    # The textbook interval, written out: slope +- t_{n-2} sqrt(SSR / (n - 2) / Sxx).
-    x, y = np.log(m), np.log(T)
-    slope = np.sum((x - x.mean()) * (y - y.mean())) / np.sum((x - x.mean()) ** 2)
-    residuals = y - y.mean() - slope * (x - x.mean())
-    half = stats.t.ppf(0.975, m.size - 2) * np.sqrt(np.sum(residuals**2) / (m.size - 2) / np.sum((x - x.mean()) ** 2))
-    assert fit.alpha == pytest.approx(-slope) and (fit.lo, fit.hi) == pytest.approx((-slope - half, -slope + half))
-    assert fit.lo < 1.1 < fit.hi and fit.hi - fit.lo < 0.2
-
-
 def test_read_takes_each_complete_point(swept):
     root, a = swept
     assert a.series_keys == () and a.series == ({},) and list(a.which) == [0] * 6
@@ -108,6 +83,7 @@ def test_heat_map_cells_are_the_sweep_report_fractions(swept):
     for (c, g), f in np.ndenumerate(rep.fraction):
         assert texts.get((c, g)) == (None if np.isnan(f) else f"{rep.holds[c, g]}/{rep.applicable[c, g]}")
     assert sum(p.get_hatch() == "//" for p in ax.patches) == np.isnan(rep.fraction).sum()
+    assert len(fig.legends) == 1 and np.isnan(rep.fraction).any()  # the key to the hatched cells
     assert [t.get_text() for t in ax.get_yticklabels()] == list(rep.claims)
     assert [t.get_text() for t in ax.get_xticklabels()] == ["$10^{1}$", "$10^{2}$", "$10^{3}$"]
     assert "3 of 9 points not complete, left out" in fig.get_suptitle()
@@ -120,11 +96,11 @@ def test_T1_figure_draws_T1_m_per_seed_the_medians_and_the_fit(swept):
     np.testing.assert_allclose(sorted(map(tuple, seeds)), sorted((m, m * T1_of(m, s)) for m in WIDTHS for s in SEEDS))
     median, fitted = ax.get_lines()[:2]
     np.testing.assert_allclose(median.get_ydata(), [m * np.mean([T1_of(m, s) for s in SEEDS]) for m in WIDTHS])
-    fit = atlas.fit_power_law(a.m, a.T1)
-    assert fit.alpha == pytest.approx(ALPHA) and fit.lo < ALPHA < fit.hi
-    np.testing.assert_allclose(fitted.get_ydata(), fitted.get_xdata() * fit(fitted.get_xdata()))
+    fit = fit_exponent(a.m, a.m * a.T1)  # T1 m ~ m^(1 - ALPHA)
+    assert fit.alpha == pytest.approx(1 - ALPHA) and fit.lo < 1 - ALPHA < fit.hi
+    np.testing.assert_allclose(fitted.get_ydata(), fit(fitted.get_xdata()))
     legend = [t.get_text() for t in ax.get_legend().get_texts()]
-    assert any(rf"$\alpha$ = {ALPHA:.3f}, 95% CI [" in t for t in legend)
+    assert any(rf"$\alpha$ = {1 - ALPHA:.3f}, 95% CI [" in t for t in legend)
     assert ax.get_xscale() == ax.get_yscale() == "log"
 
 
@@ -133,6 +109,8 @@ def test_loss_figure_draws_one_over_m_and_the_ratio_figure_each_point(swept):
     for ax in atlas.figure("loss", a).axes:
         one_over_m = [line for line in ax.get_lines() if line.get_linestyle() == ":"][0]
         np.testing.assert_allclose(one_over_m.get_ydata(), 1 / one_over_m.get_xdata())
+    # Theorem 3.3's gap is an order in n and m (thm33.C_gap, the order table), not a fixed 1/10:
+    # the ratio figure shows each seed's ratio and no threshold line.
     ax = atlas.figure("C_ratio", a).axes[0]
     points = ax.collections[1].get_offsets()  # after the interquartile band
     np.testing.assert_allclose(sorted(map(tuple, points)), sorted(zip(a.m, a.ratio)))
@@ -148,8 +126,8 @@ def test_scaling_table_gives_T1_m_per_width_and_the_exponent(swept):
     row = next(line for line in table.splitlines() if line.startswith("| 10^2 |"))
     cells = [c.strip() for c in row.strip("|").split("|")]
     assert cells[1] == "2/2" and float(cells[2]) == pytest.approx(100 * np.mean([T1_of(100, s) for s in SEEDS]), rel=1e-3)
-    fit = atlas.fit_power_law(a.m, a.T1)
-    assert f"T1 ~ m^-alpha with alpha = {ALPHA:.3f}, 95% CI [{fit.lo:.3f}, {fit.hi:.3f}] (6 points)" in table
+    fit = fit_exponent(a.m, a.m * a.T1)
+    assert f"T1 m ~ m^alpha with alpha = {1 - ALPHA:.3f}, 95% CI [{fit.lo:.3f}, {fit.hi:.3f}] (6 points)" in table
 
 
 def test_other_grid_keys_make_one_series_each(tmp_path):
@@ -180,6 +158,12 @@ def test_every_saved_sweep_figure_is_fit_for_a_slide_with_integer_widths(tmp_pat
     a = atlas.read(make_sweep(tmp_path, {"m": [16, 32, 64], "seed": list(SEEDS)}))
     saved = {name: fig for kind in atlas.KINDS for name, fig in atlas.figures(kind, a).items()}
     assert list(saved) == ["claims_phase1", "claims_phase2", "T1", "loss", "C_ratio"]
+    # A key to the hatched cells where there are some, and only there.
+    for name in ("claims_phase1", "claims_phase2"):
+        cells = np.ma.filled(saved[name].axes[0].images[0].get_array(), np.nan)
+        assert len(saved[name].legends) == int(np.isnan(cells).any()), name
+    one = atlas._claims_figure(a, lambda claim: claim.id == "thm31.G_signs")  # applies wherever T1 is reached
+    assert not np.isnan(np.ma.filled(one.axes[0].images[0].get_array(), np.nan)).any() and not one.legends
     for name, fig in saved.items():
         check_slide_ready(fig)
         for ax in fig.axes:
@@ -210,7 +194,8 @@ def test_flowsim_plot_on_a_sweep_writes_the_figures_and_prints_the_table(swept, 
 
 @pytest.mark.parametrize("case, argv, message", [
     ("not a sweep", [], "is not a flowsim sweep directory (cannot read sweep.json"),
-    ("no m", [], "the sweep figures draw against the width m, which is not a grid key of this sweep"),
+    ("no m", [], "the sweep figures draw against a grid key other than seed; this sweep has none (its grid keys: seed)"),
+    ("sweep", ["--x", "seed"], "the sweep figures draw against a grid key other than seed; 'seed' is not one (its grid keys: m, seed)"),
     ("nothing complete", [], "no complete point to draw (1 points, none complete)"),
     ("sweep", ["--kinds", "scores"], "--kinds: scores is a figure of result directories; a sweep directory draws"),
     ("sweep", ["--linear-time"], "--linear-time: the sweep figures have no time axis"),
@@ -231,3 +216,13 @@ def test_a_bad_sweep_directory_is_one_line_and_exit_2(swept, tmp_path, capsys, c
     err = capsys.readouterr().err
     assert err.startswith("flowsim plot: error: ") and message in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "plots").exists()
+
+
+def test_series_of_widths_are_named_as_powers_of_ten(tmp_path):
+    """A width that makes a series is named 10^k, as on the axes: in the legends, the heat map's
+    block headings and (as plain text) the T1 table."""
+    a = atlas.read(make_sweep(tmp_path, {"m1": [16, 64, 256], "m": [10, 1000], "seed": list(SEEDS)}), x="m1")
+    assert [a.label(s) for s in range(2)] == ["m=$10^{1}$", "m=$10^{3}$"] and a.label(1, tex=False) == "m=10^3"
+    assert "m=10^3: T1 m ~ m1^alpha with alpha = " in atlas.scaling_table(a)
+    top = [ax for ax in atlas.figure("claims", a).axes if ax.get_label() != "<colorbar>"][0].child_axes[0]
+    assert [t.get_text() for t in top.get_xticklabels()] == ["m=$10^{1}$", "m=$10^{3}$"]

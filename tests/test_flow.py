@@ -302,3 +302,26 @@ def test_phase1_end_is_where_definition_e2_is_first_left(tiny, tiny_run):
     at, before = ratios(T1), ratios(T1 * (1 - 1e-4))
     assert np.all(before < 1) and T1 < cap * (1 + 1e-9)
     assert max(at.max(), T1 / cap) == pytest.approx(1.0, abs=1e-6)
+
+
+def test_event_root_finder_locates_a_crossing_known_only_to_a_few_digits():
+    """A marker's condition formed by cancellation (a score change of 1e-9 on scores of 1e4, a
+    difference of two rates of 1e6) carries rounding noise far above 1e-10 at its root; the root
+    finder must stop on the bracket around the time, not wait for |c| < 1e-10 (optimistix's
+    Bisection did, ran out of steps, and the run failed at the marker).  Here c = 1e6 (t - t*)
+    plus noise of 1e-3: the time is located to within noise / slope = 1e-9 of t* = 3e-8."""
+    import optimistix as optx
+
+    from flowsim.events import make_event
+
+    with jax.enable_x64(True):
+        noisy = lambda t, _: 1e6 * (t - 3e-8) + 1e-3 * jnp.sin(1e13 * t)
+        finder = make_event(lambda t, y, args: jnp.zeros(1), 64).root_finder
+        sol = optx.root_find(noisy, finder, y0=jnp.array(1e-7), throw=False,
+                             options=dict(lower=jnp.array(0.0), upper=jnp.array(1e-7)))
+        assert sol.result == optx.RESULTS.successful
+        assert abs(float(sol.value) - 3e-8) <= 1e-9
+        # A clean crossing at 1e-17 (a Kaiming start at m = 10^8) is located to 1e-12 of itself.
+        sol = optx.root_find(lambda t, _: t - 1e-17, finder, y0=jnp.array(1e-15), throw=False,
+                             options=dict(lower=jnp.array(0.0), upper=jnp.array(1e-15)))
+        assert sol.result == optx.RESULTS.successful and abs(float(sol.value) / 1e-17 - 1) <= 1e-11

@@ -132,3 +132,21 @@ def test_width_is_a_number_in_the_configuration(tmp_path, monkeypatch):
     monkeypatch.setenv("FLOWSIM_MEMORY_LIMIT", "1G")
     with pytest.raises(ConfigError, match=r"needs about .* of memory but 1 GB is available; .*subspace"):
         RunConfig.preset("theory").merge({"m": 100_000, "m1": 100_000, "start": "matrices"}).build()
+
+
+def test_rates_ordered_is_located_at_any_width():
+    """T0.5 (rates_ordered, Theorem E.19) at m = m1 = 1e8, where dG/dt is of order 1e6: a root
+    finder that waits for |c| < 1e-10 never stops on a difference of two such rates in float64,
+    and the run failed at T0.5 ("the solver did not converge").  Then: T0.5 is where -dG3/dt first
+    reaches 1.1 max(dG1/dt, dG2/dt), read from differences of the saved G around it (independent
+    of the exact rates)."""
+    data, _, key = RunConfig.preset("theory").build()
+    start = flowsim.init_subspace(jax.random.key(4), d=33, m=10**8, m1=10**8, scheme="theory-unit", L=4)
+    T = flowsim.integrate(start, data, 1e-6, saves=5, test_key=key, n_test=50).events["rates_ordered"]
+    assert T is not None and 1e-8 < T < 1e-7
+    h = 1e-3 * T
+    ts = (0.0, T - 2 * h, T - h, T + h, T + 2 * h)
+    G = flowsim.integrate(start, data, ts[-1], ts=ts, test_key=key, n_test=50).observables["G_special"]
+    dG_before, dG_after = (G[2] - G[1]) / h, (G[4] - G[3]) / h
+    condition = lambda dG: -dG[2] - (1 + flowsim.MarkerOptions().C_rates) * max(dG[0], dG[1])
+    assert condition(dG_before) < 0 < condition(dG_after)

@@ -1,5 +1,7 @@
 """Sweep files: grid expansion, checking, and shape-sharing batches."""
 
+import json
+
 import pytest
 
 from flowsim.config import ConfigError, RunConfig
@@ -53,3 +55,23 @@ def test_tie_makes_a_diagonal_not_a_product(tmp_path):
         path.write_text(f'preset = "theory"\n[grid]\nm = [1e12]\n[tie]\n{tie}\n')
         with pytest.raises(ConfigError, match=message):
             Sweep.from_toml(path)
+
+
+def test_tie_to_one_value_per_grid_value(tmp_path):
+    """[tie] d = {n = [...]}: d follows n without equalling it (theory mode needs d >= 3 + the
+    irrelevant slots, which grow with n); the index records the tie so that a rerun reads it back
+    equal; a list of the wrong length, or a value the data cannot take, is one line."""
+    path = tmp_path / "s.toml"
+    path.write_text('preset = "theory"\n[grid]\nn = [18, 36]\nseed = [0, 1]\n[tie]\nd = {n = [33, 63]}\n')
+    plan = Sweep.from_toml(path)
+    points = plan.points()
+    assert [(p.config.n, p.config.d, p.config.seed) for p in points] == [(18, 33, 0), (18, 33, 1), (36, 63, 0), (36, 63, 1)]
+    assert [p.values for p in points][2] == {"n": 36, "seed": 0}  # the tied field is not a grid value
+    assert json.loads(json.dumps(plan.tie)) == plan.tie == {"d": {"n": [33, 63]}}
+    for tie, message in (("d = {n = [33]}", "tie.d: must tie"), ("d = {m = [33, 63]}", "tie.d: must tie"),
+                         ("d = {n = [33, 63], seed = [1, 2]}", "tie.d: must tie"),
+                         ('d = {n = [33, "x"]}', r"tie.d \(= 'x'\): must be an integer"),
+                         ("d = {n = [33, 40]}", "grid point n=36_seed=0: theory mode .* needs d >= 63")):
+        path.write_text(f'preset = "theory"\n[grid]\nn = [18, 36]\nseed = [0, 1]\n[tie]\n{tie}\n')
+        with pytest.raises(ConfigError, match=message):
+            Sweep.from_toml(path).points()

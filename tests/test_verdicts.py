@@ -180,10 +180,10 @@ def T1_is_cap(r: Run):
 
 
 def lemma43(r: Run):
-    """On [T0.5, T1] both rate inequalities with C = C_rates, and dG1/dt, dG2/dt > 0."""
+    """On [T0.5, T1] both rate inequalities with one constant C > 0 (Theorem E.19: there is such a
+    C; the marker's C_rates only places T0.5), and dG1/dt, dG2/dt > 0: the largest such C."""
     saves = r.saves("rates_ordered", "phase1_end")
-    C = r.C.C_rates
-    return (np.min(rates_C(r.o["G_rate"][saves])) - C) / C, False
+    return np.min(rates_C(r.o["G_rate"][saves])), True
 
 
 def T_prime(r: Run):
@@ -433,10 +433,14 @@ def test_verdict_and_margin_recomputed_from_the_statement(claim, real):
 
 def test_each_single_run_claim_holds_on_a_real_trajectory_and_fails_on_another(real):
     verdicts = {claim: {run["rows"][claim].verdict for run in real.values()} for claim in SINGLE}
-    assert [claim for claim, v in verdicts.items() if not {HOLDS, FAILS} <= v] == []
+    # Theorem E.19's two inequalities with some C > 0 held on every real trajectory tried (the
+    # theory preset at c0 = c1 = 0.036, 0.3 and 1, C_T1 up to 600 so that [T0.5, T1] reaches far
+    # into Phase 2; the tiny Kaiming run never orders its rates): its failing side is the synthetic
+    # trajectories' (tests/test_reporting.py), its margin is recomputed here on the real ones.
+    assert [claim for claim, v in verdicts.items() if not {HOLDS, FAILS} <= v] == ["lem43.rates"]
     # Every way a claim can be undecided occurs too: T0.5 never reached by the tiny run, and
     # the stopped run's Phase 2 and end.
-    assert {run["rows"]["lem43.rates"].verdict for run in real.values()} == {NA, FAILS, HOLDS, NOT_REACHED}
+    assert {run["rows"]["lem43.rates"].verdict for run in real.values()} == {NA, HOLDS, NOT_REACHED}
     stopped = real["tiny stopped"]["rows"]
     assert stopped["thm33.C_signs"].verdict == NOT_REACHED
     # Every claim on Phase 2, (T1, t_end], says what (T1, 0.44] shows (Fig. 1(b)'s (T_correct, 0.44] has 1 save).

@@ -231,17 +231,19 @@ def _rates_C(dG: np.ndarray) -> np.ndarray:
         return np.where(ok, np.minimum(x / lower - 1, 1 - x / total), -np.inf)
 
 
-@claim("lem43.rates", "on [T0.5, T1], (1+C) max(dG1/dt, dG2/dt) <= -dG3/dt <= (1-C)(dG1/dt + dG2/dt), "
-       "with dG1/dt, dG2/dt > 0", "Lemma 4.3 = E.19", LEMMA43)
+@claim("lem43.rates", "on [T0.5, T1], (1+C) max(dG1/dt, dG2/dt) <= -dG3/dt <= (1-C)(dG1/dt + dG2/dt) for a "
+       "constant 0 < C < 1, with dG1/dt, dG2/dt > 0", "Lemma 4.3 = E.19", LEMMA43)
 def _lemma43(tr, saves):
-    """Both inequalities with the constant C = C_rates of the T0.5 marker (rates_ordered is the
-    first time the left one holds with it), at every save of [T0.5, T1], from the exact rates."""
-    C = tr.result.options.markers.C_rates
+    """The largest C for which both inequalities hold at every save of [T0.5, T1] (exact rates)
+    is positive.  Theorem E.19 says there exist T0.5 and a constant C: the marker's C_rates only
+    places T0.5 (the first time the left inequality holds with it), and holding C_rates itself
+    all the way to T1 is a stronger statement (in the theory regime the largest C drifts from
+    C_rates down to 0.06-0.1 through Phase 1, at every width)."""
     largest = _rates_C(tr["G_rate"][saves])
     worst = float(largest.min())
     return Outcome(dict(T0_5=tr.when("rates_ordered"), T1=tr.T1, saves=len(saves), largest_C=worst),
-                   Margin((worst - C) / C, f"(largest C - {C:g}) / {C:g}"),
-                   f"both inequalities with C = {C:g} at every save of {LEMMA43.span(tr)} (exact rates)")
+                   Margin(worst, "largest C", strict=True),
+                   f"both inequalities at every save of {LEMMA43.span(tr)} with one C > 0 (exact rates)")
 
 
 _order("lem43.rate_size", "on [T0.5, T1] dG1/dt, dG2/dt >= Omega((sigma0^2 + sigma1^2) m m1)", "Lemma 4.3 = E.19",
