@@ -496,6 +496,19 @@ def test_judge_compares_the_fitted_exponent_with_the_theorys(relation, exponent,
     assert v.margin == pytest.approx(margin, abs=1e-10) and scaling.TOL == 0.2
 
 
+@pytest.mark.parametrize("relation, alpha, verdict, margin", [
+    # Toward F -> 0 (Condition 1 takes F small) an upper bound fails when Q grows as F shrinks.
+    ("O", 0.35, rp.HOLDS, (0.35 + 0.2) / 0.2), ("O", -0.5, rp.FAILS, (-0.5 + 0.2) / 0.2),
+    ("Omega", -0.35, rp.HOLDS, (0.2 + 0.35) / 0.2), ("Omega", 0.5, rp.FAILS, (0.2 - 0.5) / 0.2),
+    ("Theta", 0.1, rp.HOLDS, 0.5),
+])
+def test_judge_in_F_looks_toward_small_F(relation, alpha, verdict, margin):
+    F = np.array([1e-4, 1e-3, 1e-2, 1e-1])
+    v = scaling.judge(_law(relation, 0.0), "F", F, 3.0 * F**alpha)
+    assert (v.verdict, v.fit.alpha) == (verdict, pytest.approx(alpha, abs=1e-12))
+    assert v.margin == pytest.approx(margin, abs=1e-10) and "as F -> 0" in v.criterion
+
+
 def test_judge_on_points_it_cannot_fit():
     m = np.array([16.0, 64.0, 256.0, 1024.0])
     Q = np.array([1.0, 1.0, 1.0, -1.0])  # not positive at the largest m

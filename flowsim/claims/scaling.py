@@ -28,6 +28,10 @@ TOL = 0.2  # log factors: an exponent within this of the theory's is consistent 
 #: The sweep variables an order statement can be about, and the grid keys that move each: F is the
 #: measured initial output max_i |F(X_i)|, moved by the initialization's scale.
 VARIABLES = {"m": ("m",), "n": ("n",), "F": ("c0", "c1", "sigma0", "sigma1", "init", "delta")}
+#: The sweep variables whose limit of interest is 0 rather than infinity: the theorems take F small
+#: (Condition 1: F <= 0.01), so an O bound in F fails when the quantity grows as F shrinks (a
+#: negative exponent), not when it grows with F, and Omega the other way round.
+TOWARD_ZERO = ("F",)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -104,19 +108,24 @@ def judge(claim: OrderClaim, variable: str, x, Q, group: dict | None = None) -> 
     x, Q = x[usable], Q[usable]
     left_out = unmeasured + int(np.sum(~(Q > 0) | ~np.isfinite(Q)))
     e = claim.exponent
-    law = f"{claim.quantity} = {claim.relation}({variable}^{e:g}) up to logs"
+    small = variable in TOWARD_ZERO
+    limit = f"as {variable} -> 0" if small else f"as {variable} grows"
+    law = f"{claim.quantity} = {claim.relation}({variable}^{e:g}) up to logs, {limit}"
+    # Toward 0 a bound from above allows a larger exponent, not a smaller one.
+    bound = {"O": "Omega", "Omega": "O"}.get(claim.relation, claim.relation) if small else claim.relation
     allowed = {"Theta": f"|alpha - {e:g}| <= {TOL}", "O": f"alpha <= {e:g} + {TOL}",
-               "Omega": f"alpha >= {e:g} - {TOL}"}[claim.relation]
+               "Omega": f"alpha >= {e:g} - {TOL}"}[bound]
     head = dict(id=claim.id, variable=variable, group=group, left_out=left_out)
-    if claim.relation != "O" and x.size and np.any(~(Q[x == x.max()] > 0)):
+    edge = x.min() if small else x.max()
+    if claim.relation != "O" and x.size and np.any(~(Q[x == edge] > 0)):
         return OrderVerdict(**head, fit=fit_exponent(x, Q), verdict=FAILS, margin=-math.inf,
-                            criterion=f"{law}: the quantity is not positive at the largest {variable} = {x.max():g}")
+                            criterion=f"{law}: the quantity is not positive at the {'smallest' if small else 'largest'} "
+                                      f"{variable} = {edge:g}")
     fit = fit_exponent(x, Q)
     if fit is None:
         return OrderVerdict(**head, fit=None, verdict=NA, margin=math.nan,
                             criterion=f"{law}: needs 3 points with Q > 0 over 2 values of {variable}")
-    margin = {"Theta": TOL - abs(fit.alpha - e), "O": e + TOL - fit.alpha, "Omega": fit.alpha - (e - TOL)}[
-        claim.relation] / TOL
+    margin = {"Theta": TOL - abs(fit.alpha - e), "O": e + TOL - fit.alpha, "Omega": fit.alpha - (e - TOL)}[bound] / TOL
     return OrderVerdict(**head, fit=fit, verdict=HOLDS if margin >= 0 else FAILS, margin=margin,
                         criterion=f"{law}: fitted {fit.text()} over {fit.points} points; allowed {allowed}")
 
