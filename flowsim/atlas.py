@@ -26,12 +26,14 @@ from matplotlib.patches import Patch, Rectangle
 from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 
 from .claims.base import CLAIMS, OrderClaim, plain
-from .config import ConfigError
+from .errors import UsageError
+from .names import DEFAULT_FORMATS, DPI, SWEEP_PLOT_KINDS
 from .plotting import COLORS, FONT, Panel, _finish_axes, _new_figure, _wrap, log_ticks
-from .reporting import SweepReport, report_points, sweep_points
+from .reporting import SweepReport, sweep_report
+from .sweepdir import SweepDir
 
 WIDTH = "m"  # the grid key on the x axis
-KINDS = ("claims", "T1", "loss", "C_ratio")
+KINDS = SWEEP_PLOT_KINDS
 TABLE = "T1_scaling.md"
 #: Red where a claim holds on no seed, yellow on half of them, blue on all: the two ends differ in
 #: hue and in lightness, and the middle is light, unlike the grey of "not applicable".
@@ -123,15 +125,16 @@ class Atlas:
 
 def read(path: str | Path) -> Atlas:
     """The sweep directory ``path`` read for its figures (:class:`Atlas`); one-line
-    :class:`~flowsim.ConfigError` if it is not a sweep of ``m`` or has no complete point."""
+    :class:`~flowsim.errors.UsageError` if it is not a sweep of ``m`` or has no complete point."""
     path = Path(path)
-    grid, entries = sweep_points(path)
+    sweep = SweepDir.read(path)
+    grid, entries = sweep.grid, sweep.points
     if WIDTH not in grid:
-        raise ConfigError(f"{path}: the sweep figures draw against the width m, which is not a grid key of this "
+        raise UsageError(f"{path}: the sweep figures draw against the width m, which is not a grid key of this "
                           f"sweep (its grid keys: {', '.join(grid)})")
     runs = [run for _, _, run in entries if run is not None]
     if not runs:
-        raise ConfigError(f"{path}: no complete point to draw ({len(entries)} points, none complete)")
+        raise UsageError(f"{path}: no complete point to draw ({len(entries)} points, none complete)")
     keys = tuple(k for k in grid if k not in (WIDTH, "seed"))
     series: dict[str, dict] = {}  # by JSON of the values, in the order of first appearance (the grid's)
     which, numbers = [], []
@@ -146,7 +149,7 @@ def read(path: str | Path) -> Atlas:
     tied = all(c.m1 == c.m for c in configs)
     return Atlas(series_keys=keys, series=tuple(series.values()), which=np.array(which),
                  m=np.array([c.m for c in configs], float), T1=T1, loss=loss, test_loss=test_loss, ratio=ratio,
-                 report=report_points(path, grid, entries), setting=_setting(configs[0], grid, tied), tied=tied)
+                 report=sweep_report(sweep), setting=_setting(configs[0], grid, tied), tied=tied)
 
 
 def _finals(run) -> tuple[float, float, float, float]:
@@ -453,7 +456,7 @@ def scaling_table(source: str | Path | Atlas) -> str:
 
 
 def plot_sweep(path: str | Path, out_dir: str | Path | None = None, *, kinds: Sequence[str] = KINDS,
-               formats: Sequence[str] = ("png", "pdf"), dpi: int = 150, prefix: str = "") -> list[Path]:
+               formats: Sequence[str] = DEFAULT_FORMATS, dpi: int = DPI, prefix: str = "") -> list[Path]:
     """Draw each of ``kinds`` (default all of :data:`KINDS`) for the sweep directory ``path`` and
     save it as ``out_dir/{prefix}{kind}.{format}`` (default ``out_dir``: ``path/plots``; the claims
     as ``claims_phase1`` and ``claims_phase2``, see :func:`figures`); with
