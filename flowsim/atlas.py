@@ -27,7 +27,7 @@ from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 
 from .claims.base import CLAIMS, OrderClaim, plain
 from .errors import UsageError
-from .names import DEFAULT_FORMATS, DPI, SWEEP_PLOT_KINDS
+from .names import DEFAULT_FORMATS, DPI, SWEEP_PLOT_KINDS, table
 from .plotting import COLORS, FONT, Panel, _finish_axes, _new_figure, _wrap, log_ticks
 from .reporting import SweepReport, sweep_report
 from .sweepdir import SweepDir
@@ -403,7 +403,9 @@ def _ratio_figure(atlas: Atlas):
     return fig
 
 
-_FIGURES = {"claims": _claims_figure, "T1": _T1_figure, "loss": _loss_figure, "C_ratio": _ratio_figure}
+#: The figure of each kind, one per name of :data:`KINDS`.
+_FIGURES = table(KINDS, {"claims": _claims_figure, "T1": _T1_figure, "loss": _loss_figure, "C_ratio": _ratio_figure},
+                 "flowsim.atlas figures")
 
 
 def figure(kind: str, atlas: Atlas):
