@@ -15,10 +15,10 @@ import numpy as np
 
 from . import lock
 from .config import RunConfig, read_toml
-from .errors import UsageError, as_usage
+from .errors import FlowFailure, UsageError, as_usage
 from .messages import failure, shown
 from .names import DEFAULT_PRESET, PRESETS
-from .sweepdir import FAILURE, INDEX_JSON, INDEX_NPZ, POINTS, failure_note, read_index, read_point
+from .sweepdir import FAILURE, INDEX_JSON, INDEX_NPZ, POINTS, failure_note, is_sweep, read_index, read_point
 
 #: Fields that change only the values of the arrays, not their shapes or the compiled solve: points
 #: that differ only in these are integrated together as one batch.
@@ -267,7 +267,7 @@ def _solve_group(out: Path, todo: Sequence[Point], devices, progress: bool) -> S
     import jax
 
     from .data import sample_test_set
-    from .flow import FlowFailure, integrate, integrate_batch
+    from .flow import integrate, integrate_batch
 
     started = time.perf_counter()
     config = todo[0].config.resolved()
@@ -321,7 +321,7 @@ def _check_sweep_out(out: Path, definition: dict, force: bool) -> None:
 
     if not out.is_dir() or not holds_files(out) or force:
         return
-    if not (out / INDEX_JSON).exists():
+    if not is_sweep(out):
         raise UsageError(f"sweep directory {str(out)!r} holds something else; choose another or use --force")
     previous = read_index(out).get("definition")
     if previous != definition:
