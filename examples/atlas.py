@@ -43,8 +43,8 @@ from flowsim.atlas import plot_sweep, read, scaling_table
 from flowsim.claims import RunContext, assess, check_claims
 from flowsim.claims.base import HOLDS, FAILS, OrderClaim
 from flowsim.claims.scaling import judge
-from flowsim.reporting import format_order_table, sweep_points
-from flowsim.sweeps import read_index
+from flowsim.reporting import format_order_table
+from flowsim.sweepdir import SweepDir, read_index
 
 HERE = Path(__file__).resolve().parent
 SEEDS = list(range(8))
@@ -93,19 +93,19 @@ def run(plan: flowsim.Sweep, out: Path, x: str | None = None):
     """Integrate ``plan`` into ``out`` (what is complete is skipped), draw its figures, and return
     its atlas and its complete points, each read once."""
     flowsim.sweep(plan, out, progress=True)
-    grid, entries = sweep_points(out)
+    sweep = SweepDir.read(out)
     # The grid values as the plan set them (a run's config holds c0 as it came out of sigma0:
     # 0.9999999999999999 for 1.0 at some widths).
     values = {point["name"]: point["values"] for point in read_index(out)["points"]}
     points = []
-    for name, _, r in entries:
+    for name, _, r in sweep.points:
         if r is None:
             continue
         context = RunContext.from_config(r.config)
         points.append(Point(values[name], r.config, r.result,
                             {row.id: row for row in check_claims(r.result, context)},
                             all(a.met for a in assess(r.result, context).values())))
-    atlas = read(out, x, points=(grid, entries))
+    atlas = read(out, x, points=sweep)
     plot_sweep(atlas, out / "plots", formats=["png"])
     return atlas, points
 

@@ -13,14 +13,15 @@ __version__ = "0.1.0"
 # Public names and the submodule that defines each.  They are imported on first use (PEP 562)
 # so that ``import flowsim.cli`` (and ``flowsim --help``) does not pay for importing JAX.
 _EXPORTS = {
-    "config": ("ConfigError", "PRESETS", "RunConfig"),
+    "errors": ("ConfigError", "DamagedResult", "DirectoryInUse", "FlowFailure", "FlowsimError", "ResourceError",
+               "UsageError"),
+    "config": ("PRESETS", "RunConfig"),
     "results": ("Run", "load"),
     "runner": ("RunInterrupted", "resume", "run"),
     "data": ("Dataset", "make_dataset", "make_embedding", "sample_test_set"),
     "events": ("EVENT_NAMES",),
     "cache": ("CacheWarning", "enable_compilation_cache"),
-    "flow": ("FlowFailure", "FlowResult", "integrate", "integrate_batch", "plan"),
-    "resources": ("ResourceError",),
+    "flow": ("FlowResult", "integrate", "integrate_batch", "plan"),
     "options": ("DescentOptions", "FlowOptions", "MarkerOptions", "SaveOptions", "SolverOptions", "save_times"),
     "gd": ("gradient_descent",),
     "plotting": ("plot",),

@@ -198,7 +198,7 @@ def _read(path: Path, key: str):
         data = files.read_bytes(path, "exported program", MAX_PROGRAM_BYTES)
     except FileNotFoundError:
         return None
-    except (OSError, ValueError) as e:  # ConfigError (not a regular file, too large) among them
+    except (OSError, ValueError) as e:  # UsageError (not a regular file, too large) among them
         return _skip(path, getattr(e, "strerror", None) or str(e))
     head, digest, payload = _split(data)
     if head != MAGIC + key.encode() or digest != hashlib.sha256(payload).hexdigest().encode():

@@ -29,9 +29,11 @@ from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 
 from .claims.base import CLAIMS, OrderClaim, plain
 from .claims.scaling import LEVEL, Exponent, fit_exponent
-from .config import ConfigError
+from .errors import UsageError
+from .names import DEFAULT_FORMATS, DPI, SWEEP_PLOT_KINDS, table
 from .plotting import COLORS, FONT, Panel, _finish_axes, _new_figure, _wrap, log_ticks
-from .reporting import SweepReport, report_points, sweep_points
+from .reporting import SweepReport, sweep_report
+from .sweepdir import SweepDir
 
 WIDTH = "m"  # the grid key on the x axis unless another is asked for
 #: How the x axis names a grid key: its label, the field that may equal it at every point, and
@@ -40,7 +42,7 @@ AXES = {"m": ("attention width $m$", "m1", "width $m = m_1$"),
         "c0": ("init constant $c_0$", "c1", "init constants $c_0 = c_1$"),
         "n": ("training samples $n$", None, ""), "L": ("sequence length $L$", None, ""),
         "m1": ("MLP width $m_1$", None, ""), "init": ("initialization", None, "")}
-KINDS = ("claims", "T1", "loss", "C_ratio")
+KINDS = SWEEP_PLOT_KINDS
 TABLE = "T1_scaling.md"
 #: Red where a claim holds on no seed, yellow on half of them, blue on all: the two ends differ in
 #: hue and in lightness, and the middle is light, unlike the grey of "not applicable".
@@ -102,21 +104,22 @@ class Atlas:
         return float(self.categories.index(value)) if self.categories else float(value)
 
 
-def read(path: str | Path, x: str | None = None, points: tuple | None = None) -> Atlas:
+def read(path: str | Path, x: str | None = None, points: SweepDir | None = None) -> Atlas:
     """The sweep directory ``path`` read for its figures (:class:`Atlas`) against the grid key
     ``x`` (default ``m`` if the grid has it, else its first key but ``seed``); one-line
-    :class:`~flowsim.ConfigError` if ``x`` is not a grid key other than seed or the sweep has no
-    complete point.  ``points``: what :func:`flowsim.reporting.sweep_points` read from ``path``
-    already (its points' files are then not read again)."""
+    :class:`~flowsim.errors.UsageError` if ``x`` is not a grid key other than seed or the sweep
+    has no complete point.  ``points``: the sweep directory already read
+    (:meth:`flowsim.sweepdir.SweepDir.read`; its points' files are then not read again)."""
     path = Path(path)
-    grid, entries = points or sweep_points(path)
+    sweep = points if points is not None else SweepDir.read(path)
+    grid, entries = sweep.grid, sweep.points
     x = x or (WIDTH if WIDTH in grid else next((k for k in grid if k != "seed"), None))
     if x not in grid or x == "seed":
-        raise ConfigError(f"{path}: the sweep figures draw against a grid key other than seed; "
+        raise UsageError(f"{path}: the sweep figures draw against a grid key other than seed; "
                           + (f"{x!r} is not one" if x else "this sweep has none") + f" (its grid keys: {', '.join(grid)})")
     runs = [run for _, _, run in entries if run is not None]
     if not runs:
-        raise ConfigError(f"{path}: no complete point to draw ({len(entries)} points, none complete)")
+        raise UsageError(f"{path}: no complete point to draw ({len(entries)} points, none complete)")
     keys = tuple(k for k in grid if k not in (x, "seed"))
     series: dict[str, dict] = {}  # by JSON of the values, in the order of first appearance (the grid's)
     which, numbers = [], []
@@ -137,7 +140,7 @@ def read(path: str | Path, x: str | None = None, points: tuple | None = None) ->
                  x=np.array([float(v) if numeric else categories.index(v) for v in values], float),
                  series_keys=keys, series=tuple(series.values()), which=np.array(which),
                  m=np.array([c.m for c in configs], float), T1=T1, loss=loss, test_loss=test_loss, ratio=ratio,
-                 report=report_points(path, grid, entries), setting=_setting(configs, grid), tied=tied)
+                 report=sweep_report(sweep), setting=_setting(configs, grid), tied=tied)
 
 
 def _finals(run) -> tuple[float, float, float, float]:
@@ -442,7 +445,9 @@ def _ratio_figure(atlas: Atlas):
     return fig
 
 
-_FIGURES = {"claims": _claims_figure, "T1": _T1_figure, "loss": _loss_figure, "C_ratio": _ratio_figure}
+#: The figure of each kind, one per name of :data:`KINDS`.
+_FIGURES = table(KINDS, {"claims": _claims_figure, "T1": _T1_figure, "loss": _loss_figure, "C_ratio": _ratio_figure},
+                 "flowsim.atlas figures")
 
 
 def figure(kind: str, atlas: Atlas):
@@ -500,7 +505,7 @@ def scaling_table(source: str | Path | Atlas) -> str:
 
 
 def plot_sweep(path: str | Path | Atlas, out_dir: str | Path | None = None, *, kinds: Sequence[str] = KINDS,
-               formats: Sequence[str] = ("png", "pdf"), dpi: int = 150, prefix: str = "",
+               formats: Sequence[str] = DEFAULT_FORMATS, dpi: int = DPI, prefix: str = "",
                x: str | None = None) -> list[Path]:
     """Draw each of ``kinds`` (default all of :data:`KINDS`) for the sweep directory ``path`` (or
     an :class:`Atlas` already read, with ``out_dir``) against its grid key ``x`` (default: see

@@ -19,7 +19,11 @@ from jax.flatten_util import ravel_pytree
 from . import config as run_config
 from . import model
 from .cache import enable_compilation_cache
-from .config import ConfigError, RunConfig
+from .cli import exit_status
+from .config import RunConfig
+from .errors import UsageError
+from .names import DEFAULT_PRESET, ENGINE_CHOICES
+from .options import DescentOptions
 from .engines import Sizes, engine_costs
 from .flow import integrate, integrate_batch
 from .init import init_params
@@ -56,8 +60,8 @@ def _four_matrix_loss(data):
     return loss
 
 
-def bench(preset: str = "paper", *, t_end: float | None = None, rtol: float = 1e-6, atol: float = 1e-8,
-          engine: str | None = None, lr: float = 0.01, seed: int = 0, repeats: int = 3, batch: int = 16,
+def bench(preset: str = DEFAULT_PRESET, *, t_end: float | None = None, rtol: float = 1e-6, atol: float = 1e-8,
+          engine: str | None = None, lr: float = DescentOptions.lr, seed: int = 0, repeats: int = 3, batch: int = 16,
           methods=DEFAULT_METHODS, printer=print, **sizes) -> dict:
     """Time flowsim (its first call, with compilation, and the best of ``repeats`` later calls)
     and the baselines below on one configuration, in one process, in float64 unless said
@@ -78,7 +82,7 @@ def bench(preset: str = "paper", *, t_end: float | None = None, rtol: float = 1e
 
     The problem is the run preset's (:data:`PRESETS`) with ``sizes`` (``n``, ``L``, ``d``, ``m``,
     ``m1``) and ``seed`` over it, drawn as ``flowsim integrate`` draws it
-    (:meth:`flowsim.RunConfig.build`); :class:`~flowsim.ConfigError` for sizes the data cannot
+    (:meth:`flowsim.RunConfig.build`); :class:`~flowsim.errors.UsageError` for sizes the data cannot
     satisfy.  ``engine=None`` takes the cheapest engine for the sizes by
     :func:`flowsim.engines.engine_costs`, the Gram system included (``gram`` for the paper
     preset, ``reduced`` for theory-large).
@@ -88,7 +92,7 @@ def bench(preset: str = "paper", *, t_end: float | None = None, rtol: float = 1e
     Timings only: nothing here fails because a machine is slow.
     """
     if preset not in PRESETS:
-        raise ConfigError(f"--preset: must be one of {', '.join(PRESETS)}, got {preset!r}")
+        raise UsageError(f"--preset: must be one of {', '.join(PRESETS)}, got {preset!r}")
     overrides = {**sizes, "seed": seed, **({} if t_end is None else {"t_end": t_end})}
     config = PRESETS[preset].merge(overrides, label=lambda k: f"--{k.replace('_', '-')}")
     t_end = config.t_end
@@ -262,7 +266,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="methods: flowsim (integrate, 2 saves), saves (integrate, 201 saves), plain (a plain diffrax "
                "Tsit5 solve), gd (jitted gradient descent), scipy (solve_ivp RK45), torch (PyTorch gradient "
                "descent, float32), batch (integrate_batch over --batch initializations).  See docs/performance.md.")
-    p.add_argument("--preset", choices=[*PRESETS, "width"], default="paper",
+    p.add_argument("--preset", choices=[*PRESETS, "width"], default=DEFAULT_PRESET,
                    help="the problem: paper and theory are flowsim integrate's presets of the same names (the same "
                         "problem for the same --seed); theory-large is theory-mode data and init at n=120, L=8, "
                         "d=963, m=m1=1024, flow time 1e4 (minutes, about 1 GB); width times the theory preset at "
@@ -277,10 +281,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="relative tolerance of the flowsim, plain and scipy solves (default 1e-6)")
     p.add_argument("--atol", type=float, default=1e-8,
                    help="absolute tolerance of the flowsim, plain and scipy solves (default 1e-8)")
-    p.add_argument("--engine", choices=run_config.ENGINES, default=None,
+    p.add_argument("--engine", choices=ENGINE_CHOICES, default=None,
                    help="flowsim engine (default: the cheapest for the sizes by flowsim.engines.engine_costs, "
                         "the Gram system included)")
-    p.add_argument("--lr", type=float, default=0.01, help="learning rate of the gd and torch rows (default 0.01)")
+    p.add_argument("--lr", type=float, default=DescentOptions.lr,
+                   help=f"learning rate of the gd and torch rows (default {DescentOptions.lr:g})")
     p.add_argument("--seed", type=int, default=0,
                    help="seed of the data and the initialization, as flowsim integrate --seed (default 0)")
     p.add_argument("--repeats", type=int, default=3,
@@ -314,8 +319,8 @@ def main(argv=None) -> int:
         out = bench(ns.preset, t_end=ns.t_end, rtol=ns.rtol, atol=ns.atol, engine=ns.engine, lr=ns.lr,
                     seed=ns.seed, repeats=ns.repeats, batch=ns.batch, methods=methods,
                     printer=(lambda s: print(s, file=sys.stderr)) if to_stdout else print, **sizes)
-    except ConfigError as e:
-        p.exit(2, f"flowsim bench: error: {' '.join(str(e).split())}\n")
+    except UsageError as e:
+        p.exit(exit_status(e), f"flowsim bench: error: {' '.join(str(e).split())}\n")
     _write_json(out, ns.json)
     return 0
 

@@ -12,12 +12,42 @@ import warnings
 from pathlib import Path
 
 from . import __version__
-from .config import PRESETS, ConfigError, RunConfig
+from .config import PRESETS, RunConfig
+from .errors import DamagedResult, DirectoryInUse, FlowFailure, ResourceError, UsageError
+from .names import DEFAULT_FORMATS, DEFAULT_PRESET, DPI, DPI_RANGE, FORMATS, PLOT_KINDS, SWEEP_PLOT_KINDS
+from .sweepdir import INDEX_JSON, is_sweep
 
-EXIT_FAILED = 1  # the solver failed; the files say how far it got
-EXIT_USAGE = 2  # bad input; nothing was written
-EXIT_IO = 74  # sysexits' EX_IOERR: files could not be written (a full disk); a run keeps its last checkpoint
+#: The exit status of each outcome (docs/cli.md, "Exit status"): an error exits with the status of
+#: the first of its classes (its method resolution order) listed here.  Bad input of every kind
+#: exits 2, with nothing written.
+EXIT_STATUS: dict[type[BaseException], int] = {
+    UsageError: 2,  # an invalid value, option, file or directory
+    DirectoryInUse: 2,  # another process is writing the directory (its lock names it)
+    DamagedResult: 2,  # a result or sweep directory damaged, edited, or not belonging together
+    ResourceError: 2,  # a size that cannot fit in memory, refused before anything is allocated
+    FlowFailure: 1,  # the solver failed; the files say how far it got
+    OSError: 74,  # sysexits' EX_IOERR: files could not be written (a full disk); a run keeps its last checkpoint
+    KeyboardInterrupt: 128 + signal.SIGINT,  # Ctrl-C, 130 (SIGTERM stops a run as Ctrl-C does: 128 + 15)
+}
+EXIT_FAILED, EXIT_USAGE = EXIT_STATUS[FlowFailure], EXIT_STATUS[UsageError]
 PROG = "flowsim integrate"
+
+
+def exit_status(e: BaseException) -> int:
+    """The exit status of the error ``e`` (:data:`EXIT_STATUS`)."""
+    return next(EXIT_STATUS[c] for c in type(e).__mro__ if c in EXIT_STATUS)
+
+
+def _exit(e: BaseException, prog: str, advice: str = "") -> int:
+    """Say ``e`` in one line on stderr, ``advice`` after it, and return its exit status."""
+    if isinstance(e, OSError):
+        said = f"error: cannot write {e.filename or 'the output'}: {e.strerror or _one_line(e)}"
+    elif isinstance(e, KeyboardInterrupt):
+        said = _one_line(e) or "interrupted"
+    else:
+        said = f"error: {_one_line(e)}"
+    print(f"{prog}: {said}{advice}", file=sys.stderr)
+    return exit_status(e)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -78,11 +108,11 @@ def _add_integrate(commands) -> None:
         description="Integrate the gradient flow for one configuration and write a result "
                     "directory (run.json, trajectory.npz, state.npz; see docs/results.md).",
         epilog=INTEGRATE_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--preset", choices=list(PRESETS), help="starting configuration (default paper)")
+    p.add_argument("--preset", choices=list(PRESETS), help=f"starting configuration (default {DEFAULT_PRESET})")
     p.add_argument("--config", metavar="FILE", help="TOML file with configuration keys")
     values = p.add_argument_group("configuration (defaults: the paper preset)")
     for f in dataclasses.fields(RunConfig):
-        allowed = f.metadata["parse"].allowed
+        allowed = f.metadata["check"].allowed
         default = f.metadata["default_text"] or f.default
         values.add_argument(flag(f.name), dest=f.name, metavar=f.name.upper(),
                             help=f"{f.metadata['help']}; {allowed} (default {default})")
@@ -93,13 +123,6 @@ def _add_integrate(commands) -> None:
     output.add_argument("--resume", metavar="DIR",
                         help="finish the interrupted run in DIR (takes no configuration options)")
     p.set_defaults(handler=integrate)
-
-
-PLOT_KINDS = ("scores", "loss", "G", "balance", "C", "conservation")  # flowsim.plotting.KINDS
-SWEEP_PLOT_KINDS = ("claims", "T1", "loss", "C_ratio")  # flowsim.atlas.KINDS
-
-
-DPI_RANGE = (10, 600)  # outside it a figure is unreadable or too large for the image formats
 
 
 def _add_plot(commands) -> None:
@@ -128,10 +151,10 @@ def _add_plot(commands) -> None:
                    help="linear time axis, as the paper draws it (default: log, where Phase 1 is visible)")
     p.add_argument("--labels", nargs="+", metavar="LABEL",
                    help="one legend label per DIR (default: the method, and the settings in which the runs differ)")
-    p.add_argument("--formats", nargs="+", choices=("png", "pdf", "svg"), default=["png", "pdf"],
-                   metavar="FMT", help="file formats among png, pdf, svg (default: png pdf)")
-    p.add_argument("--dpi", type=int, default=150,
-                   help=f"resolution of raster formats, an integer in [{DPI_RANGE[0]}, {DPI_RANGE[1]}] (default 150)")
+    p.add_argument("--formats", nargs="+", choices=FORMATS, default=list(DEFAULT_FORMATS), metavar="FMT",
+                   help=f"file formats among {', '.join(FORMATS)} (default: {' '.join(DEFAULT_FORMATS)})")
+    p.add_argument("--dpi", type=int, default=DPI,
+                   help=f"resolution of raster formats, an integer in [{DPI_RANGE[0]}, {DPI_RANGE[1]}] (default {DPI})")
     p.add_argument("--x", metavar="KEY", help="a sweep directory's grid key on the x axis (default m if the grid has "
                                               "it, else its first key but seed): e.g. c0, n; numbers on a log axis, "
                                               "anything else as categories")
@@ -167,7 +190,7 @@ def _add_sweep(commands) -> None:
                     "again on the same DIR skips the points already complete (docs/sweeps.md).",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", metavar="FILE", required=True, help="the sweep file (TOML)")
-    p.add_argument("--preset", choices=list(PRESETS), help="preset under the file's keys (default: the file's, else paper)")
+    p.add_argument("--preset", choices=list(PRESETS), help=f"preset under the file's keys (default: the file's, else {DEFAULT_PRESET})")
     p.add_argument("--out", metavar="DIR", help="sweep directory (default: a new runs/sweep-YYYYmmdd-HHMMSS)")
     p.add_argument("--force", action="store_true", help="write into --out even if it holds something else")
     p.add_argument("--quiet", action="store_true", help="no progress bar and no summary")
@@ -191,12 +214,9 @@ def sweep(args) -> int:
     """``flowsim sweep``: every point of a grid, batched and sharded, into one sweep directory."""
     from .sweeps import Sweep
 
-    try:
-        plan = Sweep.from_toml(args.config, preset=args.preset)
-        plan.points()
-        processes = _processes(args)
-    except ConfigError as e:
-        return _usage_error(e, "flowsim sweep")
+    plan = Sweep.from_toml(args.config, preset=args.preset)
+    plan.points()
+    processes = _processes(args)
     from .sweeps import sweep as run_sweep
 
     if args.distributed:
@@ -207,13 +227,8 @@ def sweep(args) -> int:
     try:
         with _claimed(out, "sweep-") as out:
             index = run_sweep(plan, out, batch=args.batch, progress=not args.quiet, force=args.force)
-    except ConfigError as e:
-        return _usage_error(e, "flowsim sweep")
-    except OSError as e:
-        return _io_error(e, "flowsim sweep", f"; the finished points are in {out} (run again to continue)")
-    except KeyboardInterrupt:
-        print(f"flowsim sweep: interrupted; finished points are in {out} (run again to continue)", file=sys.stderr)
-        return 128 + signal.SIGINT
+    except (OSError, KeyboardInterrupt) as e:
+        return _exit(e, "flowsim sweep", f"; the finished points are in {out} (run again to continue)")
     done = [p for p in index["points"] if p["status"] == "complete"]
     if not args.quiet:
         print(f"{len(done)} of {len(index['points'])} points complete; index: {out}/sweep.json, {out}/sweep.npz")
@@ -227,54 +242,44 @@ def _processes(args) -> dict:
              "process_id": args.process_id}
     given = {k: v for k, v in given.items() if v is not None}
     if given and not args.distributed:
-        raise ConfigError("--coordinator, --num-processes and --process-id need --distributed")
+        raise UsageError("--coordinator, --num-processes and --process-id need --distributed")
     if given.get("num_processes", 1) < 1:
-        raise ConfigError(f"--num-processes: must be an integer >= 1, got {args.num_processes}")
+        raise UsageError(f"--num-processes: must be an integer >= 1, got {args.num_processes}")
     if "process_id" in given and not 0 <= args.process_id < given.get("num_processes", args.process_id + 1):
-        raise ConfigError(f"--process-id: must be an integer in [0, P - 1] for --num-processes P, got {args.process_id}")
+        raise UsageError(f"--process-id: must be an integer in [0, P - 1] for --num-processes P, got {args.process_id}")
     return given
 
 
 def _load_runs(dirs) -> list:
-    """The result directories ``dirs`` read back, each with a saved trajectory (else ConfigError)."""
+    """The result directories ``dirs`` read back, each with a saved trajectory (else a UsageError)."""
     from .results import load
 
     runs = [load(d) for d in dirs]
     empty = [r for r in runs if r.result is None]
     if empty:
-        raise ConfigError(f"{empty[0].path} holds no saved trajectory yet (status {empty[0].status})")
+        raise UsageError(f"{empty[0].path} holds no saved trajectory yet (status {empty[0].status})")
     return runs
 
 
 def plot(args) -> int:
     """``flowsim plot DIR...``: the figures of one or several runs, overlaid, or of one sweep."""
-    from .sweeps import INDEX_JSON
-
     if not DPI_RANGE[0] <= args.dpi <= DPI_RANGE[1]:
-        return _usage_error(ConfigError(f"--dpi: must be an integer in [{DPI_RANGE[0]}, {DPI_RANGE[1]}], got {args.dpi}"), "flowsim plot")
-    if any((Path(d) / INDEX_JSON).exists() for d in args.dirs):
+        raise UsageError(f"--dpi: must be an integer in [{DPI_RANGE[0]}, {DPI_RANGE[1]}], got {args.dpi}")
+    if any(is_sweep(d) for d in args.dirs):
         return _plot_sweep(args)
     if args.x is not None:
-        return _usage_error(ConfigError("--x: names a grid key of a sweep directory; result directories are drawn "
-                                        "against time"), "flowsim plot")
+        raise UsageError("--x: names a grid key of a sweep directory; result directories are drawn against time")
     if args.labels is not None and len(args.labels) != len(args.dirs):
-        return _usage_error(ConfigError(f"--labels: give one label per DIR ({len(args.dirs)}), got {len(args.labels)}"), "flowsim plot")
+        raise UsageError(f"--labels: give one label per DIR ({len(args.dirs)}), got {len(args.labels)}")
     wrong = [k for k in args.kinds or () if k not in PLOT_KINDS]
     if wrong:
-        return _usage_error(ConfigError(f"--kinds: {wrong[0]} is a sweep figure; result directories draw "
-                                        f"{', '.join(PLOT_KINDS)}"), "flowsim plot")
-    try:
-        runs = _load_runs(args.dirs)
-    except ConfigError as e:
-        return _usage_error(e, "flowsim plot")
+        raise UsageError(f"--kinds: {wrong[0]} is a sweep figure; result directories draw {', '.join(PLOT_KINDS)}")
+    runs = _load_runs(args.dirs)
     from .plotting import plot as draw
 
     out = args.out or _writable(Path(args.dirs[0]) / "plots", "flowsim plot", "the figures")
-    try:
-        written = draw([r.result for r in runs], out, kinds=args.kinds or PLOT_KINDS, logx=not args.linear_time,
-                       labels=args.labels or run_labels(runs), formats=args.formats, dpi=args.dpi)
-    except OSError as e:
-        return _io_error(e, "flowsim plot")
+    written = draw([r.result for r in runs], out, kinds=args.kinds or PLOT_KINDS, logx=not args.linear_time,
+                   labels=args.labels or run_labels(runs), formats=args.formats, dpi=args.dpi)
     for path in written:
         print(path)
     return 0
@@ -290,17 +295,11 @@ def _plot_sweep(args) -> int:
                else f"--kinds: {wrong[0]} is a figure of result directories; a sweep directory draws "
                     f"{', '.join(SWEEP_PLOT_KINDS)}" if wrong else None)
     if problem:
-        return _usage_error(ConfigError(problem), "flowsim plot")
+        raise UsageError(problem)
     from .atlas import TABLE, plot_sweep
 
     out = args.out or f"{sweep_dir}/plots"
-    try:
-        written = plot_sweep(sweep_dir, out, kinds=args.kinds or SWEEP_PLOT_KINDS, formats=args.formats, dpi=args.dpi,
-                             x=args.x)
-    except ConfigError as e:
-        return _usage_error(e, "flowsim plot")
-    except OSError as e:
-        return _usage_error(ConfigError(f"--out: cannot write the figures into {out!r}: {e.strerror or e}"), "flowsim plot")
+    written = plot_sweep(sweep_dir, out, kinds=args.kinds or SWEEP_PLOT_KINDS, formats=args.formats, dpi=args.dpi, x=args.x)
     for path in written:
         print(path)
     tables = [p for p in written if p.name == TABLE]
@@ -332,40 +331,26 @@ def run_labels(runs) -> list[str]:
 def report(args) -> int:
     """``flowsim report DIR``: the claim-by-claim table, printed and written as report.json; on a
     sweep directory the hold rates per claim and group, written as sweep_report.json."""
-    from .sweeps import INDEX_JSON
-
-    if (Path(args.dir) / INDEX_JSON).exists():
+    if is_sweep(args.dir):
         return _report_sweep(args)
     if args.by is not None:
-        return _usage_error(ConfigError(f"--by: groups the points of a sweep, and {args.dir} is not a sweep "
-                                        f"directory (no {INDEX_JSON})"), "flowsim report")
-    try:
-        (run,) = _load_runs([args.dir])
-    except ConfigError as e:
-        return _usage_error(e, "flowsim report")
+        raise UsageError(f"--by: groups the points of a sweep, and {args.dir} is not a sweep directory "
+                         f"(no {INDEX_JSON})")
+    (run,) = _load_runs([args.dir])
     from .claims import RunContext
     from .reporting import report as check
 
-    try:
-        check(run.result, args.out or _writable(Path(args.dir), "flowsim report", "report.json"),
-              context=RunContext.from_config(run.config))
-    except OSError as e:
-        return _io_error(e, "flowsim report")
+    check(run.result, args.out or _writable(Path(args.dir), "flowsim report", "report.json"),
+          context=RunContext.from_config(run.config))
     return 0
 
 
 def _report_sweep(args) -> int:
     from .reporting import SWEEP_REPORT, format_sweep_table, sweep_report
 
-    try:
-        table = sweep_report(args.dir, by=args.by)
-    except ConfigError as e:
-        return _usage_error(e, "flowsim report")
+    table = sweep_report(args.dir, by=args.by)
     print(format_sweep_table(table))
-    try:
-        table.write(args.out or _writable(Path(args.dir), "flowsim report", SWEEP_REPORT))
-    except OSError as e:
-        return _io_error(e, "flowsim report")
+    table.write(args.out or _writable(Path(args.dir), "flowsim report", SWEEP_REPORT))
     return 0
 
 
@@ -404,18 +389,16 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.command is None:
         parser.error("choose a command: integrate, plot, report, sweep or bench (see flowsim --help)")
-    return args.handler(args)
+    try:
+        return args.handler(args)
+    except tuple(EXIT_STATUS) as e:
+        return _exit(e, f"flowsim {args.command}")
 
 
 def integrate(args) -> int:
     """``flowsim integrate``: run (or resume) one configuration, report, map the outcome to the exit status."""
-    try:
-        config = _configuration(args)
-    except ConfigError as e:
-        return _usage_error(e)
-
+    config = _configuration(args)
     from . import runner  # imports JAX: only once the input is known to be well formed
-    from .flow import FlowFailure
 
     out, received = args.resume or args.out, []
     try:
@@ -424,18 +407,15 @@ def integrate(args) -> int:
                 run = runner.resume(out, progress=not args.quiet)
             else:
                 run = runner.run(config, out, force=args.force, progress=not args.quiet)
-    except ConfigError as e:
-        return _usage_error(e)
     except KeyboardInterrupt as e:
-        print(f"{PROG}: {_one_line(e) or 'interrupted'}", file=sys.stderr)
-        return 128 + (received[0] if received else signal.SIGINT)
+        status = _exit(e, PROG)
+        return 128 + received[0] if received else status
     except FlowFailure as e:
-        print(f"{PROG}: error: {_one_line(e)}; what was computed is in {out} (status failed)", file=sys.stderr)
-        return EXIT_FAILED
+        return _exit(e, PROG, f"; what was computed is in {out} (status failed)")
     except OSError as e:
         resumable = (Path(out) / "run.json").exists()
-        return _io_error(e, PROG, f"; {out} keeps its last checkpoint: free space, then finish with "
-                                  f"flowsim integrate --resume {out}" if resumable else "; nothing was saved")
+        return _exit(e, PROG, f"; {out} keeps its last checkpoint: free space, then finish with "
+                              f"flowsim integrate --resume {out}" if resumable else "; nothing was saved")
     if not args.quiet:
         print(summary(run))
     return 0
@@ -469,23 +449,12 @@ def _configuration(args) -> RunConfig | None:
         clash = [flag(k) for k in given] + [o for o, v in (("--preset", args.preset), ("--config", args.config),
                                                            ("--out", args.out), ("--force", args.force)) if v]
         if clash:
-            raise ConfigError(f"--resume cannot be combined with {clash[0]}: the configuration is in "
+            raise UsageError(f"--resume cannot be combined with {clash[0]}: the configuration is in "
                               f"{args.resume}/run.json")
         return None
     if args.config is not None:
         return RunConfig.from_toml(args.config, preset=args.preset).merge(given, label=flag)
-    return RunConfig.preset(args.preset or "paper").merge(given, label=flag)
-
-
-def _usage_error(e: ConfigError, prog: str = PROG) -> int:
-    print(f"{prog}: error: {_one_line(e)}", file=sys.stderr)
-    return EXIT_USAGE
-
-
-def _io_error(e: OSError, prog: str, advice: str = "") -> int:
-    print(f"{prog}: error: cannot write {e.filename or 'the output'}: {e.strerror or _one_line(e)}{advice}",
-          file=sys.stderr)
-    return EXIT_IO
+    return RunConfig.preset(args.preset or DEFAULT_PRESET).merge(given, label=flag)
 
 
 def summary(run) -> str:

@@ -9,123 +9,61 @@ import tomllib
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from .checks import POSITIVE, PROBABILITY, REFUSED, Check, integer, one_of
+from .errors import ConfigError, UsageError, as_usage  # noqa: F401  ConfigError: importable from here, as it was
+from .files import read_bytes
 from .messages import shown
-from .options import GRIDS, PRECISIONS, SOLVERS, DescentOptions, FlowOptions, MarkerOptions, SaveOptions, SolverOptions
+from .names import (DATA_MODES, DEFAULT_PRESET, EMBEDDINGS, ENGINE_CHOICES, GRIDS, INITS, METHODS, PAPER, PRECISIONS,
+                    SOLVERS, STARTS, table)
+from .names import PRESETS as PRESET_NAMES
+from .options import TOLERANCES, DescentOptions, FlowOptions, MarkerOptions, SaveOptions, SolverOptions
 
-# The names the library accepts, kept here (a test holds them equal to the library's) so that
-# building the command line does not import JAX.
-DATA_MODES = ("theory", "sampled", "iid")  # flowsim.data.MODES
-EMBEDDINGS = ("standard", "random")  # flowsim.data.BASES
-INITS = ("kaiming", "theory", "theory-unit")  # flowsim.init.SCHEMES
-ENGINES = ("auto", "params", "reduced", "subspace", "gram")  # "auto" and flowsim.engines.ENGINES
-STARTS = ("auto", "matrices", "subspace")  # flowsim.init.STARTS
 MAX_WIDTH = 10**12  # m, m1: numbers, not array sizes, with the subspace start
-METHODS = ("flow", "gd")
-
-
-class ConfigError(ValueError):
-    """An invalid configuration; the message is one line that names the option and what is allowed."""
-
 
 #: Largest configuration or sweep file read (bytes): real ones are a few hundred.
 MAX_FILE_BYTES = 2**20
-def _integer(low: int, high: int | None = None, scientific: bool = False):
-    """An integer parser; ``scientific`` also takes integral values written as floats (``1e8``)."""
-    allowed = f"an integer >= {low}" if high is None else f"an integer in [{low}, {high}]"
-
-    def parse(value):
-        v = _from_text(value, int)
-        if scientific and not isinstance(v, bool):
-            v = _from_text(v, float)
-            v = int(v) if isinstance(v, float) and v.is_integer() else v
-        if isinstance(v, bool) or not isinstance(v, int) or v < low or (high is not None and v > high):
-            raise ValueError(f"must be {allowed}, got {shown(value)}")
-        return v
-
-    parse.allowed = allowed
-    return parse
-
-
-def _from_text(value, cast):
-    """``cast(value)`` for text (a command-line value); anything else, or text that does not
-    parse, as it is, for the caller's check to refuse with its own message."""
-    if isinstance(value, str):
-        try:
-            return cast(value.strip())
-        except ValueError:
-            pass
-    return value
-
-
-def _positive(value):
-    v = _from_text(value, float)
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not (math.isfinite(v) and v > 0):
-        raise ValueError(f"must be a positive finite number, got {shown(value)}")
-    return float(v)
-
-
-_positive.allowed = "a positive finite number"
-
-
-def _probability(value):
-    v = _from_text(value, float)
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v < 1:
-        raise ValueError(f"must be a number in (0, 1), got {shown(value)}")
-    return float(v)
-
-
-_probability.allowed = "a number in (0, 1)"
-
-
-def _choice(options: tuple):
-    allowed = "one of " + ", ".join(map(str, options))
-
-    def parse(value):
-        for option in options:
-            if str(value).strip() == str(option) and not isinstance(value, bool):
-                return option
-        raise ValueError(f"must be {allowed}, got {shown(value)}")
-
-    parse.allowed = allowed
-    return parse
 
 
 def _counts(value):
     """Four group sizes, from a TOML array or a comma-separated string."""
-    items = value.split(",") if isinstance(value, str) else value
-    count = _integer(0)
+    if not isinstance(value, (list, tuple)) or len(value) != 4:
+        return REFUSED
     try:
-        if not isinstance(items, (list, tuple)) or len(items) != 4:
-            raise ValueError
-        return tuple(count(c) for c in items)
+        return tuple(_COUNT.text(c) for c in value)
     except ValueError:
-        raise ValueError(f"must be 4 non-negative integers (sizes of I1..I4, e.g. 30,10,10,10), got {shown(value)}") from None
+        return REFUSED
 
 
-_counts.allowed = "4 comma-separated group sizes I1,I2,I3,I4"
+_COUNT = integer(0)
+_COUNTS = Check("4 non-negative integers, the sizes of I1..I4 (e.g. 30,10,10,10)", _counts,
+                lambda text: text.split(","))
 
 
 def read_toml(path, what: str) -> dict:
-    """A TOML file as a dict, or a one-line :class:`ConfigError` naming ``what`` could not be read.
+    """A TOML file as a dict, or a one-line :class:`~flowsim.errors.UsageError` naming ``what`` could not be read.
 
     Only a regular file of at most :data:`MAX_FILE_BYTES` is read (not a device, a pipe or a
     huge file: :mod:`flowsim.files`); a UTF-8 byte-order mark, which some editors write, is accepted."""
-    from .files import read_bytes  # which imports this module's ConfigError
-
     try:
         data = read_bytes(path, what, MAX_FILE_BYTES, "and a configuration is a few lines")
     except OSError as e:
-        raise ConfigError(f"cannot read {what} {str(path)!r}: {e.strerror}") from None
+        raise UsageError(f"cannot read {what} {str(path)!r}: {e.strerror}") from None
     try:
         return tomllib.loads(data.decode("utf-8-sig"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-        raise ConfigError(f"{what} {str(path)!r} is not valid TOML: {e}") from None
+        raise UsageError(f"{what} {str(path)!r} is not valid TOML: {e}") from None
 
 
-def _field(default, parse, help: str, optional: bool = False, default_text: str | None = None):
-    """A configuration field; ``default_text`` says what a ``None`` default stands for (it depends
-    on other fields), for the command line's help."""
-    return dataclasses.field(default=default, metadata=dict(parse=parse, help=help, optional=optional,
+def _tolerance_text(which: int) -> str:
+    """What an unset rtol (``which`` 0) or atol (1) stands for: the precision's default."""
+    return ", ".join(f"{TOLERANCES[bits][which]:g} in float{bits}" for bits in PRECISIONS)
+
+
+def _field(default, check: Check, help: str, optional: bool = False, default_text: str | None = None):
+    """A configuration field whose values ``check`` takes (:mod:`flowsim.checks`, text read first);
+    ``default_text`` says what a ``None`` default stands for (it depends on other fields), for
+    the command line's help."""
+    return dataclasses.field(default=default, metadata=dict(check=check, help=help, optional=optional,
                                                             default_text=default_text))
 
 
@@ -140,75 +78,75 @@ class RunConfig:
     mean the init scheme's scales.
     """
 
-    n: int = _field(60, _integer(1), "number of training samples")
-    L: int = _field(5, _integer(3), "sequence length (mu_1, mu_2 and mu_3 must fit)")
-    d: int = _field(64, _integer(4), "vocabulary size = embedding dimension (3 special words + irrelevant ones)")
-    m: int = _field(128, _integer(1, MAX_WIDTH, scientific=True), "attention width (rows of W_V, W_K, W_Q); "
-                    "1e8 style accepted")
-    m1: int = _field(256, _integer(1, MAX_WIDTH, scientific=True), "MLP width (rows of W); 1e8 style accepted")
-    seed: int = _field(0, _integer(0, 2**31 - 1), "PRNG seed of the data, the initialization and the test set")
-    data_mode: str = _field("sampled", _choice(DATA_MODES), "how the training set is drawn (spec 1)")
-    counts: tuple | None = _field(None, _counts, "training-set group sizes I1..I4", optional=True,
+    n: int = _field(PAPER.n, integer(1), "number of training samples")
+    L: int = _field(PAPER.L, integer(3), "sequence length (mu_1, mu_2 and mu_3 must fit)")
+    d: int = _field(PAPER.d, integer(4), "vocabulary size = embedding dimension (3 special words + irrelevant ones)")
+    m: int = _field(PAPER.m, integer(1, MAX_WIDTH), "attention width (rows of W_V, W_K, W_Q); 1e8 style accepted")
+    m1: int = _field(PAPER.m1, integer(1, MAX_WIDTH), "MLP width (rows of W); 1e8 style accepted")
+    seed: int = _field(0, integer(0, 2**31 - 1), "PRNG seed of the data, the initialization and the test set")
+    data_mode: str = _field(PAPER.data_mode, one_of(DATA_MODES), "how the training set is drawn (spec 1)")
+    counts: tuple | None = _field(None, _COUNTS, "training-set group sizes I1..I4", optional=True,
                                   default_text="n/2, n/6, n/6, n/6; in iid mode drawn at random")
-    embedding: str = _field("standard", _choice(EMBEDDINGS), "word embeddings: one-hot or a random orthonormal basis")
-    init: str = _field("kaiming", _choice(INITS), "initialization scheme (spec 4): kaiming (the paper's "
+    embedding: str = _field(PAPER.embedding, one_of(EMBEDDINGS),
+                            "word embeddings: one-hot or a random orthonormal basis")
+    init: str = _field(PAPER.init, one_of(INITS), "initialization scheme (spec 4): kaiming (the paper's "
                        "experiment), theory (Condition 1 as the appendix sets it: c0 = c1 chosen so that Lemma D.8's "
                        "bound on every initial output is 0.01), theory-unit (the same width scaling with c0 = c1 = 1)")
-    delta: float = _field(0.1, _probability, "failure probability delta of Condition 1's bounds (theory init, "
+    delta: float = _field(PAPER.delta, PROBABILITY, "failure probability delta of Condition 1's bounds (theory init, "
                           "Lemma D.8, and the report's checks of the start)")
-    c0: float | None = _field(None, _positive, "theory inits: sigma0 = c0 / sqrt(L m)", optional=True,
+    c0: float | None = _field(None, POSITIVE, "theory inits: sigma0 = c0 / sqrt(L m)", optional=True,
                               default_text="theory: sqrt(0.005 / sqrt(2 log(2 L n / delta))); theory-unit: 1")
-    c1: float | None = _field(None, _positive, "theory inits: sigma1 = c1 / sqrt(m1)", optional=True,
+    c1: float | None = _field(None, POSITIVE, "theory inits: sigma1 = c1 / sqrt(m1)", optional=True,
                               default_text="as c0")
-    start: str = _field("auto", _choice(STARTS), "how the start is drawn: matrices (the four m-wide arrays; final "
+    start: str = _field(STARTS[0], one_of(STARTS), "how the start is drawn: matrices (the four m-wide arrays; final "
                         "matrices available), subspace (width-free: its coordinates drawn from their exact "
                         "distribution, spec 7.7; no final matrices), auto (matrices while they hold at most "
                         "1e7 numbers, else subspace)")
-    sigma0: float | None = _field(None, _positive, "std of the entries of W_V, W_K, W_Q", optional=True,
+    sigma0: float | None = _field(None, POSITIVE, "std of the entries of W_V, W_K, W_Q", optional=True,
                                   default_text="the --init scheme's: sqrt(2/d) for kaiming, c0/sqrt(L m) for the theory inits")
-    sigma1: float | None = _field(None, _positive, "std of the entries of W", optional=True,
+    sigma1: float | None = _field(None, POSITIVE, "std of the entries of W", optional=True,
                                   default_text="the --init scheme's: sqrt(2/m) for kaiming, c1/sqrt(m1) for the theory inits")
-    t_end: float = _field(FlowOptions.t_end, _positive, "flow time to integrate to (= GD steps x learning rate)")
-    solver: str = _field(SolverOptions.solver, _choice(SOLVERS), "diffrax solver")
-    rtol: float | None = _field(SolverOptions.rtol, _positive, "relative tolerance of the step-size controller",
-                                optional=True, default_text="1e-8 in float64, 1e-5 in float32")
-    atol: float | None = _field(SolverOptions.atol, _positive, "absolute tolerance of the step-size controller",
-                                optional=True, default_text="1e-10 in float64, 1e-7 in float32")
-    saves: int = _field(SaveOptions.saves, _integer(2), "number of saved times, t = 0 included")
-    grid: str = _field(SaveOptions.grid, _choice(GRIDS), "spacing of the saved times")
-    t_first: float | None = _field(SaveOptions.t_first, _positive, "first saved time after 0 of the log grid",
+    t_end: float = _field(FlowOptions.t_end, POSITIVE, "flow time to integrate to (= GD steps x learning rate)")
+    solver: str = _field(SolverOptions.solver, one_of(SOLVERS), "diffrax solver")
+    rtol: float | None = _field(SolverOptions.rtol, POSITIVE, "relative tolerance of the step-size controller",
+                                optional=True, default_text=_tolerance_text(0))
+    atol: float | None = _field(SolverOptions.atol, POSITIVE, "absolute tolerance of the step-size controller",
+                                optional=True, default_text=_tolerance_text(1))
+    saves: int = _field(SaveOptions.saves, integer(2), "number of saved times, t = 0 included")
+    grid: str = _field(SaveOptions.grid, one_of(GRIDS), "spacing of the saved times")
+    t_first: float | None = _field(SaveOptions.t_first, POSITIVE, "first saved time after 0 of the log grid",
                                    optional=True, default_text="min(1e-3, t_end / saves, 1/m)")
-    precision: int = _field(FlowOptions.precision, _choice(PRECISIONS), "floating-point bits")
-    max_steps: int = _field(SolverOptions.max_steps, _integer(1), "limit on the total number of solver steps")
-    chunk: int = _field(SaveOptions.chunk, _integer(1), "saved times per chunk (a checkpoint is written after each)")
-    n_test: int = _field(FlowOptions.n_test, _integer(1), "size of the i.i.d. test set")
-    C_T1: float = _field(MarkerOptions.C_T1, _positive, "T1 (phase1_end, Definition E.2) is at most "
+    precision: int = _field(FlowOptions.precision, one_of(PRECISIONS), "floating-point bits")
+    max_steps: int = _field(SolverOptions.max_steps, integer(1), "limit on the total number of solver steps")
+    chunk: int = _field(SaveOptions.chunk, integer(1), "saved times per chunk (a checkpoint is written after each)")
+    n_test: int = _field(FlowOptions.n_test, integer(1), "size of the i.i.d. test set")
+    C_T1: float = _field(MarkerOptions.C_T1, POSITIVE, "T1 (phase1_end, Definition E.2) is at most "
                          "C_T1 / (sigma1^2 m m1)")
-    R_neuron: float = _field(MarkerOptions.R_neuron, _positive, "Definition E.2 (1): every neuron value "
+    R_neuron: float = _field(MarkerOptions.R_neuron, POSITIVE, "Definition E.2 (1): every neuron value "
                              "w_j^T W_V mu (mu_1..mu_3) within R = R_neuron / m1 of its start")
-    R_irrelevant: float = _field(MarkerOptions.R_irrelevant, _positive, "Definition E.2 (2): irrelevant words' "
+    R_irrelevant: float = _field(MarkerOptions.R_irrelevant, POSITIVE, "Definition E.2 (2): irrelevant words' "
                                  "neuron values within R_irrelevant (R / n + R / sqrt(m))")
-    R_scores: float = _field(MarkerOptions.R_scores, _positive, "Definition E.2 (3): every score within "
+    R_scores: float = _field(MarkerOptions.R_scores, POSITIVE, "Definition E.2 (3): every score within "
                              "R_scores / (m sqrt(m)) of its start")
-    R_KQ: float = _field(MarkerOptions.R_KQ, _positive, "Definition E.2 (4): key and query self-correlations "
+    R_KQ: float = _field(MarkerOptions.R_KQ, POSITIVE, "Definition E.2 (4): key and query self-correlations "
                          "within R_KQ sigma0^2 sqrt(m)")
-    C_rates: float = _field(MarkerOptions.C_rates, _positive, "T0.5 (rates_ordered, Theorem E.19): first "
+    C_rates: float = _field(MarkerOptions.C_rates, POSITIVE, "T0.5 (rates_ordered, Theorem E.19): first "
                             "-dG3/dt >= (1 + C_rates) max(dG1/dt, dG2/dt)")
-    C_margin: float = _field(MarkerOptions.C_margin, _positive, "T' (one_target_margin, Corollary E.20): first "
+    C_margin: float = _field(MarkerOptions.C_margin, POSITIVE, "T' (one_target_margin, Corollary E.20): first "
                              "min over I2, I3 of y_i F_i >= C_margin")
-    band: float = _field(MarkerOptions.band, _positive, "relative half-width of the scores_leave_band event")
-    engine: str = _field(FlowOptions.engine, _choice(ENGINES), "state representation of the flow: auto (the cheapest "
+    band: float = _field(MarkerOptions.band, POSITIVE, "relative half-width of the scores_leave_band event")
+    engine: str = _field(FlowOptions.engine, one_of(ENGINE_CHOICES), "state representation of the flow: auto (the cheapest "
                          "that keeps every observable), params (four matrices), reduced (spec 7.1-7.2), subspace "
                          "(spec 7.6: width-free), gram (spec 7.5: no final matrices, no conservation drifts)")
-    method: str = _field("flow", _choice(METHODS), "integrate the gradient flow, or run the paper's gradient descent")
-    lr: float = _field(DescentOptions.lr, _positive, "gradient-descent learning rate (method gd)")
-    steps: int | None = _field(None, _integer(1), "gradient-descent steps (method gd)", optional=True,
+    method: str = _field(METHODS[0], one_of(METHODS), "integrate the gradient flow, or run the paper's gradient descent")
+    lr: float = _field(DescentOptions.lr, POSITIVE, "gradient-descent learning rate (method gd)")
+    steps: int | None = _field(None, integer(1), "gradient-descent steps (method gd)", optional=True,
                                default_text="round(t_end / lr)")
 
     @classmethod
     def preset(cls, name: str) -> RunConfig:
         if name not in PRESETS:
-            raise ConfigError(f"unknown preset {shown(name)}; allowed: {', '.join(PRESETS)}")
+            raise UsageError(f"unknown preset {shown(name)}; allowed: {', '.join(PRESETS)}")
         return cls().merge(PRESETS[name])
 
     @classmethod
@@ -218,8 +156,8 @@ class RunConfig:
         table = read_toml(path, "config file")
         named = table.pop("preset", None)
         if named is not None and not isinstance(named, str):
-            raise ConfigError(f"{path}: preset must be one of {', '.join(PRESETS)}, got {shown(named)}")
-        return cls.preset(preset or named or "paper").merge(table, label=lambda k: f"{path}: {k}")
+            raise UsageError(f"{path}: preset must be one of {', '.join(PRESETS)}, got {shown(named)}")
+        return cls.preset(preset or named or DEFAULT_PRESET).merge(table, label=lambda k: f"{path}: {k}")
 
     def merge(self, values: Mapping[str, Any], label: Callable[[str], str] = str) -> RunConfig:
         """A copy with ``values`` (native or string values) parsed and checked one by one;
@@ -230,16 +168,14 @@ class RunConfig:
             if key not in fields:
                 near = difflib.get_close_matches(str(key), fields, n=3)
                 hint = f"did you mean {' or '.join(near)}? " if near else ""
-                raise ConfigError(f"{label(shown(key, bare=True))}: unknown key; {hint}the {len(fields)} keys are "
+                raise UsageError(f"{label(shown(key, bare=True))}: unknown key; {hint}the {len(fields)} keys are "
                                   "flowsim integrate's options (flowsim integrate --help lists them)")
             meta = fields[key].metadata
             if value is None and meta["optional"]:
                 changes[key] = None
                 continue
-            try:
-                changes[key] = meta["parse"](value)
-            except ValueError as e:
-                raise ConfigError(f"{label(key)}: {e}") from None
+            with as_usage(f"{label(key)}: "):
+                changes[key] = meta["check"].text(value)
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
@@ -269,15 +205,15 @@ class RunConfig:
         resolved = dataclasses.replace(self, counts=counts, sigma0=s0, sigma1=s1, c0=c0, c1=c1, rtol=tolerances.rtol,
                                        atol=tolerances.atol, start=start)
         if self.method == "gd":
-            # Gradient descent's flow time is steps x lr; record the horizon it really reaches.
-            steps = self.steps or max(1, round(self.t_end / self.lr))
-            resolved = dataclasses.replace(resolved, steps=steps, t_end=steps * self.lr)
+            # DescentOptions' rule for the steps; record the horizon they really reach, steps x lr.
+            descent = DescentOptions(lr=self.lr, steps=self.steps, t_end=self.t_end)
+            resolved = dataclasses.replace(resolved, steps=descent.steps, t_end=descent.t_end)
         return resolved
 
     def build(self):
         """Draw ``(dataset, params, test_key)`` from ``seed``: ``jax.random.key(seed)`` is split
         into the data, init and test-set keys.  The draws depend on the seed alone, not on the
-        precision (float64 numpy arrays; the flow casts).  Raises :class:`ConfigError` for any
+        precision (float64 numpy arrays; the flow casts).  Raises :class:`~flowsim.errors.UsageError` for any
         combination the library refuses.  Turns on JAX's persistent compilation cache first, as
         :func:`~flowsim.integrate` does, so that a later process finds the draws' programs too."""
         from .cache import enable_compilation_cache
@@ -285,7 +221,7 @@ class RunConfig:
         from .init import init_params, init_subspace
 
         enable_compilation_cache()
-        try:
+        with as_usage():
             resolved = self.resolved()
             resolved.options()
             check_fits_data(self.n_test, self.L, self.d, "n_test")  # drawn by the run, refused before it
@@ -295,8 +231,6 @@ class RunConfig:
             init = init_params if resolved.start == "matrices" else init_subspace
             params = init(k_init, self.d, self.m, self.m1, scheme=self.init, L=self.L, n=self.n, delta=self.delta,
                           c0=self.c0, c1=self.c1, sigma0=self.sigma0, sigma1=self.sigma1)
-        except ValueError as e:
-            raise ConfigError(str(e)) from None
         return dataset, params, k_test
 
     def keys(self):
@@ -326,7 +260,7 @@ _FIELDS = {f.name for f in dataclasses.fields(RunConfig)}
 #: Condition 1 (its start, and its sizes m >= max(m1, L^2), n >= L^2) at a small size: n = 18,
 #: L = 4 use 30 irrelevant slots, so d = 33 is the smallest vocabulary; with c0 = c1 ~ 0.036
 #: Phase 1 lasts T1 = 10 / (sigma1^2 m m1) ~ 120, and the loss falls below 1/m by t ~ 10^3.
-PRESETS: dict[str, dict[str, Any]] = {
+PRESETS: dict[str, dict[str, Any]] = table(PRESET_NAMES, {
     "paper": {},
     "theory": dict(data_mode="theory", init="theory", n=18, L=4, d=33, m=64, m1=64, t_end=10_000.0),
-}
+}, "flowsim.config.PRESETS")

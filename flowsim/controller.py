@@ -7,17 +7,17 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
-from .options import SOLVERS, SolverOptions
+from .names import SOLVERS, table
+from .options import SolverOptions
 
-#: The diffrax solver of each name of :data:`flowsim.options.SOLVERS`.
-SOLVER_CLASSES = {
+#: The diffrax solver of each name of :data:`flowsim.names.SOLVERS`.
+SOLVER_CLASSES = table(SOLVERS, {
     "tsit5": diffrax.Tsit5,
     "dopri5": diffrax.Dopri5,
     "dopri8": diffrax.Dopri8,
     "bosh3": diffrax.Bosh3,
     "kvaerno5": diffrax.Kvaerno5,
-}
-assert tuple(SOLVER_CLASSES) == SOLVERS
+}, "flowsim.controller.SOLVER_CLASSES")
 
 
 class CarriedStep(diffrax.AbstractAdaptiveStepSizeController):

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import functools
 
-from typing import Literal
-
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -14,13 +12,8 @@ from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from .messages import shown
 from .draws import draw
+from .names import DATA_MODES, EMBEDDINGS, PAPER
 from .resources import check_fits
-
-Mode = Literal["theory", "sampled", "iid"]
-Basis = Literal["standard", "random"]
-
-MODES = ("theory", "sampled", "iid")
-BASES = ("standard", "random")
 
 #: Group probabilities of the data distribution: I1 (both targets), I2 (only mu_1),
 #: I3 (only mu_2), I4 (neither).
@@ -151,7 +144,7 @@ def balanced_counts(n: int) -> tuple[int, int, int, int]:
     return (n1, base + (extra > 0), base + (extra > 1), base)
 
 
-def make_embedding(d: int, basis: str = "standard", key: PRNGKeyArray | None = None):
+def make_embedding(d: int, basis: str = PAPER.embedding, key: PRNGKeyArray | None = None):
     """Orthonormal word embeddings as the columns of a ``d x d`` (float64 numpy) matrix.
 
     ``"standard"`` is the identity (one-hot words); ``"random"`` is a Haar-random orthogonal
@@ -165,13 +158,13 @@ def make_embedding(d: int, basis: str = "standard", key: PRNGKeyArray | None = N
         gauss = draw(jax.random.normal, key, (d, d), jnp.float64)
         q, r = np.linalg.qr(gauss)
         return q * np.sign(np.diagonal(r))[None, :]
-    raise ValueError(f"embedding must be one of {', '.join(BASES)}, got {shown(basis)}")
+    raise ValueError(f"embedding must be one of {', '.join(EMBEDDINGS)}, got {shown(basis)}")
 
 
 def check_sizes(n: int, L: int, d: int, mode: str) -> None:
     """Refuse sizes for which the data distribution or the chosen mode cannot be built."""
-    if mode not in MODES:
-        raise ValueError(f"data mode must be one of {', '.join(MODES)}, got {shown(mode)}")
+    if mode not in DATA_MODES:
+        raise ValueError(f"data mode must be one of {', '.join(DATA_MODES)}, got {shown(mode)}")
     if n < 1:
         raise ValueError(f"n must be a positive integer, got {n}")
     if L < 3:
@@ -205,13 +198,13 @@ def check_fits_data(n: int, L: int, d: int, option: str = "n") -> None:
 
 def make_dataset(
     key: PRNGKeyArray,
-    n: int = 60,
-    L: int = 5,
-    d: int = 64,
+    n: int = PAPER.n,
+    L: int = PAPER.L,
+    d: int = PAPER.d,
     *,
-    mode: Mode = "sampled",
+    mode: str = PAPER.data_mode,
     counts: tuple[int, int, int, int] | None = None,
-    embedding: Basis = "standard",
+    embedding: str = PAPER.embedding,
 ) -> Dataset:
     """Draw a training set (spec section 1).
 

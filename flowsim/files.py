@@ -4,7 +4,7 @@ Every file flowsim reads back (a result directory's files, a sweep index, a lock
 configuration, an exported program) may have been damaged, edited or replaced: by a device such
 as ``/dev/zero`` (endless), a named pipe (a read that never returns), a file far larger than its
 kind ever is, or JSON nested deeper than Python's parser recurses.  Each is refused here in one
-line (:class:`~flowsim.config.ConfigError`) before anything large is read.
+line (:class:`~flowsim.errors.UsageError`) before anything large is read.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import os
 import stat
 from typing import Any, BinaryIO
 
-from .config import ConfigError
+from .errors import UsageError
 from .resources import format_bytes
 
 #: Deepest nesting of a JSON file flowsim reads (its own nest four levels at most).
@@ -24,7 +24,7 @@ MAX_JSON_DEPTH = 32
 
 @contextlib.contextmanager
 def open_regular(path, what: str, limit: int, bound: str = "the most such a file holds") -> BinaryIO:
-    """``path`` opened for binary reading, or a one-line :class:`ConfigError` if it is not a
+    """``path`` opened for binary reading, or a one-line :class:`UsageError` if it is not a
     regular file or holds more than ``limit`` bytes (``bound`` says what the limit is, for the
     message).  An ``OSError`` (a missing file, no permission) is the caller's to word.
 
@@ -34,9 +34,9 @@ def open_regular(path, what: str, limit: int, bound: str = "the most such a file
     with os.fdopen(fd, "rb") as f:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
-            raise ConfigError(f"{what} {str(path)!r} is not a regular file (a device, a pipe or a socket); refused")
+            raise UsageError(f"{what} {str(path)!r} is not a regular file (a device, a pipe or a socket); refused")
         if info.st_size > limit:
-            raise ConfigError(f"{what} {str(path)!r} is larger than {format_bytes(limit)}, {bound} "
+            raise UsageError(f"{what} {str(path)!r} is larger than {format_bytes(limit)}, {bound} "
                               f"({format_bytes(info.st_size)}); refused")
         yield f
 
@@ -47,14 +47,14 @@ def read_bytes(path, what: str, limit: int, bound: str = "the most such a file h
     with open_regular(path, what, limit, bound) as f:
         data = f.read(limit + 1)
     if len(data) > limit:
-        raise ConfigError(f"{what} {str(path)!r} grew past {format_bytes(limit)} while it was read; refused")
+        raise UsageError(f"{what} {str(path)!r} grew past {format_bytes(limit)} while it was read; refused")
     return data
 
 
 def read_json(path, what: str, limit: int) -> Any:
     """The JSON value in ``path`` (:func:`read_bytes`), nested at most :data:`MAX_JSON_DEPTH` deep.
 
-    Raises :class:`ConfigError` for a file that is refused, ``ValueError`` for one that is not
+    Raises :class:`UsageError` for a file that is refused, ``ValueError`` for one that is not
     JSON and ``OSError`` for one that cannot be read (which callers word in their own terms)."""
     data = read_bytes(path, what, limit)
     try:
@@ -64,7 +64,7 @@ def read_json(path, what: str, limit: int) -> Any:
     else:
         too_deep = depth(value) > MAX_JSON_DEPTH
     if too_deep:
-        raise ConfigError(f"{what} {str(path)!r} is nested more than {MAX_JSON_DEPTH} levels deep; refused")
+        raise UsageError(f"{what} {str(path)!r} is nested more than {MAX_JSON_DEPTH} levels deep; refused")
     return value
 
 

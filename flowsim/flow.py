@@ -25,7 +25,8 @@ from .loop import as_dtype
 from .model import Params
 from .options import FlowOptions, MarkerOptions
 from .subspace import SubspaceStart, rank_bound
-from .trajectory import FlowFailure, FlowResult
+from .errors import FlowFailure
+from .trajectory import FlowResult
 
 __all__ = ["FlowFailure", "FlowResult", "Prepared", "integrate", "integrate_batch", "plan", "prepare"]
 

@@ -12,15 +12,17 @@ from .events import EVENT_NAMES, event_values
 from .flow import check_problem, prepare
 from .model import Params
 from .observables import check_saves_fit, observables, start_facts, start_record
-from .options import DescentOptions, SaveOptions, check_count, save_times
-from .trajectory import FlowFailure, FlowResult
+from .checks import integer
+from .options import DescentOptions, SaveOptions, save_times
+from .errors import FlowFailure
+from .trajectory import FlowResult
 
 
 def save_steps(steps: int, saves: int = SaveOptions.saves, grid: str = SaveOptions.grid) -> np.ndarray:
     """The step numbers at which gradient descent saves: ``0``, then up to ``saves - 1`` distinct
     steps up to ``steps``, log-spaced from step 1 (so Phase 1 is resolved step by step) or evenly
     spaced."""
-    check_count("steps", steps)
+    integer(1)(steps, "steps")
     if steps == 1:
         return np.array([0, 1])
     t = save_times(float(steps), saves, grid, t_first=1.0 if grid == "log" else None)
@@ -95,14 +97,16 @@ def gradient_descent(
     progress: bool = False,
     **keywords,
 ) -> FlowResult:
-    """Run ``steps`` steps (default 30000) of gradient descent ``theta <- theta - lr grad Lhat(theta)``
-    (Eq. 2, default ``lr`` 0.01) from ``params`` and record the same observables and phase markers
-    as :func:`flowsim.integrate`.
+    """Run ``steps`` steps of gradient descent ``theta <- theta - lr grad Lhat(theta)`` (Eq. 2,
+    default ``lr`` 0.01) from ``params`` and record the same observables and phase markers as
+    :func:`flowsim.integrate`.  The steps default to ``round(t_end / lr)``, the flow's horizon
+    ``t_end`` (default 300) whatever the learning rate: 30000 at the default ``lr``, 15000 at
+    ``lr=0.02``, as ``flowsim integrate --method gd --lr 0.02`` takes.
 
     The options are :class:`~flowsim.DescentOptions`, as an object (``options=``) or keywords
-    that override it: ``lr``, ``steps``, ``save_every``, ``saves``, ``grid``, ``precision``,
-    the markers' constants (:class:`~flowsim.options.MarkerOptions`), ``n_test``.  Step ``k`` is saved at time ``t = k lr``, the flow time it
-    approximates (spec 3).  Saves are every ``save_every`` steps (plus the last step), or else at
+    that override it: ``lr``, ``steps``, ``t_end``, ``save_every``, ``saves``, ``grid``,
+    ``precision``, the markers' constants (:class:`~flowsim.options.MarkerOptions`),
+    ``n_test``.  Step ``k`` is saved at time ``t = k lr``, the flow time it approximates (spec 3).  Saves are every ``save_every`` steps (plus the last step), or else at
     :func:`save_steps` (``saves`` points on a ``grid``, default log-spaced from step 1).  Each
     event of :mod:`flowsim.events` is reported at the first saved step at which its condition
     holds (``0.0`` if at the start, ``None`` if never), so its resolution is the save grid's.

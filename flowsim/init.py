@@ -11,16 +11,17 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import PRNGKeyArray
 
+from .checks import POSITIVE, PROBABILITY, integer
 from .draws import draw
 from .model import Params
+from .names import INITS, PAPER, STARTS
 from .resources import check_fits
 from .subspace import SubspaceStart, sample_start
 
-SCHEMES = ("kaiming", "theory", "theory-unit")
 #: Lemma D.8's target for the initial outputs: Condition 1 makes |F(0)(X_i)| <= 0.01 for every i.
 D8_BOUND = 0.01
 #: The failure probability delta of Condition 1's high-probability bounds (1/delta <= poly(m)).
-DELTA = 0.1
+DELTA = PAPER.delta
 
 
 def condition1_constant(n: int, L: int, delta: float = DELTA) -> float:
@@ -57,32 +58,24 @@ def init_scales(scheme: str, *, d: int, m: int, m1: int, L: int | None = None, n
             raise ValueError(f"the {scheme} initialization needs the sequence length L"
                              + (" and the training-set size n" if scheme == "theory" else ""))
         c = condition1_constant(n, L, check_delta(delta)) if scheme == "theory" else 1.0
-        c0, c1 = (c if x is None else _positive(name, x) for name, x in (("c0", c0), ("c1", c1)))
+        c0, c1 = (c if x is None else POSITIVE(x, name) for name, x in (("c0", c0), ("c1", c1)))
         default0, default1 = c0 / math.sqrt(L * m), c1 / math.sqrt(m1)
     elif scheme == "kaiming":
         if c0 is not None or c1 is not None:
             raise ValueError("c0 and c1 are the constants of the theory schemes; for kaiming set sigma0, sigma1")
         default0, default1 = math.sqrt(2 / d), math.sqrt(2 / m)
     else:
-        raise ValueError(f"init scheme must be one of {', '.join(SCHEMES)} or a function, got {scheme!r}")
+        raise ValueError(f"init scheme must be one of {', '.join(INITS)} or a function, got {scheme!r}")
     s0 = default0 if sigma0 is None else float(sigma0)
     s1 = default1 if sigma1 is None else float(sigma1)
     for name, s in (("sigma0", s0), ("sigma1", s1)):
-        _positive(name, s)
+        POSITIVE(s, name)
     return s0, s1
 
 
 def check_delta(delta) -> float:
     """The failure probability delta, a number in (0, 1)."""
-    if isinstance(delta, bool) or not isinstance(delta, (int, float)) or not 0 < delta < 1:
-        raise ValueError(f"delta (the failure probability of Condition 1) must be in (0, 1), got {delta!r}")
-    return float(delta)
-
-
-def _positive(name: str, x) -> float:
-    if isinstance(x, bool) or not isinstance(x, (int, float)) or not (math.isfinite(x) and x > 0):
-        raise ValueError(f"{name} must be a positive finite number, got {x!r}")
-    return float(x)
+    return PROBABILITY(delta, "delta (the failure probability of Condition 1)")
 
 
 def start_scales(start) -> tuple[float, float]:
@@ -98,11 +91,11 @@ def start_scales(start) -> tuple[float, float]:
 
 def init_params(
     key: PRNGKeyArray,
-    d: int = 64,
-    m: int = 128,
-    m1: int = 256,
+    d: int = PAPER.d,
+    m: int = PAPER.m,
+    m1: int = PAPER.m1,
     *,
-    scheme: str | Callable[[PRNGKeyArray], Params | Mapping] = "kaiming",
+    scheme: str | Callable[[PRNGKeyArray], Params | Mapping] = PAPER.init,
     L: int | None = None,
     n: int | None = None,
     delta: float = DELTA,
@@ -141,9 +134,8 @@ def matrix_numbers(d: int, m: int, m1: int) -> int:
     return m1 * m + 3 * m * d + m1
 
 
-#: How a start is drawn: ``matrices`` (:func:`init_params`), ``subspace`` (:func:`init_subspace`),
-#: or ``auto``: the matrices while they hold at most :data:`AUTO_MATRICES` numbers.
-STARTS = ("auto", "matrices", "subspace")
+#: How a start is drawn (:data:`flowsim.names.STARTS`): ``matrices`` (:func:`init_params`), ``subspace``
+#: (:func:`init_subspace`), or ``auto``: the matrices while they hold at most :data:`AUTO_MATRICES` numbers.
 AUTO_MATRICES = 10**7
 
 
@@ -157,11 +149,11 @@ def draws_matrices(start: str, d: int, m: int, m1: int) -> bool:
 
 def _check_widths(d, m, m1) -> None:
     for name, v in (("d", d), ("m", m), ("m1", m1)):
-        if int(v) != v or v < 1:
-            raise ValueError(f"{name} must be a positive integer, got {v}")
+        integer(1)(v, name)
 
 
-def init_subspace(key: PRNGKeyArray, d: int = 64, m: int = 128, m1: int = 256, *, scheme: str = "kaiming",
+def init_subspace(key: PRNGKeyArray, d: int = PAPER.d, m: int = PAPER.m, m1: int = PAPER.m1, *,
+                  scheme: str = PAPER.init,
                   L: int | None = None, n: int | None = None, delta: float = DELTA, c0: float | None = None,
                   c1: float | None = None, sigma0: float | None = None, sigma1: float | None = None) -> SubspaceStart:
     """Draw the Gaussian start of :func:`init_params` (scheme ``"kaiming"`` or ``"theory"``) at any

@@ -12,7 +12,7 @@ import threading
 from pathlib import Path
 
 from . import files
-from .config import ConfigError
+from .errors import DirectoryInUse, UsageError
 
 NAME = "flowsim.lock"
 MAX_BYTES = 2**16  # a lock holds a pid, a host name and a time
@@ -27,7 +27,7 @@ def is_lock_file(name: str) -> bool:
 @contextlib.contextmanager
 def claim(path):
     """Hold ``path/flowsim.lock`` (pid, host, start time) while the block runs, or raise a one-line
-    :class:`ConfigError` naming the process that holds it.  A lock left by a dead process of this
+    :class:`~flowsim.errors.DirectoryInUse` naming the process that holds it.  A lock left by a dead process of this
     host is taken over; one from another host cannot be judged from here and is refused."""
     lock = Path(path) / NAME
     mine = json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
@@ -37,7 +37,7 @@ def claim(path):
     try:
         yield
     finally:
-        with contextlib.suppress(OSError, ConfigError):
+        with contextlib.suppress(OSError, UsageError):
             if files.read_bytes(lock, "lock file", MAX_BYTES) == mine:
                 lock.unlink()
 
@@ -55,10 +55,10 @@ def _acquire(lock: Path, mine: bytes) -> None:
             except FileExistsError:
                 holder = _read(lock)
                 if not _remove_if_stale(lock, holder):
-                    raise ConfigError(_held(lock, holder)) from None
-        raise ConfigError(_held(lock, _read(lock)))
+                    raise DirectoryInUse(_held(lock, holder)) from None
+        raise DirectoryInUse(_held(lock, _read(lock)))
     except OSError as e:
-        raise ConfigError(f"cannot lock {str(lock.parent)!r}: {e.strerror}") from None
+        raise UsageError(f"cannot lock {str(lock.parent)!r}: {e.strerror}") from None
     finally:
         with contextlib.suppress(OSError):
             tmp.unlink()
@@ -69,7 +69,7 @@ def _read(lock: Path) -> dict | None:
     :func:`flowsim.files.read_json`: not a regular file, too large, too deeply nested)."""
     try:
         holder = files.read_json(lock, "lock file", MAX_BYTES)
-    except (OSError, ValueError):  # ConfigError among them
+    except (OSError, ValueError):  # UsageError among them
         return None
     return holder if isinstance(holder, dict) else None
 

@@ -3,58 +3,19 @@
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import numpy as np
 
+from .checks import POSITIVE, integer, one_of
 from .messages import shown
+from .names import ENGINE_CHOICES, GRIDS, PRECISIONS, SOLVERS
 
-SOLVERS = ("tsit5", "dopri5", "dopri8", "bosh3", "kvaerno5")  # diffrax's solver of each: flowsim.controller
-GRIDS = ("log", "linear")
-PRECISIONS = (64, 32)
 #: Default (rtol, atol) of the step-size controller for each precision.
 TOLERANCES = {64: (1e-8, 1e-10), 32: (1e-5, 1e-7)}
 #: The smallest rtol a float32 flow can meet: a few units of float32's machine epsilon (1.2e-7).
 FLOAT32_RTOL = 1e-6
-
-
-def _is_number(value, kinds: str = "iuf") -> bool:
-    """Whether ``value`` is one real number (a Python or numpy scalar, or a 0-d array) whose dtype
-    kind is among ``kinds``: not text, not a boolean, not a sequence."""
-    if isinstance(value, (str, bytes, bool, np.bool_)):
-        return False
-    try:
-        return np.ndim(value) == 0 and np.asarray(value).dtype.kind in kinds
-    except (TypeError, ValueError):
-        return False
-
-
-def check_positive(name: str, value) -> float:
-    """``value`` as a float, or a one-line ``ValueError`` unless it is a positive finite number
-    (text such as ``"5"`` and booleans are refused, not read as numbers)."""
-    if not _is_number(value) or not (math.isfinite(float(value)) and float(value) > 0):
-        raise ValueError(f"{name} must be a positive finite number, got {shown(value)}")
-    return float(value)
-
-
-def check_count(name: str, value, low: int = 1) -> int:
-    """``value`` as an int, or a one-line ``ValueError`` unless it is an integer >= ``low`` (an
-    integral float such as ``1e5`` counts; text and booleans do not)."""
-    if not _is_number(value) or not math.isfinite(float(value)) or int(value) != value or value < low:
-        raise ValueError(f"{name} must be an integer >= {low}, got {shown(value)}")
-    return int(value)
-
-
-def check_choice(name: str, value, options: tuple):
-    """The option ``value`` names: a name for names, a number equal to it for numbers (``64.0`` is
-    64; ``"64"`` and ``True`` are not)."""
-    for option in options:
-        same_kind = isinstance(value, str) if isinstance(option, str) else _is_number(value)
-        if same_kind and value == option:
-            return option
-    raise ValueError(f"{name} must be one of {', '.join(map(str, options))}, got {shown(value)}")
 
 
 class _Options:
@@ -110,11 +71,11 @@ class SolverOptions(_Options):
     max_steps: int = 100_000
 
     def __post_init__(self):
-        check_choice("solver", self.solver, SOLVERS)
+        object.__setattr__(self, "solver", one_of(SOLVERS)(self.solver, "solver"))
         for name in ("rtol", "atol"):
             if getattr(self, name) is not None:
-                object.__setattr__(self, name, check_positive(name, getattr(self, name)))
-        object.__setattr__(self, "max_steps", check_count("max_steps", self.max_steps))
+                object.__setattr__(self, name, POSITIVE(getattr(self, name), name))
+        object.__setattr__(self, "max_steps", integer(1)(self.max_steps, "max_steps"))
 
     def for_precision(self, precision: int) -> SolverOptions:
         """The same options with unset tolerances set to ``precision``'s defaults; refuses an
@@ -141,11 +102,11 @@ class SaveOptions(_Options):
     chunk: int = 25
 
     def __post_init__(self):
-        object.__setattr__(self, "saves", check_count("saves", self.saves, 2))
-        check_choice("grid", self.grid, GRIDS)
-        object.__setattr__(self, "chunk", check_count("chunk", self.chunk))
+        object.__setattr__(self, "saves", integer(2)(self.saves, "saves"))
+        object.__setattr__(self, "grid", one_of(GRIDS)(self.grid, "grid"))
+        object.__setattr__(self, "chunk", integer(1)(self.chunk, "chunk"))
         if self.t_first is not None:
-            object.__setattr__(self, "t_first", check_positive("t_first", self.t_first))
+            object.__setattr__(self, "t_first", POSITIVE(self.t_first, "t_first"))
         if self.ts is not None:
             object.__setattr__(self, "ts", tuple(_check_ts(self.ts).tolist()))
 
@@ -205,7 +166,7 @@ class MarkerOptions(_Options):
 
     def __post_init__(self):
         for f in dataclasses.fields(self):
-            object.__setattr__(self, f.name, check_positive(f.name, getattr(self, f.name)))
+            object.__setattr__(self, f.name, POSITIVE(getattr(self, f.name), f.name))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -221,8 +182,8 @@ class _RunOptions(_Options):
     n_test: int = 2000
 
     def __post_init__(self):
-        check_choice("precision", self.precision, PRECISIONS)
-        object.__setattr__(self, "n_test", check_count("n_test", self.n_test))
+        object.__setattr__(self, "precision", one_of(PRECISIONS)(self.precision, "precision"))
+        object.__setattr__(self, "n_test", integer(1)(self.n_test, "n_test"))
 
     def flat(self) -> dict[str, Any]:
         return {"method": self.method} | super().flat()
@@ -242,11 +203,11 @@ class FlowOptions(_RunOptions):
     method: ClassVar[str] = "flow"
     t_end: float = 300.0
     solver: SolverOptions = dataclasses.field(default_factory=SolverOptions)
-    engine: str = "auto"
+    engine: str = ENGINE_CHOICES[0]
 
     def __post_init__(self):
         super().__post_init__()
-        object.__setattr__(self, "t_end", check_positive("t_end", self.t_end))
+        object.__setattr__(self, "t_end", POSITIVE(self.t_end, "t_end"))
         object.__setattr__(self, "solver", self.solver.for_precision(self.precision))
 
     def times(self, m: float | None = None) -> np.ndarray:
@@ -257,26 +218,31 @@ class FlowOptions(_RunOptions):
 @dataclasses.dataclass(frozen=True)
 class DescentOptions(_RunOptions):
     """Everything :func:`flowsim.gradient_descent` takes besides the problem: the learning rate
-    ``lr``, the number of ``steps``, and ``save_every`` (save every so many steps instead of on
-    the save grid)."""
+    ``lr``, the number of ``steps``, ``save_every`` (save every so many steps instead of on the
+    save grid) and ``t_end``, the flow time the descent approximates (spec 3: step ``k`` is at
+    time ``k lr``).
+
+    The steps are ``steps`` if given, else ``round(t_end / lr)`` (at least 1): the flow's horizon
+    whatever the learning rate, so the defaults (``t_end`` 300, ``lr`` 0.01) are the paper's
+    30000 steps and ``lr=0.02`` takes 15000, from Python as from ``flowsim integrate --method
+    gd``.  Once made, ``t_end`` is ``steps x lr``, the horizon the steps reach."""
 
     method: ClassVar[str] = "gd"
     engine: ClassVar[str] = "params"  # descent steps the four matrices themselves
     lr: float = 0.01
-    steps: int = 30_000
+    steps: int | None = None
     save_every: int | None = None
+    t_end: float = FlowOptions.t_end
 
     def __post_init__(self):
         super().__post_init__()
-        object.__setattr__(self, "lr", check_positive("lr", self.lr))
-        object.__setattr__(self, "steps", check_count("steps", self.steps))
+        object.__setattr__(self, "lr", POSITIVE(self.lr, "lr"))
+        if self.steps is None:
+            object.__setattr__(self, "steps", max(1, round(POSITIVE(self.t_end, "t_end") / self.lr)))
+        object.__setattr__(self, "steps", integer(1)(self.steps, "steps"))
+        object.__setattr__(self, "t_end", self.steps * self.lr)
         if self.save_every is not None:
-            object.__setattr__(self, "save_every", check_count("save_every", self.save_every))
-
-    @property
-    def t_end(self) -> float:
-        """The flow time the descent approximates: steps x lr (spec 3)."""
-        return self.steps * self.lr
+            object.__setattr__(self, "save_every", integer(1)(self.save_every, "save_every"))
 
 
 def save_times(t_end: float, saves: int = SaveOptions.saves, grid: str = SaveOptions.grid,
@@ -285,11 +251,10 @@ def save_times(t_end: float, saves: int = SaveOptions.saves, grid: str = SaveOpt
     or evenly spaced.  The default ``t_first`` is ``min(1e-3, t_end / saves, 1 / m)``: Phase 1
     ends near 5-50/m (Theorem 3.1's T1 = O~(1/m)), so a run at attention width ``m`` saves from
     a fifth to a fiftieth of it on, and a wide run's Phase 1 is on its grid."""
-    check_positive("t_end", t_end)
-    check_count("saves", saves, 2)
-    if grid == "linear":
+    POSITIVE(t_end, "t_end")
+    integer(2)(saves, "saves")
+    if one_of(GRIDS)(grid, "grid") == "linear":
         return np.linspace(0.0, t_end, int(saves))
-    check_choice("grid", grid, GRIDS)
     if t_first is None:
         t_first = min(1e-3, t_end / saves, 1 / m if m else np.inf)
     t_first = float(t_first)

@@ -37,6 +37,7 @@ from matplotlib.ticker import LogFormatterSciNotation, LogLocator
 from matplotlib.transforms import blended_transform_factory
 
 from .flow import FlowResult
+from .names import DEFAULT_FORMATS, DPI, PLOT_KINDS, table
 
 #: Line styles that tell up to four overlaid runs apart; colours tell the curves of a panel apart.
 RUN_STYLES = ("-", "--", ":", "-.")
@@ -118,7 +119,7 @@ def _score_curves(key: str) -> tuple[Curve, ...]:
 #: kind -> figure.  ``scores`` is Figure 1(a) with the change since t = 0 under it (the scores
 #: move by ~0.02 against a spread of ~1 between pairs, so the trend shows only in the change);
 #: ``loss`` is Figure 1(b).
-KINDS: dict[str, Kind] = {
+KINDS: dict[str, Kind] = table(PLOT_KINDS, {
     "scores": Kind(
         r"Attention scores of the targets $\mu_1, \mu_2$ and the common word $\mu_3$ (paper's Figure 1a)",
         (Panel(r"score $s(\mu_i,\mu_j) = \mu_i^\top W_K^\top W_Q\,\mu_j$", "linear", _score_curves("scores")),
@@ -159,7 +160,7 @@ KINDS: dict[str, Kind] = {
         (Panel("relative drift", "log", (Curve(r"$W_K W_K^\top - W_Q W_Q^\top$", _observable("drift_KQ")),
                                           Curve(r"$W^\top W - W_V W_V^\top$", _observable("drift_WV")))),),
         note="Constant under the exact flow: their drift is integration error (gradient descent breaks them)"),
-}
+}, "flowsim.plotting.KINDS")
 
 
 def label(result: FlowResult) -> str:
@@ -438,8 +439,8 @@ def _columns(labels: Sequence[str]) -> int:
 
 
 def plot(results: FlowResult | Sequence[FlowResult], out_dir: str | Path, *,
-         kinds: Sequence[str] = tuple(KINDS), logx: bool = True, labels: Sequence[str] | None = None,
-         formats: Sequence[str] = ("png", "pdf"), dpi: int = 150, prefix: str = "") -> list[Path]:
+         kinds: Sequence[str] = PLOT_KINDS, logx: bool = True, labels: Sequence[str] | None = None,
+         formats: Sequence[str] = DEFAULT_FORMATS, dpi: int = DPI, prefix: str = "") -> list[Path]:
     """Draw each of ``kinds`` (default all of :data:`KINDS`) for ``results`` (one trajectory or a
     list to overlay, any number) and save it as ``out_dir/{prefix}{kind}.{format}`` (a figure per
     panel for many runs, see :func:`figures`).  Time is on a log axis unless ``logx=False``.

@@ -21,13 +21,14 @@ from .claims import (ASSUMPTIONS, CLAIMS, FAILS, HOLDS, NA, NOT_REACHED, ORDER, 
                      assess, check_claims)
 from .claims.scaling import OrderVerdict, order_verdicts
 from .claims.base import plain
+from .errors import UsageError
+from .sweepdir import SweepDir
 
 if TYPE_CHECKING:
     from .flow import FlowResult
-    from .results import Run
 
 __all__ = [*claims.__all__, "SWEEP_REPORT", "SweepReport", "format_order_table", "format_sweep_table", "format_table",
-           "markdown_table", "report", "sweep_points", "sweep_report", "unfinished"]
+           "markdown_table", "report", "sweep_report", "unfinished"]
 
 
 # --- One run -------------------------------------------------------------------------------------
@@ -173,57 +174,25 @@ class SweepReport:
         return path
 
 
-def sweep_points(path: str | Path) -> tuple[list[str], list[tuple[str, str, Run | None]]]:
-    """The grid keys of the sweep directory ``path`` (written by :func:`flowsim.sweep`) and, per
-    point in index order, its name, its status (``complete``, ``failed``, ``pending``,
-    ``running``, ``interrupted``, ``unreadable``) and its :class:`~flowsim.Run` if complete
-    (else ``None``).  Read from the points' directories, which the index may lag behind."""
-    from .config import ConfigError
-    from .results import load
-    from .sweeps import FAILURE, INDEX_JSON, read_index
-
-    path = Path(path)
-    index = read_index(path)
-    try:
-        grid, entries = list(index["definition"]["grid"]), [(e["name"], e["path"]) for e in index["points"]]
-    except (ValueError, KeyError, TypeError) as e:
-        raise ConfigError(f"{path} is not a flowsim sweep directory (cannot read {INDEX_JSON}: {e})") from None
-    points = []
-    for name, where in entries:
-        point = path / where
-        status, run = "pending", None
-        if (point / "run.json").exists():
-            try:
-                run = load(point)
-                status = "failed" if (point / FAILURE).exists() else run.status
-            except ConfigError:
-                status = "unreadable"
-        points.append((name, status, run if status == "complete" else None))
-    return grid, points
-
-
-def sweep_report(path: str | Path, by: Iterable[str] | None = None) -> SweepReport:
-    """Every claim checked on every complete point of the sweep directory ``path`` (written by
-    :func:`flowsim.sweep`), counted per group of points that share the values of the grid keys
-    ``by`` (default: every grid key but ``seed``, so that seeds are pooled).
+def sweep_report(sweep: str | Path | SweepDir, by: Iterable[str] | None = None) -> SweepReport:
+    """Every claim checked on every complete point of the sweep directory ``sweep`` (written by
+    :func:`flowsim.sweep`; a path, or one read already by :meth:`flowsim.sweepdir.SweepDir.read`),
+    counted per group of points that share the values of the grid keys ``by`` (default: every
+    grid key but ``seed``, so that seeds are pooled).
 
     Verdicts are recomputed from the points' result directories, each with the context of its
     own configuration: the verdicts in ``sweep.json`` may come from an older flowsim."""
-    return report_points(path, *sweep_points(path), by)
-
-
-def report_points(path: str | Path, grid: Sequence[str], entries, by: Iterable[str] | None = None) -> SweepReport:
-    """:func:`sweep_report` of the ``grid`` keys and ``entries`` that :func:`sweep_points` read from ``path``."""
-    from .config import ConfigError
-
+    if not isinstance(sweep, SweepDir):
+        sweep = SweepDir.read(sweep)
+    grid = sweep.grid
     by = tuple(k for k in grid if k != "seed") if by is None else tuple(by)
     unknown = [k for k in by if k not in grid]
     if unknown:
-        raise ConfigError(f"--by: {unknown[0]!r} is not a grid key of the sweep in {path}; "
-                          f"its grid keys: {', '.join(grid)}")
+        raise UsageError(f"--by: {unknown[0]!r} is not a grid key of the sweep in {sweep.path}; "
+                         f"its grid keys: {', '.join(grid)}")
     groups: dict[str, tuple[dict, list]] = {}  # by JSON of the grid values: the values, the points' rows
     skipped, points = [], []
-    for name, status, run in entries:
+    for name, status, run in sweep.points:
         if run is None:
             skipped.append(f"{name} ({status})")
             continue

@@ -5,13 +5,11 @@ from __future__ import annotations
 import os
 import re
 
+from .errors import ResourceError
+
 #: Environment variable that caps the memory flowsim plans for (bytes, or e.g. ``8G``, ``512M``).
 LIMIT_ENV = "FLOWSIM_MEMORY_LIMIT"
 _UNITS = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
-
-
-class ResourceError(ValueError):
-    """A job that would not fit in memory; the message is one line with the estimate and the limit."""
 
 
 def parse_bytes(text: str) -> int:

@@ -22,7 +22,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import files, lock
-from .config import ConfigError, RunConfig
+from .config import RunConfig
+from .errors import DamagedResult, UsageError
 from .messages import shown
 from .resources import available_bytes, format_bytes
 from .data import Dataset
@@ -107,7 +108,7 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
     with files.open_regular(path, "array file", limit, "the memory available") as f, \
             np.load(f, allow_pickle=False) as z:
         if sum(info.file_size for info in z.zip.infolist()) > limit:
-            raise ConfigError(f"array file {str(path)!r} declares arrays larger than the memory available "
+            raise DamagedResult(f"array file {str(path)!r} declares arrays larger than the memory available "
                               f"({format_bytes(limit)}); refused")
         return {k: z[k] for k in z.files}
 
@@ -267,20 +268,23 @@ def mark_interrupted(path, wall_time: float, why: str = "interrupted") -> str:
 
 
 def read_meta(path) -> dict:
-    """``run.json`` of the result directory ``path``, or a one-line :class:`ConfigError` saying
-    that ``path`` is not one (or one of another format version)."""
+    """``run.json`` of the result directory ``path``, or a one-line error: a
+    :class:`~flowsim.errors.UsageError` if ``path`` is not one (no run.json, another program's,
+    another format version), a :class:`~flowsim.errors.DamagedResult` if its run.json cannot be
+    trusted (not JSON, not a regular file, too large)."""
     path = Path(path)
     try:
         meta = files.read_json(path / RUN_JSON, "run description", RUN_JSON_BYTES)
-    except ConfigError:
-        raise
+    except UsageError as e:  # refused by flowsim.files
+        raise DamagedResult(str(e)) from None
     except (OSError, ValueError) as e:
-        raise ConfigError(f"{path} is not a flowsim result directory (cannot read {RUN_JSON}: "
-                          f"{getattr(e, 'strerror', None) or e})") from None
+        error = UsageError if isinstance(e, OSError) else DamagedResult
+        raise error(f"{path} is not a flowsim result directory (cannot read {RUN_JSON}: "
+                    f"{getattr(e, 'strerror', None) or e})") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise ConfigError(f"{path / RUN_JSON} is not a flowsim run description")
+        raise UsageError(f"{path / RUN_JSON} is not a flowsim run description")
     if meta.get("format_version") != FORMAT_VERSION:
-        raise ConfigError(f"{path / RUN_JSON} has format version {shown(meta.get('format_version'))}, "
+        raise UsageError(f"{path / RUN_JSON} has format version {shown(meta.get('format_version'))}, "
                           f"this flowsim reads {FORMAT_VERSION}")
     return meta
 
@@ -290,16 +294,19 @@ def load(path) -> Run:
     :func:`flowsim.run`) back, checking that its files belong together: run.json's
     configuration and state.npz against the digests recorded when the run started, the
     trajectory against the saved times, the checkpoint against the state.  Anything else is
-    refused with a one-line :class:`ConfigError`.  Only numpy and json are used; nothing is
+    refused with a one-line :class:`~flowsim.errors.DamagedResult` (a directory that is not a
+    result directory at all: see :func:`read_meta`).  Only numpy and json are used; nothing is
     unpickled."""
     path = Path(path)
     meta = read_meta(path)
     try:
         return _load(path, meta)
-    except ConfigError:
+    except DamagedResult:
         raise
+    except UsageError as e:  # a file refused by flowsim.files, a configuration refused by RunConfig
+        raise DamagedResult(str(e)) from None
     except (OSError, KeyError, TypeError, ValueError, zipfile.BadZipFile) as e:
-        raise ConfigError(f"{path} is a damaged result directory ({type(e).__name__}: {e})") from None
+        raise DamagedResult(f"{path} is a damaged result directory ({type(e).__name__}: {e})") from None
 
 
 def _load(path: Path, meta: dict) -> Run:
@@ -340,14 +347,14 @@ def _check_inputs(path: Path, meta: dict, config: RunConfig, start: dict) -> Non
                 "embedding": (config.d, config.d)}
     for name, shape in expected.items():
         if name in start and start[name].shape != shape:
-            raise ConfigError(f"{path / STATE}: {name} has shape {start[name].shape} but the configuration in "
+            raise DamagedResult(f"{path / STATE}: {name} has shape {start[name].shape} but the configuration in "
                               f"{RUN_JSON} (n={config.n}, L={config.L}, d={config.d}) needs {shape}")
     recorded = meta.get("digests") or {}
     if recorded.get("config") != config_digest(config):
-        raise ConfigError(f"{path / RUN_JSON}: the configuration differs from the one the run was written "
+        raise DamagedResult(f"{path / RUN_JSON}: the configuration differs from the one the run was written "
                           "with (the file was edited); the directory is refused")
     if recorded.get("state") != digest(start):
-        raise ConfigError(f"{path / STATE} does not hold the data and start the run was written with "
+        raise DamagedResult(f"{path / STATE} does not hold the data and start the run was written with "
                           "(replaced or damaged); the directory is refused")
 
 
@@ -362,10 +369,10 @@ def _read_rows(path: Path, meta: dict, config: RunConfig) -> dict[str, np.ndarra
         rows = {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]} if chunks else {}
     lengths = {len(v) for v in rows.values()}
     if lengths != {n}:
-        raise ConfigError(f"{path} holds {sorted(lengths)} saved times but {RUN_JSON} says {n}; "
+        raise DamagedResult(f"{path} holds {sorted(lengths)} saved times but {RUN_JSON} says {n}; "
                           "the directory is damaged")
     if config.method == "flow" and not np.array_equal(rows["t"], config.flow_options().times(m=config.m)[:n]):
-        raise ConfigError(f"{path}: the saved times are not those of the configuration in {RUN_JSON}; "
+        raise DamagedResult(f"{path}: the saved times are not those of the configuration in {RUN_JSON}; "
                           "the directory is damaged")
     return rows
 
@@ -383,7 +390,7 @@ def _read_checkpoint(path: Path, meta: dict, config: RunConfig, params_init: Par
         with files.open_regular(path / CHECKPOINT, "checkpoint", available_bytes(), "the memory available") as f:
             chunks, dt, state = eqx.tree_deserialise_leaves(f, (np.asarray(0), np.asarray(0.0), like))
             trailing = f.read(1)
-    except (OSError, ConfigError):
+    except (OSError, UsageError):
         raise
     except Exception:  # random bytes fail in many ways: zip, npy headers, refused pickles, tree paths
         raise _damaged(path, "unreadable") from None
@@ -398,6 +405,6 @@ def _read_checkpoint(path: Path, meta: dict, config: RunConfig, params_init: Par
     return dict(state=state, dt_next=float(dt))
 
 
-def _damaged(path: Path, why: str) -> ConfigError:
-    return ConfigError(f"damaged checkpoint {path / CHECKPOINT} ({why}); it cannot be resumed: delete it and "
+def _damaged(path: Path, why: str) -> DamagedResult:
+    return DamagedResult(f"damaged checkpoint {path / CHECKPOINT} ({why}); it cannot be resumed: delete it and "
                        f"run flowsim integrate --resume {path} to start this run again from t = 0")

@@ -12,8 +12,9 @@ import time
 from pathlib import Path
 
 from . import lock, results
-from .config import ConfigError, RunConfig
-from .flow import FlowFailure, integrate, plan
+from .config import RunConfig
+from .errors import FlowFailure, UsageError, as_usage
+from .flow import integrate, plan
 from .gd import gradient_descent
 from .messages import failure
 
@@ -43,7 +44,7 @@ def default_out(root=RUNS, prefix: str = "") -> Path:
                 out.mkdir()
                 return out
     except OSError as e:
-        raise ConfigError(f"cannot create an output directory under {str(root)!r}: {e.strerror}") from None
+        raise UsageError(f"cannot create an output directory under {str(root)!r}: {e.strerror}") from None
 
 
 def check_out(out, force: bool = False) -> Path:
@@ -51,9 +52,9 @@ def check_out(out, force: bool = False) -> Path:
     (unless ``force``: then the result files in it are replaced and anything else is left)."""
     out = Path(out)
     if out.exists() and not out.is_dir():
-        raise ConfigError(f"output directory {str(out)!r} exists and is not a directory")
+        raise UsageError(f"output directory {str(out)!r} exists and is not a directory")
     if out.is_dir() and results.holds_files(out) and not force:
-        raise ConfigError(f"output directory {str(out)!r} already holds files; choose another or use --force "
+        raise UsageError(f"output directory {str(out)!r} already holds files; choose another or use --force "
                           "(force=True) to replace the results in it")
     return out
 
@@ -64,7 +65,7 @@ def run(config: RunConfig, out=None, *, force: bool = False, progress: bool = Fa
 
     Everything is checked (the data and initialization are drawn) before the directory is
     created.  The directory is claimed (``flowsim.lock``) for the whole run: a second run or
-    resume into it raises :class:`ConfigError` naming the holder and touches nothing.  A
+    resume into it raises :class:`~flowsim.errors.DirectoryInUse` naming the holder and touches nothing.  A
     checkpoint is written after every chunk.  On Ctrl-C it raises :class:`RunInterrupted` with
     the run marked ``interrupted`` (finish it with :func:`resume`); on a solver failure it
     writes what was computed (status ``failed``) and re-raises :class:`~flowsim.FlowFailure`;
@@ -76,16 +77,14 @@ def run(config: RunConfig, out=None, *, force: bool = False, progress: bool = Fa
     dataset, params, test_key = config.build()
     config = config.resolved()
     if config.method == "flow":
-        try:  # the engine's memory, checked before anything is written
+        with as_usage():  # the engine's memory, checked before anything is written
             plan(params, dataset, config.flow_options())
-        except ValueError as e:
-            raise ConfigError(str(e)) from None
     if out is None:
         out = default_out()
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise ConfigError(f"cannot create output directory {str(out)!r}: {e.strerror}") from None
+        raise UsageError(f"cannot create output directory {str(out)!r}: {e.strerror}") from None
     with lock.claim(out):
         check_out(out, force)  # again, now that nobody else writes here: another run may have finished
         results.clear(out)
@@ -101,7 +100,7 @@ def resume(path, *, progress: bool = False) -> results.Run:
     with lock.claim(path):
         saved = results.load(path)
         if saved.status in ("complete", "failed"):
-            raise ConfigError(f"{path} holds a {saved.status} run; only an interrupted or running one can be resumed")
+            raise UsageError(f"{path} holds a {saved.status} run; only an interrupted or running one can be resumed")
         checkpoint = saved.result
         if checkpoint is not None and checkpoint.state is None:
             checkpoint = None
@@ -141,7 +140,7 @@ def _execute(out, config, dataset, params, test_key, checkpoint, wall_before, pr
     except OSError as e:
         # Writing failed (a full disk): the files are the last checkpoint's, which a resume
         # continues from; run.json says so if it can still be written.
-        with contextlib.suppress(OSError, ConfigError), _signals_held():
+        with contextlib.suppress(OSError, UsageError), _signals_held():
             results.mark_interrupted(out, wall(), f"stopped by a write error ({e.strerror})")
         raise
     except Exception as e:  # anything unforeseen ends the run as failed, not left running
@@ -154,7 +153,7 @@ def _failed(out, config, dataset, params, message: str, wall: float) -> FlowFail
     """Record the run in ``out`` as failed with ``message`` (the rows of its last checkpoint kept)
     and return the :class:`FlowFailure` to raise."""
     last = None
-    with contextlib.suppress(OSError, ConfigError), _signals_held():  # recorded if the directory still can be
+    with contextlib.suppress(OSError, UsageError), _signals_held():  # recorded if the directory still can be
         last = results.load(out).result
         if last is None:
             results.mark(out, "failed", message, wall)

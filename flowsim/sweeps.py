@@ -14,19 +14,18 @@ from typing import Any
 import numpy as np
 
 from . import lock
-from .config import ConfigError, RunConfig, read_toml
+from .config import RunConfig, read_toml
+from .errors import FlowFailure, UsageError, as_usage
 from .messages import failure, shown
+from .names import DEFAULT_PRESET, PRESETS
+from .sweepdir import FAILURE, INDEX_JSON, INDEX_NPZ, POINTS, failure_note, is_sweep, read_index, read_point
 
 #: Fields that change only the values of the arrays, not their shapes or the compiled solve: points
 #: that differ only in these are integrated together as one batch.
 BATCH_FREE = ("seed", "sigma0", "sigma1")
-INDEX_JSON, INDEX_NPZ, POINTS = "sweep.json", "sweep.npz", "points"
-FAILURE = "failure.txt"  # in a point's directory: why its batch raised
 #: Most points in one sweep: each is a result directory and a few kilobytes of the index, and the
 #: grid is counted before any point is made.  A larger study is several sweeps.
 MAX_POINTS = 10_000
-#: Largest sweep.json and failure.txt read back (bytes): a few kilobytes per point at most.
-INDEX_BYTES, FAILURE_BYTES = 2**27, 2**20
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,24 +71,24 @@ class Sweep:
         base_table = table.pop("base", {})
         named = table.pop("preset", None)
         if not isinstance(grid, dict) or not grid:
-            raise ConfigError(f"{path}: needs a [grid] table of lists, e.g. [grid] seed = [0, 1, 2]")
+            raise UsageError(f"{path}: needs a [grid] table of lists, e.g. [grid] seed = [0, 1, 2]")
         if not isinstance(base_table, dict):
-            raise ConfigError(f"{path}: base must be a table of configuration keys")
-        if named is not None and named not in ("paper", "theory"):
-            raise ConfigError(f"{path}: preset must be one of paper, theory, got {shown(named)}")
-        base = RunConfig.preset(preset or named or "paper").merge({**table, **base_table},
+            raise UsageError(f"{path}: base must be a table of configuration keys")
+        if named is not None and named not in PRESETS:
+            raise UsageError(f"{path}: preset must be one of {', '.join(PRESETS)}, got {shown(named)}")
+        base = RunConfig.preset(preset or named or DEFAULT_PRESET).merge({**table, **base_table},
                                                                     label=lambda k: f"{path}: {k}")
         return cls.make(base, grid, tie, label=lambda k: f"{path}: grid.{k}")
 
     @classmethod
     def make(cls, base: RunConfig, grid: Mapping[str, Sequence], tie: Mapping[str, str | Mapping] | None = None,
              label=lambda k: f"grid.{k}") -> Sweep:
-        """Check every grid value against ``base`` and every tie (one-line :class:`ConfigError` naming it)."""
+        """Check every grid value against ``base`` and every tie (one-line :class:`~flowsim.errors.UsageError` naming it)."""
         if tie is not None and not isinstance(tie, Mapping):
-            raise ConfigError("tie must be a table of field = \"grid key\", e.g. [tie] m1 = \"m\"")
+            raise UsageError("tie must be a table of field = \"grid key\", e.g. [tie] m1 = \"m\"")
         for key, values in grid.items():
             if isinstance(values, (str, bytes)) or not isinstance(values, Sequence) or not values:
-                raise ConfigError(f"{label(key)}: must be a non-empty list of values, got {shown(values)}")
+                raise UsageError(f"{label(key)}: must be a non-empty list of values, got {shown(values)}")
         fields = {f.name for f in dataclasses.fields(RunConfig)}
         tie = {key: _tie(key, target, grid, fields) for key, target in (tie or {}).items()}
         _check_size(grid, label("").rstrip("."))
@@ -99,7 +98,7 @@ class Sweep:
             for i, value in enumerate(values):
                 parsed.append(getattr(base.merge({key: value}, label=lambda k: f"{label(k)}[{i}]"), key))
             if len(set(map(repr, parsed))) != len(parsed):
-                raise ConfigError(f"{label(key)}: values must be distinct, got {shown(list(values))}")
+                raise UsageError(f"{label(key)}: values must be distinct, got {shown(list(values))}")
             checked[key] = tuple(parsed)
         for key, target in tie.items():
             copies = isinstance(target, str)
@@ -107,7 +106,7 @@ class Sweep:
                 base.merge({key: value}, label=lambda k: f"tie.{k} (= {target} = {value!r})" if copies
                            else f"tie.{k} (= {value!r})")
         if base.method != "flow":
-            raise ConfigError("a sweep integrates the flow: method must be flow")
+            raise UsageError("a sweep integrates the flow: method must be flow")
         return cls(base=base, grid=checked, tie=tie)
 
     @property
@@ -150,7 +149,7 @@ def _tie(key: str, target, grid: Mapping[str, Sequence], fields) -> str | dict[s
             if (source in grid and isinstance(listed, Sequence) and not isinstance(listed, (str, bytes))
                     and len(listed) == len(grid[source])):
                 return {source: [_jsonable(v) for v in listed]}
-    raise ConfigError(f"tie.{key}: must tie a configuration field outside the grid to a grid key "
+    raise UsageError(f"tie.{key}: must tie a configuration field outside the grid to a grid key "
                       f"({', '.join(grid)}), as {key} = \"KEY\", or to one value per value of a grid key, as "
                       f"{key} = {{KEY = [...]}}; got {key} = {shown(target)}")
 
@@ -164,7 +163,7 @@ def _check_size(grid: Mapping[str, Sequence], where: str) -> None:
     size = _count(grid)
     if size > MAX_POINTS:
         counts = " x ".join(f"{len(v)} {k}" for k, v in grid.items())
-        raise ConfigError(f"{where}: {counts} make {size:,} points, more than the {MAX_POINTS:,} a sweep may "
+        raise UsageError(f"{where}: {counts} make {size:,} points, more than the {MAX_POINTS:,} a sweep may "
                           "hold; split it into several sweeps")
 
 
@@ -177,13 +176,11 @@ def _fmt(value) -> str:
 def _check(config: RunConfig, name: str) -> None:
     from .data import check_fits_data, check_sizes
 
-    try:
+    with as_usage(f"grid point {name}: "):
         check_sizes(config.n, config.L, config.d, config.data_mode)
         check_fits_data(config.n, config.L, config.d)
         check_fits_data(config.n_test, config.L, config.d, "n_test")
         config.resolved().options()  # the init scales among them
-    except ValueError as e:
-        raise ConfigError(f"grid point {name}: {e}") from None
 
 
 def batches(points: Sequence[Point]) -> list[list[Point]]:
@@ -208,7 +205,7 @@ def sweep(plan: Sweep, out, *, devices=None, batch: int | None = None, progress:
     groups are dealt round-robin to the processes, which write their points into the shared
     ``out``; process 0 writes the index once all are done.  Process 0 holds ``out``'s lock for
     the whole sweep and every process the lock of each point it writes, so a second sweep or
-    run into them is refused (:class:`ConfigError`).  Running again on the same ``out`` skips
+    run into them is refused (:class:`~flowsim.errors.DirectoryInUse`).  Running again on the same ``out`` skips
     the points already complete; a batch that fails is recorded as failed for its points and
     the sweep goes on.  ``verdicts`` adds each point's claim verdicts
     (:func:`flowsim.check_claims` with the point's :class:`~flowsim.RunContext`), by claim id,
@@ -229,7 +226,7 @@ def sweep(plan: Sweep, out, *, devices=None, batch: int | None = None, progress:
     if batch is None:
         batch = 1 if jax.default_backend() == "cpu" else len(points)
     if int(batch) != batch or batch < 1:
-        raise ConfigError(f"batch must be an integer >= 1, got {shown(batch)}")
+        raise UsageError(f"batch must be an integer >= 1, got {shown(batch)}")
     _check_sweep_out(out, definition, force)
     rank, ranks = jax.process_index(), jax.process_count()
     _barrier(ranks, "flowsim sweep checked")  # every process has looked at out before any writes to it
@@ -296,7 +293,7 @@ def _solve_group(out: Path, todo: Sequence[Point], devices, progress: bool) -> S
     import jax
 
     from .data import sample_test_set
-    from .flow import FlowFailure, integrate, integrate_batch
+    from .flow import integrate, integrate_batch
 
     started = time.perf_counter()
     config = todo[0].config.resolved()
@@ -345,31 +342,29 @@ def _jsonable(v):
 
 def _check_sweep_out(out: Path, definition: dict, force: bool) -> None:
     if out.exists() and not out.is_dir():
-        raise ConfigError(f"sweep directory {str(out)!r} exists and is not a directory")
+        raise UsageError(f"sweep directory {str(out)!r} exists and is not a directory")
     from .results import holds_files
 
     if not out.is_dir() or not holds_files(out) or force:
         return
-    if not (out / INDEX_JSON).exists():
-        raise ConfigError(f"sweep directory {str(out)!r} holds something else; choose another or use --force")
+    if not is_sweep(out):
+        raise UsageError(f"sweep directory {str(out)!r} holds something else; choose another or use --force")
     previous = read_index(out).get("definition")
     if previous != definition:
-        raise ConfigError(f"sweep directory {str(out)!r} holds a different sweep; choose another or use --force")
+        raise UsageError(f"sweep directory {str(out)!r} holds a different sweep; choose another or use --force")
 
 
 def _entry(out: Path, point: Point, verdicts: bool) -> dict:
     """A point's index entry, read from its result directory (the single source of truth, so a
     re-run, or process 0 of a multi-process sweep, sees what every run wrote)."""
-    from .results import load
-
     path = out / POINTS / point.name
     entry = {"name": point.name, "values": {k: _jsonable(v) for k, v in point.values.items()},
-             "path": f"{POINTS}/{point.name}", "status": "pending"}
-    if not (path / "run.json").exists():
+             "path": f"{POINTS}/{point.name}"}
+    status, run = read_point(path)
+    entry["status"] = status
+    if run is None:
         return entry
-    run = load(path)
-    entry |= {"status": run.status if not (path / FAILURE).exists() else "failed",
-              "message": run.meta["message"] or _read(path / FAILURE), "config": run.meta["config"],
+    entry |= {"message": run.meta["message"] or failure_note(path), "config": run.meta["config"],
               "events": run.meta["events"], "t_reached": run.meta["t_reached"],
               "steps": (run.meta["stats"] or {}).get("steps"), "wall_time_s": run.meta["wall_time_s"]}
     if run.result is not None:
@@ -381,32 +376,6 @@ def _entry(out: Path, point: Point, verdicts: bool) -> dict:
             rows = check_claims(run.result, RunContext.from_config(run.config))
             entry["verdicts"] = {r.id: r.verdict for r in rows}  # by id: stable where the wording is not
     return entry
-
-
-def _read(path: Path) -> str:
-    if not path.exists():
-        return ""
-    from .files import read_bytes
-
-    return read_bytes(path, "failure note", FAILURE_BYTES).decode(errors="replace").strip()
-
-
-def read_index(path) -> dict:
-    """``sweep.json`` of the sweep directory ``path``, or a one-line :class:`ConfigError` saying
-    that ``path`` is not one (the file is read bounded: :mod:`flowsim.files`)."""
-    from .files import read_json
-
-    path = Path(path)
-    try:
-        index = read_json(path / INDEX_JSON, "sweep index", INDEX_BYTES)
-    except ConfigError:
-        raise
-    except (OSError, ValueError) as e:
-        raise ConfigError(f"{path} is not a flowsim sweep directory (cannot read {INDEX_JSON}: "
-                          f"{getattr(e, 'strerror', None) or e})") from None
-    if not isinstance(index, dict):
-        raise ConfigError(f"{path} is not a flowsim sweep directory ({INDEX_JSON} is not an index)")
-    return index
 
 
 def _write_index(out: Path, definition: dict, points: Sequence[Point], index: dict) -> None:

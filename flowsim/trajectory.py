@@ -1,4 +1,4 @@
-"""A computed trajectory (FlowResult) and the failure that carries a partial one (FlowFailure)."""
+"""A computed trajectory: saved times, observables, events, statistics and end points (FlowResult)."""
 
 from __future__ import annotations
 
@@ -62,11 +62,3 @@ class FlowResult:
     def settings(self) -> dict[str, Any]:
         """The options as one flat dict (``method`` first: ``"flow"`` or ``"gd"``)."""
         return self.options.flat()
-
-
-class FlowFailure(RuntimeError):
-    """The solver failed (step limit, non-finite state); ``result`` holds everything computed."""
-
-    def __init__(self, message: str, result: FlowResult):
-        super().__init__(message)
-        self.result = result

@@ -1,5 +1,7 @@
 """Gradient descent against hand computations and against the flow it discretizes."""
 
+import json
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -119,3 +121,27 @@ def test_bad_arguments(tiny, kwargs, match):
     params, data = tiny
     with pytest.raises(ValueError, match=match):
         flowsim.gradient_descent(params, data, **kwargs)
+
+
+def test_the_steps_default_to_the_flow_horizon_over_the_learning_rate():
+    """steps = round(t_end / lr), t_end defaulting to the flow's 300: the paper's 30000 at lr 0.01,
+    from DescentOptions as from a configuration (the command line), which record t_end = steps lr."""
+    for lr, t_end, steps in ((0.01, None, 30000), (0.02, None, 15000), (0.03, None, 10000), (0.02, 1.0, 50),
+                             (7.0, 1.0, 1)):
+        options = flowsim.DescentOptions(lr=lr, **({} if t_end is None else {"t_end": t_end}))
+        config = flowsim.RunConfig().merge({"method": "gd", "lr": lr} | ({} if t_end is None else {"t_end": t_end}))
+        assert options.steps == config.resolved().steps == steps
+        assert options.t_end == config.resolved().t_end == steps * lr
+    given = flowsim.DescentOptions(lr=0.01, steps=100, t_end=50.0)  # given steps win; t_end is what they reach
+    assert given.steps == 100 and given.t_end == pytest.approx(1.0)
+
+
+def test_gradient_descent_and_the_command_line_take_the_same_steps(tiny, tmp_path):
+    from test_cli_analysis import TINY, run_cli
+
+    params, data = tiny
+    run = flowsim.gradient_descent(params, data, lr=0.5, saves=11, n_test=64)
+    assert run_cli(["integrate", *TINY, "--method", "gd", "--lr", "0.5", "--out", str(tmp_path), "--quiet"])[0] == 0
+    meta = json.loads((tmp_path / "run.json").read_text())
+    assert run.stats["steps"] == meta["stats"]["steps"] == meta["config"]["steps"] == round(300 / 0.5)
+    assert run.ts[-1] == meta["t_reached"] == pytest.approx(300.0)

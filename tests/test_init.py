@@ -45,11 +45,11 @@ def test_overridden_scales_and_bad_scales():
         flowsim.init_params(jax.random.key(0), scheme="xavier")
     with pytest.raises(ValueError, match="needs the sequence length L and the training-set size n"):
         flowsim.init_params(jax.random.key(0), scheme="theory", L=5)
-    with pytest.raises(ValueError, match=r"delta .* must be in \(0, 1\)"):
+    with pytest.raises(ValueError, match=r"delta .* must be a number in \(0, 1\)"):
         flowsim.init_params(jax.random.key(0), scheme="theory", L=5, n=18, delta=1.5)
     with pytest.raises(ValueError, match="c0 and c1 are the constants of the theory schemes"):
         flowsim.init_params(jax.random.key(0), scheme="kaiming", c0=0.1)
-    with pytest.raises(ValueError, match="m must be a positive integer"):
+    with pytest.raises(ValueError, match="m must be an integer >= 1, got 0"):
         flowsim.init_params(jax.random.key(0), m=0)
 
 

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 import flowsim
-from flowsim import config, results
+from flowsim import results
 from flowsim.config import ConfigError, RunConfig
 from flowsim.flow import FlowResult
 
@@ -161,17 +161,6 @@ def test_resolved_config_draws_the_same_arrays():
     for a, b in zip(jax.tree.leaves(cfg.build()[:2]), jax.tree.leaves(resolved.build()[:2])):
         np.testing.assert_array_equal(a, b)
         assert a.dtype == b.dtype
-
-
-def test_name_lists_match_the_library():
-    from flowsim import controller, data, engines, init
-
-    assert config.DATA_MODES == data.MODES and config.EMBEDDINGS == data.BASES
-    assert config.INITS == init.SCHEMES and config.SOLVERS == tuple(controller.SOLVER_CLASSES)
-    assert config.ENGINES == ("auto", *engines.ENGINES)
-    from flowsim import cli, plotting
-
-    assert cli.PLOT_KINDS == tuple(plotting.KINDS)
 
 
 def test_docs_name_every_file_key_and_flag(built, tmp_path, capsys):

@@ -6,15 +6,21 @@ Each engine is one module; :class:`AbstractEngine` is the contract they implemen
 
 from __future__ import annotations
 
+from .. import names
 from ..data import Dataset
 from ..resources import check_fits, format_bytes
 from .base import ENGINES, AbstractEngine, FlowArgs, Grams, Markers, Quantities, Reference, Sizes
 
-# Defining an engine registers it: the import order is the order of ENGINES (and of --help).
+# Defining an engine registers it; the registry then holds exactly flowsim.names.ENGINES, in
+# that order (the order of --help, and of auto's choice between equal costs).
 from .params import ParamEngine  # noqa: E402  isort: skip
 from .reduced import AbstractWordRows, ReducedEngine  # noqa: E402  isort: skip
 from .subspace import SubspaceEngine  # noqa: E402  isort: skip
 from .gram import GramEngine  # noqa: E402  isort: skip
+
+_REGISTERED = names.table(names.ENGINES, ENGINES, "the engine registry flowsim.engines.ENGINES")
+ENGINES.clear()
+ENGINES.update(_REGISTERED)
 
 __all__ = ["ENGINES", "AbstractEngine", "AbstractWordRows", "FlowArgs", "GramEngine", "Grams", "Markers", "ParamEngine",
            "Quantities", "ReducedEngine", "Reference", "Sizes", "SubspaceEngine", "engine_costs", "make_engine", "resolve_engine"]
