@@ -158,7 +158,9 @@ def call(name: str, fn: Callable, *args):
 
 
 def _call(name: str, fn: Callable, *args):
-    if not _exportable() or cache.disabled():
+    # An engine that runs a user's code (flowsim.contract.AbstractFlowEngine.exportable) is compiled
+    # in memory: the cache's key covers flowsim's source, not theirs.
+    if not _exportable() or cache.disabled() or not getattr(args[0], "exportable", True):
         return fn(*args)
     directory = cache.enable_compilation_cache()  # None: the directory cannot serve; programs stay in memory
     dynamic, static = eqx.partition(args, eqx.is_array)

@@ -22,9 +22,6 @@ import numpy as np
 from jaxtyping import PyTree
 
 from . import aot, programs
-from .events import EVENT_NAMES
-from .model import Params
-from .observables import start_record
 from .options import FlowOptions
 from .trajectory import FlowResult
 
@@ -49,6 +46,10 @@ class Problem:
     batched: object  # programs.SINGLE, SHARED_DATA or OWN_DATA
 
     @property
+    def event_names(self) -> tuple[str, ...]:
+        return self.engines[0].event_names
+
+    @property
     def members(self) -> int:
         return len(self.engines)
 
@@ -67,7 +68,7 @@ class Problem:
 
     def watching(self, events: list[dict]):
         """The arguments with ``watching`` set to the events each member has not located yet."""
-        watching = np.asarray([[ev[k] is None for k in EVENT_NAMES] for ev in events])
+        watching = np.asarray([[ev[k] is None for k in self.event_names] for ev in events], bool)
         return eqx.tree_at(lambda a: a.watching, self.flow_args, watching if self.batched else watching[0])
 
 
@@ -139,9 +140,9 @@ def begin(problem: Problem) -> LoopState:
     B = problem.members
     state = LoopState(
         y=problem.y0, t=0.0, dt=0.0, chunks_done=0, saved=[_buffers(problem, {k: v[b] for k, v in obs0.items()}) for b in range(B)], rows=0,
-        events=[{k: (0.0 if v >= 0 else None) for k, v in zip(EVENT_NAMES, values0[b])} for b in range(B)],
+        events=[{k: (0.0 if v >= 0 else None) for k, v in zip(problem.event_names, values0[b])} for b in range(B)],
         stats=dict(steps=0, accepted_steps=0, rejected_steps=0, nfev=0 if problem.per_step else None, solves=0),
-        facts=[start_record({k: v[b] for k, v in facts0.items()}, problem.starts[b], problem.args[b].dataset)
+        facts=[problem.engines[b].start_record({k: v[b] for k, v in facts0.items()}, problem.starts[b], problem.args[b])
                for b in range(B)])
     for b in range(B):
         state.record(b, {k: v[b][None] for k, v in obs0.items()})
@@ -199,8 +200,8 @@ def advance(problem: Problem, state: LoopState,
             if rows[i] is None:
                 rows[i] = {k: v[i] for k, v in out.observables.items()}  # (members, ...)
         if out.code == programs.EVENT:
-            b, k = divmod(out.fired, len(EVENT_NAMES))
-            state.events[b][EVENT_NAMES[k]] = out.t
+            b, k = divmod(out.fired, len(problem.event_names))
+            state.events[b][problem.event_names[k]] = out.t
         elif not (out.code == programs.MAX_STEPS and out.finite and state.stats["steps"] < limit):
             break  # done, or failed: a piece that ran out of steps goes on while the run's limit allows
         y, t_a, dt = out.y, out.t, out.dt_next
@@ -365,13 +366,13 @@ def _result(problem: Problem, state: LoopState, b: int, status: str, failure: Fa
         start_facts=dict(state.facts[b]))
 
 
-def _final_params(problem: Problem, b: int, y) -> Params | None:
-    """The four matrices at ``y``; ``None`` where the engine has none, or where they are not finite
-    (a failed run's last state), which ``Params`` would refuse."""
+def _final_params(problem: Problem, b: int, y):
+    """The model's parameters at ``y``; ``None`` where the engine has none, or where they are not
+    finite (a failed run's last state), which a parameters' class may refuse."""
     leaves = aot.call("to_params", programs.final_params, problem.engines[b], y, problem.args[b])
     if leaves is None or not all(np.all(np.isfinite(np.asarray(x))) for x in leaves):
         return None
-    return Params(*leaves)
+    return problem.engines[b].params_of(leaves)
 
 
 def _buffers(problem: Problem, one: dict) -> dict:

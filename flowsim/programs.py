@@ -10,24 +10,11 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
-from .engines import FlowArgs
-from .events import EVENT_NAMES, event_values, fired, make_event
-from .observables import observables, start_facts
-
-# How the members of a solve are laid out: one run, a batch of starts on shared data, or a batch
-# whose members each have their own training and test sets (e.g. a sweep over data seeds).
-SINGLE, SHARED_DATA, OWN_DATA = None, "shared", "own"
+from .contract import OWN_DATA, SHARED_DATA, SINGLE  # noqa: F401  (the layouts of a solve's members)
+from .events import fired, make_event
 
 # Outcome codes of one solve.
 SUCCESS, EVENT, MAX_STEPS, DT_MIN, OTHER = range(5)
-
-
-def member_axes(batched) -> FlowArgs:
-    """vmap axes of :class:`FlowArgs` in a batch (0: one per member, stacked; None: shared):
-    the data shared or per member, the rest per member (the markers' constants depend on each
-    start's scales).  The host loop stacks exactly the fields marked 0."""
-    data = 0 if batched == OWN_DATA else None
-    return FlowArgs(dataset=data, test_set=data, ref=0, markers=0, watching=0)
 
 
 def _code(result) -> jax.Array:
@@ -50,6 +37,11 @@ def _finite_tree(tree) -> jax.Array:
     return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]))
 
 
+def _stack(values: tuple, y) -> jax.Array:
+    """The event conditions as one array (shape ``(0,)`` for a model without events)."""
+    return jnp.stack(values) if values else jnp.zeros((0,), jax.tree.leaves(y)[0].dtype)
+
+
 def _lead(tree):
     return jax.tree.map(lambda x: jnp.asarray(x)[None], tree)
 
@@ -59,14 +51,15 @@ def _member_fns(engine, batched):
     (shaped like ``args.watching``) and the start's facts of the state; for a batch, every
     member's at once by vmap."""
     if not batched:
-        return (engine.vector_field, lambda t, y, a: _lead(observables(engine, y, a)),
-                lambda t, y, a: jnp.stack(event_values(engine, t, y, a)),
-                lambda y, a: _lead(start_facts(engine, y, a)))
-    over = lambda f: lambda y, a: jax.vmap(f, in_axes=(0, 0, member_axes(batched)))(engine, y, a)
+        return (engine.vector_field, lambda t, y, a: _lead(engine.observe(y, a)),
+                lambda t, y, a: _stack(engine.event_values(t, y, a), y),
+                lambda y, a: _lead(engine.start_facts(y, a)))
+    axes = engine.args_axes(batched)
+    over = lambda f: lambda y, a: jax.vmap(f, in_axes=(0, 0, axes))(engine, y, a)
     return (lambda t, y, a: over(lambda e, y, a: e.vector_field(t, y, a))(y, a),
-            lambda t, y, a: over(observables)(y, a),
-            lambda t, y, a: over(lambda e, y, a: jnp.stack(event_values(e, t, y, a)))(y, a),
-            over(start_facts))
+            lambda t, y, a: over(lambda e, y, a: e.observe(y, a))(y, a),
+            lambda t, y, a: over(lambda e, y, a: _stack(e.event_values(t, y, a), y))(y, a),
+            over(lambda e, y, a: e.start_facts(y, a)))
 
 
 def _error_norm(engine, batched):
@@ -106,12 +99,13 @@ def solve(engine, solver, controller, y0, t0, t1, dt0, ts, args, max_steps, prec
                                   diffrax.SubSaveAt(t1=True)], controller_state=True)
     sol = diffrax.diffeqsolve(
         diffrax.ODETerm(flat_field), solver, t0, t1, dt0=None, y0=ravel(y0), args=args, saveat=saveat,
-        stepsize_controller=controller, event=make_event(flat_values, precision), max_steps=max_steps,
-        throw=False)
+        stepsize_controller=controller, event=make_event(flat_values, precision) if engine.event_names else None,
+        max_steps=max_steps, throw=False)
     y1 = unravel(sol.ys[1][0])
     stats = jnp.stack([sol.stats[k] for k in ("num_steps", "num_accepted_steps", "num_rejected_steps")])
     return (sol.ts[0], sol.ys[0], sol.ts[1][0], y1, _finite_tree(y1), _code(sol.result),
-            fired(values(sol.ts[1][0], y1, args), args.watching), stats, sol.controller_state[1])
+            fired(values(sol.ts[1][0], y1, args), args.watching) if engine.event_names else jnp.zeros((), int), stats,
+            sol.controller_state[1])
 
 
 @eqx.filter_jit
@@ -120,15 +114,14 @@ def observe(engine, y, args, batched):
     the event conditions and the start's facts (:func:`flowsim.observables.start_facts`)."""
     _, observe_fn, values, facts = _member_fns(engine, batched)
     t0 = jnp.zeros((), jax.tree.leaves(y)[0].dtype)
-    return observe_fn(None, y, args), values(t0, y, args).reshape(-1, len(EVENT_NAMES)), facts(y, args)
+    return observe_fn(None, y, args), values(t0, y, args).reshape(-1, len(engine.event_names)), facts(y, args)
 
 
 # Programs that flowsim.aot exports return plain tuples: jax.export serializes no custom pytree.
 @eqx.filter_jit
 def final_params(engine, y, args):
-    """The four matrices at ``y`` as a tuple of leaves, or ``None``."""
-    params = engine.to_params(y, args)
-    return None if params is None else tuple(jax.tree.leaves(params))
+    """The leaves of the model's parameters at ``y`` as a tuple, or ``None``."""
+    return engine.final_leaves(y, args)
 
 
 @eqx.filter_jit

@@ -10,10 +10,10 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optimistix as optx
 from jaxtyping import Array, Float, PyTree
 
 from .. import model
+from ..contract import OWN_DATA, AbstractFlowEngine, leaves_of
 from ..data import N_SPECIAL, Dataset
 from ..model import Params
 
@@ -115,9 +115,10 @@ class Quantities(eqx.Module):
     drift_WV: Float[Array, ""]
 
 
-class AbstractEngine(eqx.Module):
+class AbstractEngine(AbstractFlowEngine):
     """A state ``y`` whose flow ``dy/dt = vector_field(t, y, args)`` is the gradient flow
-    ``d theta/dt = -grad_theta Lhat(theta)`` of Eq. (2), or an exact reduction of it (spec 7).
+    ``d theta/dt = -grad_theta Lhat(theta)`` of Eq. (2), or an exact reduction of it (spec 7):
+    the transformer's side of the core's :class:`~flowsim.contract.AbstractFlowEngine`.
 
     An engine is built once per run from the start and the training set (:meth:`build`); it
     holds what stays constant (initial values, word indices) and the state holds what moves.
@@ -196,11 +197,6 @@ class AbstractEngine(eqx.Module):
     def scores3(self, y: PyTree, args: FlowArgs) -> Float[Array, "3 3"]:
         """``s(mu_i, mu_j) = mu_i^T W_K^T W_Q mu_j`` for i, j in 1..3 (evaluated at every step by an event)."""
 
-    def error_norm(self, y: PyTree) -> Float[Array, ""]:
-        """The norm of a scaled local error (shaped like the state, or flattened) that the
-        step-size control holds below 1: diffrax's RMS norm over the state's entries."""
-        return optx.rms_norm(y)
-
     @abc.abstractmethod
     def grams(self, y: PyTree, dataset: Dataset) -> Grams:
         """The word vectors' inner products at ``y`` in the embedding basis of ``dataset`` (cheap:
@@ -230,6 +226,47 @@ class AbstractEngine(eqx.Module):
     @abc.abstractmethod
     def to_params(self, y: PyTree, args: FlowArgs) -> Params | None:
         """The four matrices at ``y``, or ``None`` where the state cannot give them."""
+
+    # -- the core's contract (flowsim.contract), through the transformer's modules ---------------
+
+    @property
+    def event_names(self) -> tuple[str, ...]:
+        from ..events import EVENT_NAMES
+
+        return EVENT_NAMES
+
+    @classmethod
+    def args_axes(cls, batched) -> FlowArgs:
+        """The data shared or per member, the rest per member (the markers' constants depend on
+        each start's scales)."""
+        data = 0 if batched == OWN_DATA else None
+        return FlowArgs(dataset=data, test_set=data, ref=0, markers=0, watching=0)
+
+    def observe(self, y: PyTree, args: FlowArgs) -> dict:
+        from ..observables import observables
+
+        return observables(self, y, args)
+
+    def event_values(self, t, y: PyTree, args: FlowArgs) -> tuple:
+        from ..events import event_values
+
+        return event_values(self, t, y, args)
+
+    def start_facts(self, y: PyTree, args: FlowArgs) -> dict:
+        from ..observables import start_facts
+
+        return start_facts(self, y, args)
+
+    def start_record(self, facts: dict, start, args: FlowArgs) -> dict:
+        from ..observables import start_record
+
+        return start_record(facts, start, args.dataset)
+
+    def final_leaves(self, y: PyTree, args: FlowArgs) -> tuple | None:
+        return leaves_of(self.to_params(y, args))
+
+    def params_of(self, leaves: tuple) -> Params:
+        return Params(*leaves)
 
 
 # -- helpers shared by the engines ---------------------------------------------------------------

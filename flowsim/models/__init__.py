@@ -1,0 +1,51 @@
+"""Models beside the paper's transformer, through one contract: the registry of shipped models, and a user's own by ``module:factory``.
+
+A model is an :class:`AbstractModel` (parameters, data law, initializations, loss, observables,
+events, claims); :func:`integrate` runs its exact gradient flow through the core and
+:func:`check_claims` judges its claims.  Adding a shipped model is one module (or folder) here
+and one line in :data:`MODELS`; a user's own model needs neither: ``load("my_module:make")``
+(``flowsim model --model my_module:make``) imports the factory that builds it.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from .contract import AbstractModel, ModelClaim, Trajectory, at_most, in_float64
+from .flow import check_claims, draw, integrate
+from .generic import GenericEngine, ModelArgs
+
+__all__ = ["MODELS", "AbstractModel", "GenericEngine", "ModelArgs", "ModelClaim", "Trajectory", "at_most",
+           "check_claims", "draw", "in_float64", "integrate", "load"]
+
+#: The shipped models by name: the factory (``module:function``) that builds each from its sizes.
+#: The paper's co-occurrence transformer is flowsim's own (``flowsim.integrate``), not listed here.
+MODELS = {
+    "saxe": "flowsim.models.saxe:make_model",  # Saxe, McClelland and Ganguli (2014): two-layer linear network
+    "zfb": "flowsim.models.zfb:make_model",  # Zhang, Frei and Bartlett (2024): linear self-attention, in-context regression
+}
+
+
+def load(spec: str, **sizes) -> AbstractModel:
+    """The model ``spec`` names (a key of :data:`MODELS`, or ``module:factory`` for a user's own,
+    the module importable from the working directory or ``sys.path``), built by its factory
+    from ``sizes``.  Raises ``ValueError`` naming what is wrong with the spec."""
+    target = MODELS.get(spec, spec)
+    module_name, sep, factory_name = target.partition(":")
+    if not sep or not module_name or not factory_name:
+        raise ValueError(f"model must be one of {', '.join(MODELS)} or module:factory, got {spec!r}")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as e:
+        raise ValueError(f"model {spec!r}: cannot import module {module_name!r} ({e})") from None
+    factory = getattr(module, factory_name, None)
+    if not callable(factory):
+        raise ValueError(f"model {spec!r}: module {module_name!r} has no function {factory_name!r}")
+    try:
+        model = factory(**sizes)
+    except TypeError as e:
+        raise ValueError(f"model {spec!r}: its factory does not take these sizes ({e})") from None
+    if not isinstance(model, AbstractModel):
+        raise ValueError(f"model {spec!r}: the factory returned a {type(model).__name__}, not a "
+                         "flowsim.models.AbstractModel")
+    return model

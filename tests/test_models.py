@@ -1,0 +1,252 @@
+"""The outside models through the core (flowsim.models.integrate) against their papers' closed forms: Saxe et al. (2014) and Zhang, Frei and Bartlett (2024)."""
+
+import functools
+import sys
+from pathlib import Path
+
+import equinox as eqx
+import jax
+import numpy as np
+import pytest
+
+import flowsim
+from flowsim import models
+from flowsim.models import saxe, zfb
+from flowsim.models.contract import as_trajectory
+
+# Saxe, McClelland and Ganguli: three modes of four learned by N2 = 3 hidden units, tau = 2.
+S, U0, TAU, T_END = (3.0, 2.0, 1.0, 0.2), (1e-4, 3e-4, 1e-3), 2.0, 40.0
+TIGHT = dict(rtol=1e-12, atol=1e-14)
+
+
+def saxe_model():
+    return models.load("saxe", s=S, N1=6, N2=3, N3=5, P=9, tau=TAU, u0=U0)
+
+
+@functools.cache
+def saxe_run(start):
+    """The flow from ``start`` ("decoupled": section 1.3's start with initial strengths U0;
+    "random": small Gaussian weights) through flowsim's core, as a trajectory dict with the
+    event times "mode k learned" as one array."""
+    model = saxe_model()
+    with jax.enable_x64(True):
+        params, data = models.draw(model, 0, start)
+    result = models.integrate(model, params, data, T_END, saves=101, grid="linear", **TIGHT)
+    traj = as_trajectory(result.ts, result.observables, result.events)
+    traj["half_learned"] = np.array([result.events[k] for k in model.event_names])
+    return model, result, traj
+
+
+def test_saxe_decoupled_flow_follows_eq12_and_is_half_learned_at_eq11():
+    """The core's trajectory against Eq. (12) at every save, and the events "mode k learned",
+    located by the core's root finding, against Eq. (11)."""
+    model, _, traj = saxe_run("decoupled")
+    task = model.task
+    with jax.enable_x64(True):
+        curves = np.asarray(saxe.mode_curve(traj["t"][:, None], np.array(S[:3]), np.array(U0), TAU))
+        half = np.asarray(saxe.half_learned_time(np.array(S[:3]), np.array(U0), TAU))
+    u = traj["mode_strengths"]
+    assert np.max(np.abs(u[:, :3] / curves - 1)) < 1e-8
+    assert u[-1, 2] > 0.99 * S[2] and np.abs(u[:, 3]).max() < 1e-12  # learned; the mode beyond N2 never starts
+    assert np.max(traj["cross_talk"]) < 1e-12                         # the decoupled manifold is invariant
+    assert np.max(np.abs(traj["half_learned"] / half - 1)) < 1e-8
+    verdicts = {r.id: r.verdict for r in models.check_claims(saxe_run("decoupled")[1], model)}
+    assert set(verdicts.values()) == {"holds"} and len(verdicts) == len(saxe.CLAIMS), verdicts
+    late = dict(traj, half_learned=traj["half_learned"] * (1 + 1e-6))
+    assert not saxe.check_half_learning(late, task)[0]
+    assert not saxe.check_stronger_first(dict(traj, half_learned=traj["half_learned"][::-1]), task)[0]
+
+
+def test_saxe_random_flow_conserves_balance_and_reaches_eq7():
+    model, result, traj = saxe_run("random")
+    task, y0 = model.task, result.params_init
+    with jax.enable_x64(True):  # another whitened set, P = 7: the flow sees the data only through Sigma11, Sigma31
+        grad = jax.jit(jax.grad(saxe.loss), static_argnums=2)(y0, saxe.whitened_dataset(jax.random.key(9), task, 7), TAU)
+        Sigma31 = np.asarray(task.Sigma31)
+    W21, W32 = np.asarray(y0.W21), np.asarray(y0.W32)
+    residual = Sigma31 - W32 @ W21                             # Eq. (2) with Sigma11 = I
+    np.testing.assert_allclose(-np.asarray(grad.W21), W32.T @ residual / TAU, rtol=1e-10, atol=1e-16)
+    np.testing.assert_allclose(-np.asarray(grad.W32), residual @ W21.T / TAU, rtol=1e-10, atol=1e-16)
+    drift = np.sqrt(np.sum((traj["balance"] - traj["balance"][0]) ** 2, axis=(1, 2)))
+    assert np.max(drift) < 1e-10 * S[0]
+    assert traj["fixed_point_distance"][0] > 0.99 and traj["fixed_point_distance"][-1] < 1e-6  # the best rank-N2 map
+    assert saxe.check_balance(traj, task)[0] and saxe.check_fixed_point(traj, task)[0]
+    # Off the decoupled manifold Eq. (12) is an approximation only (Fig. 3); the claims see it.
+    assert not saxe.check_mode_curves(traj, task)[0] and not saxe.check_decoupled(traj, task)[0]
+
+
+def test_saxe_closed_forms_solve_eq10():
+    """Eq. (12) solves ``tau du/dt = 2u(s - u)`` from ``u0`` (derivative by autodiff), and Eq. (11)
+    inverts it: the curve is at ``u_f`` after the travel time."""
+    with jax.enable_x64(True):
+        s, u0, t = 1.7, 2e-3, np.linspace(0.0, 10.0, 41)
+        u, du = jax.jvp(lambda t: saxe.mode_curve(t, s, u0, TAU), (t,), (np.ones_like(t),))
+        np.testing.assert_allclose(TAU * du, 2 * u * (s - u), rtol=1e-12, atol=1e-15)
+        assert float(u[0]) == pytest.approx(u0, rel=1e-14)
+        uf = np.array([0.01, 0.5 * s, 1.6])
+        np.testing.assert_allclose(saxe.mode_curve(saxe.travel_time(u0, uf, s, TAU), s, u0, TAU), uf, rtol=1e-12)
+        assert float(saxe.half_learned_time(s, u0, TAU)) == float(saxe.travel_time(u0, 0.5 * s, s, TAU))
+
+
+# --- Zhang, Frei and Bartlett: d = 3, correlated inputs, prompts of length N = 10 -----------------
+
+LAMBDA = ((1.0, 0.3, 0.0), (0.3, 0.6, -0.1), (0.0, -0.1, 2.0))
+
+
+def zfb_run(sigma):
+    model = models.load("zfb", Lambda=LAMBDA, N=10, sigma=sigma)
+    with jax.enable_x64(True):
+        params, data = models.draw(model, 1)
+    result = models.integrate(model, params, data, 150.0, saves=61, grid="linear", **TIGHT)
+    return model, result, as_trajectory(result.ts, result.observables, result.events)
+
+
+def test_zfb_flow_from_assumption33_converges_to_theorem41_minimum():
+    sigma = 0.3
+    model, result, traj = zfb_run(sigma)
+    law = model.law
+    with jax.enable_x64(True):
+        star_loss = float(zfb.population_loss(zfb.minimizer(law), law))
+        star = zfb.minimizer(law)
+        assert float(zfb.theorem41_margin(law, sigma)) > 0
+    Lam = np.array(LAMBDA)
+    Gi = np.linalg.inv((1 + 1 / 10) * Lam + np.trace(Lam) / 10 * np.eye(3))
+    c = np.trace(Gi @ Gi) ** 0.25
+    expected = np.zeros((2, 4, 4))
+    expected[0, 3, 3], expected[1, :3, :3] = c, Gi / c
+    np.testing.assert_allclose(np.stack([star.W_PV, star.W_KQ]), expected, atol=1e-14)
+    assert star_loss == pytest.approx(0.5 * (np.trace(Lam) - np.trace(Gi @ Lam @ Lam)), rel=1e-12)
+    assert traj["distance_to_minimizer"][0] > 0.5 and traj["distance_to_minimizer"][-1] < 1e-9
+    assert traj["predictor_error"][-1] < 1e-9
+    assert abs(traj["excess_loss"][-1]) < 1e-12 * star_loss
+    assert np.all(traj["off_blocks"] == 0.0)
+    assert np.max(np.abs(traj["balance"])) < 1e-11
+    assert np.all(np.diff(traj["loss"]) <= 1e-15)
+    verdicts = {r.id: r.verdict for r in models.check_claims(result, model)}
+    assert set(verdicts.values()) == {"holds"} and len(verdicts) == len(zfb.CLAIMS), verdicts
+    # The event "converged" (loss within 1 + 1e-6 of its minimum), located by the core, against the
+    # saved losses: the last save before it is above the threshold, the first after it below.
+    t_conv, ratio = result.events["converged"], traj["loss"] / star_loss - 1
+    assert ratio[traj["t"] < t_conv].min() > 1e-6 > ratio[traj["t"] > t_conv].max()
+    early = {k: v[:2] if np.ndim(v) else v for k, v in traj.items()}   # t = 2.5: not converged yet
+    assert not zfb.check_limit(early, law)[0] and not zfb.check_global_minimum(early, law)[0]
+    assert not zfb.check_descent(dict(traj, loss=traj["loss"][::-1]), law)[0]
+
+
+sample = eqx.filter_jit(zfb.sample_prompts)
+
+
+def _random_invariant_point(key, d):
+    """Parameters on the invariant set (``w21^PV = w21^KQ = 0``) with every other block random."""
+    k_pv, k_kq = jax.random.split(key)
+    W_PV = jax.random.normal(k_pv, (d + 1, d + 1)).at[d, :d].set(0.0)
+    W_KQ = jax.random.normal(k_kq, (d + 1, d + 1)).at[d, :d].set(0.0)
+    return zfb.LSAParams(W_PV=W_PV.at[d, d].set(0.8), W_KQ=0.3 * W_KQ)
+
+
+def test_zfb_population_loss_and_gradient_match_monte_carlo():
+    """Loose statistical check: the closed form against the network run on 4e4 sampled prompts, each
+    within 5 standard errors (from 16 batches).  The free blocks are random, so this also checks
+    that they do not reach the prediction, and the gradient in w21^PV, w21^KQ vanishes on the set."""
+    with jax.enable_x64(True):
+        law = zfb.make_law(np.array(LAMBDA), N=10)
+        params = _random_invariant_point(jax.random.key(2), 3)
+        prompts = sample(jax.random.key(3), law, 40_000, 10)
+        batches = jax.tree.map(lambda x: x.reshape(16, -1, *x.shape[1:]), prompts)
+        values, grads = eqx.filter_jit(jax.vmap(jax.value_and_grad(zfb.empirical_loss), (None, 0)))(params, batches)
+        closed, closed_grad = jax.value_and_grad(zfb.population_loss)(params, law)
+    for mc, exact in [(values, closed), *zip(jax.tree.leaves(grads), jax.tree.leaves(closed_grad))]:
+        mc, exact = np.asarray(mc), np.asarray(exact)
+        se = mc.std(axis=0, ddof=1) / np.sqrt(mc.shape[0])
+        assert np.all(np.abs(mc.mean(axis=0) - exact) <= 5 * se + 1e-12)
+    assert float(np.abs(np.asarray(closed_grad.W_PV)[3, :3]).max()) == 0.0   # exactly, not only in mean
+    assert np.abs(np.asarray(grads.W_PV)[:, 3, :3]).max() > 0                  # while each batch's is noise
+
+
+def test_zfb_prediction_error_matches_monte_carlo():
+    """Loose statistical check: the limit's error on prompts of length M = 25 (not the training
+    N = 10) against 4e4 sampled prompts, within 5 standard errors; at M = N it is twice the minimum loss."""
+    with jax.enable_x64(True):
+        law = zfb.make_law(np.array(LAMBDA), N=10)
+        err = np.asarray(eqx.filter_jit(zfb.squared_errors)(zfb.minimizer(law), sample(jax.random.key(4), law, 40_000, 25)))
+        assert abs(err.mean() - float(zfb.prediction_error(law, 25))) <= 5 * err.std() / np.sqrt(err.size)
+        assert float(zfb.prediction_error(law, 10)) == pytest.approx(2 * float(zfb.min_loss(law)), rel=1e-14)
+        assert float(zfb.prediction_error(law, 25)) < float(zfb.prediction_error(law, 10))
+
+
+def test_zfb_population_loss_refuses_a_start_off_the_invariant_set():
+    with jax.enable_x64(True):
+        law = zfb.make_law(np.eye(3), N=10)
+        params = _random_invariant_point(jax.random.key(6), 3)
+        params = eqx.tree_at(lambda p: p.W_KQ, params, params.W_KQ.at[3, 0].set(0.1))
+        with pytest.raises(Exception, match="w21\\^PV and w21\\^KQ must be 0"):
+            jax.block_until_ready(jax.jit(zfb.population_loss)(params, law))
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: saxe.make_task(jax.random.key(0), [1.0, 2.0], N1=3, N3=3), "positive and decreasing"),
+    (lambda: saxe.make_task(jax.random.key(0), [3.0, 2.0, 1.0], N1=2, N3=3), r"\[1, min\(N1, N3\)\]"),
+    (lambda: saxe.make_task(jax.random.key(0), [1.0], N1=2, N3=2, tau=0.0), "tau must be positive"),
+    (lambda: saxe.whitened_dataset(jax.random.key(0), saxe.make_task(jax.random.key(0), [1.0], N1=4, N3=2), P=3),
+     "P >= N1 = 4"),
+    (lambda: saxe.init_decoupled(jax.random.key(0), saxe.make_task(jax.random.key(0), [1.0], N1=2, N3=2), 2, 0.0),
+     "initial mode strengths must be positive"),
+    (lambda: zfb.make_law(np.array([[1.0, 2.0], [2.0, 1.0]]), N=5), "positive definite"),
+    (lambda: zfb.make_law(np.eye(2), N=0), "integer >= 1"),
+    (lambda: zfb.init_structured(jax.random.key(0), zfb.make_law(np.eye(2), N=5), 0.0), "sigma must be positive"),
+])
+def test_models_refuse_bad_input_with_a_clear_message(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
+
+
+# --- The core's features for any model: resume, a user's model by module:factory, refusals ------
+
+
+EXAMPLES = str(Path(__file__).resolve().parent.parent / "examples")
+
+
+@pytest.fixture
+def teacher_student(monkeypatch):
+    monkeypatch.syspath_prepend(EXAMPLES)
+    return models.load("teacher_student:make_model", width=4, n=16)
+
+
+def test_a_users_model_resumes_bit_identical(teacher_student):
+    """A run stopped after its first chunk and resumed from that checkpoint ends exactly where an
+    uninterrupted run does, events and saves included."""
+    with jax.enable_x64(True):
+        params, data = models.draw(teacher_student, 1, "standard")
+    run = functools.partial(models.integrate, teacher_student, params, data, 50.0, saves=9, chunk=4)
+    checkpoints = []
+    whole = run(callback=checkpoints.append)
+    assert len(checkpoints) == 1 and checkpoints[0].status == "running"
+    resumed = run(resume=checkpoints[0])
+    assert resumed.events == whole.events and whole.events["fits"] is not None
+    for k, v in whole.observables.items():
+        np.testing.assert_array_equal(resumed.observables[k], v, err_msg=k)
+    jax.tree.map(np.testing.assert_array_equal, resumed.params_final, whole.params_final)
+    # The event against the saves: before it the loss is above 1% of its start, after it below.
+    loss, t = whole.observables["loss"], whole.ts
+    assert loss[t < whole.events["fits"]].min() > 1e-2 * loss[0] > loss[t > whole.events["fits"]].max()
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("nope", "one of saxe, zfb or module:factory"),
+    ("no_such_module_xyz:make", "cannot import module 'no_such_module_xyz'"),
+    ("teacher_student:missing", "has no function 'missing'"),
+    ("builtins:dict", "returned a dict, not a flowsim.models.AbstractModel"),
+    ("teacher_student:Student", "does not take these sizes"),
+])
+def test_model_specs_are_refused_with_one_line(teacher_student, spec, message):
+    with pytest.raises(ValueError, match=message):
+        models.load(spec)
+
+
+def test_integer_parameters_are_refused(teacher_student):
+    with jax.enable_x64(True):
+        params, data = models.draw(teacher_student, 0)
+    with pytest.raises(TypeError, match="floating array"):
+        models.integrate(teacher_student, eqx.tree_at(lambda p: p.a, params, np.arange(4)), data, 1.0)
+    with pytest.raises(ValueError, match="scheme must be one of small, standard"):
+        models.draw(teacher_student, 0, "huge")
