@@ -18,7 +18,8 @@ from ..engines import STATE_COPIES
 from ..loop import as_dtype
 from ..options import FlowOptions
 from ..resources import check_fits
-from ..trajectory import FlowFailure, FlowResult
+from ..errors import FlowFailure
+from ..trajectory import FlowResult
 from .contract import AbstractModel, as_trajectory, check_names
 from .generic import GenericEngine, ModelArgs
 
