@@ -12,11 +12,11 @@ from __future__ import annotations
 import importlib
 
 from .contract import AbstractModel, ModelClaim, Trajectory, at_most, in_float64
-from .flow import check_claims, draw, integrate
+from .flow import check, check_claims, draw, integrate
 from .generic import GenericEngine, ModelArgs
 
 __all__ = ["MODELS", "AbstractModel", "GenericEngine", "ModelArgs", "ModelClaim", "Trajectory", "at_most",
-           "check_claims", "draw", "in_float64", "integrate", "load"]
+           "check", "check_claims", "draw", "in_float64", "integrate", "load"]
 
 #: The shipped models by name: the factory (``module:function``) that builds each from its sizes.
 #: The paper's co-occurrence transformer is flowsim's own (``flowsim.integrate``), not listed here.
