@@ -13,6 +13,7 @@ from pathlib import Path
 
 from . import __version__
 from .config import PRESETS, ConfigError, RunConfig
+from .models import cli as model_cli
 
 EXIT_FAILED = 1  # the solver failed; the files say how far it got
 EXIT_USAGE = 2  # bad input; nothing was written
@@ -92,6 +93,7 @@ def _add_integrate(commands) -> None:
     output.add_argument("--quiet", action="store_true", help="no progress bar and no summary")
     output.add_argument("--resume", metavar="DIR",
                         help="finish the interrupted run in DIR (takes no configuration options)")
+    model_cli.add_integrate_options(p)
     p.set_defaults(handler=integrate)
 
 
@@ -188,6 +190,8 @@ def sweep(args) -> int:
     """``flowsim sweep``: every point of a grid, batched and sharded, into one sweep directory."""
     from .sweeps import Sweep
 
+    if model_cli.names_model(args.config):
+        return model_cli.sweep(args)
     try:
         plan = Sweep.from_toml(args.config, preset=args.preset)
         plan.points()
@@ -249,6 +253,8 @@ def plot(args) -> int:
 
     if not DPI_RANGE[0] <= args.dpi <= DPI_RANGE[1]:
         return _usage_error(ConfigError(f"--dpi: must be an integer in [{DPI_RANGE[0]}, {DPI_RANGE[1]}], got {args.dpi}"), "flowsim plot")
+    if any(model_cli.is_model_dir(d) for d in args.dirs):
+        return model_cli.plot(args)
     if any((Path(d) / INDEX_JSON).exists() for d in args.dirs):
         return _plot_sweep(args)
     if args.labels is not None and len(args.labels) != len(args.dirs):
@@ -327,6 +333,8 @@ def report(args) -> int:
     sweep directory the hold rates per claim and group, written as sweep_report.json."""
     from .sweeps import INDEX_JSON
 
+    if model_cli.is_model_dir(args.dir):
+        return model_cli.report(args)
     if (Path(args.dir) / INDEX_JSON).exists():
         return _report_sweep(args)
     if args.by is not None:
@@ -402,6 +410,8 @@ def main(argv=None) -> int:
 
 def integrate(args) -> int:
     """``flowsim integrate``: run (or resume) one configuration, report, map the outcome to the exit status."""
+    if model_cli.wants_integrate(args):
+        return model_cli.integrate(args)
     try:
         config = _configuration(args)
     except ConfigError as e:

@@ -21,6 +21,9 @@ ENGINES = ("auto", "params", "reduced", "subspace", "gram")  # "auto" and flowsi
 STARTS = ("auto", "matrices", "subspace")  # flowsim.init.STARTS
 MAX_WIDTH = 10**12  # m, m1: numbers, not array sizes, with the subspace start
 METHODS = ("flow", "gd")
+#: The keys of RunConfig that a run of a model of flowsim.models takes (flowsim.models.runs): its
+#: seed, and the flow's solver and save options; the others describe the paper's transformer.
+MODEL_KEYS = ("seed", "t_end", "saves", "grid", "t_first", "chunk", "solver", "rtol", "atol", "max_steps", "precision")
 
 
 class ConfigError(ValueError):
