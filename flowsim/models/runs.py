@@ -26,6 +26,7 @@ import json
 import math
 import time
 import tomllib
+import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -266,6 +267,13 @@ def clear(path) -> None:
             p.unlink()
 
 
+def _ordered(observables: Mapping[str, np.ndarray], order) -> dict[str, np.ndarray]:
+    """The observables in the model's order (``order``, run.json's ``observables``): the loop's is
+    JAX's (sorted), a checkpoint's the file's, and the files must not depend on which came first."""
+    order = list(order)
+    return {k: observables[k] for k in sorted(observables, key=lambda k: order.index(k) if k in order else len(order))}
+
+
 def _leaves(tree) -> list[np.ndarray]:
     return [np.asarray(x) for x in jax.tree.leaves(tree)]
 
@@ -280,6 +288,7 @@ class _Writer:
         self.params, self.data_tree, self.paths = params, data, paths
         self.start = {f"init{p}": x for p, x in zip(paths, _leaves(params))}  # state.npz's, and their digest
         self.data = {str(k): x for k, x in enumerate(_leaves(data))}  # for its digest: the data are drawn again
+        self.observables = {"loss": "the training loss L", "grad_norm2": "||grad L||^2 = -dL/dt", **model.OBSERVABLES}
 
     def execute(self, checkpoint: FlowResult | None, wall_before: float, progress: bool) -> ModelRun:
         from .flow import integrate
@@ -321,7 +330,7 @@ class _Writer:
                                   "data": results.digest(self.data)}
         old = [p for p in out.iterdir() if is_checkpoint(p.name)]
         checkpoint = None
-        rows = None if result is None else {"t": result.ts, **result.observables}
+        rows = None if result is None else {"t": result.ts, **_ordered(result.observables, self.observables)}
         if status == "running" and result is not None:
             checkpoint = checkpoint_name(result.chunks_done)
             arrays = {f"rows/{k}": v for k, v in rows.items()} | {
@@ -332,12 +341,14 @@ class _Writer:
         elif result is not None:
             results.atomic_write(out / TRAJECTORY, lambda f: results.write_npz(f, rows))
             digests["trajectory"] = results.digest(rows)
-        state = dict(self.start)
+        final = {}
         if result is not None and status != "running" and result.params_final is not None:
-            state |= {f"final{p}": x for p, x in zip(self.paths, _leaves(result.params_final))}
+            final = {f"final{p}": x for p, x in zip(self.paths, _leaves(result.params_final))}
+            digests["final"] = results.digest(final)
         if status != "running" or not (out / STATE).exists():
-            results.atomic_write(out / STATE, lambda f: results.write_npz(f, state))
-        digests["state"] = results.digest(state)
+            # Its start is digested apart from its end: a kill after the last state.npz but before
+            # the last run.json leaves a running run whose start still checks out.
+            results.atomic_write(out / STATE, lambda f: results.write_npz(f, self.start | final))
         options = self.config.flow_options()
         n_chunks = math.ceil((options.save.saves - 1) / options.save.chunk)
         results.write_json(out / RUN_JSON, {
@@ -349,8 +360,7 @@ class _Writer:
             **self.config.to_dict(),
             "parameters": [{"path": p, "shape": list(x.shape), "dtype": x.dtype.str}
                            for p, x in zip(self.paths, self.start.values())],
-            "observables": {"loss": "the training loss L", "grad_norm2": "||grad L||^2 = -dL/dt",
-                            **self.model.OBSERVABLES},
+            "observables": self.observables,
             "events": dict.fromkeys(self.model.event_names) if result is None else result.events,
             "start_facts": None if result is None else result.start_facts,
             "stats": None if result is None else result.stats,
@@ -379,15 +389,27 @@ def load(path) -> ModelRun:
         return _load(path, meta)
     except ConfigError:
         raise
-    except (OSError, KeyError, TypeError, ValueError, IndexError) as e:
+    except (OSError, KeyError, TypeError, ValueError, IndexError, zipfile.BadZipFile) as e:
         raise ConfigError(f"{path} is a damaged model result directory ({type(e).__name__}: {e})") from None
 
 
-def _verified(path: Path, name: str, meta: dict, key: str) -> dict[str, np.ndarray]:
-    arrays = results.read_npz(path / name)
+def _check(path: Path, name: str, arrays: dict, meta: dict, key: str) -> None:
     if results.digest(arrays) != meta["digests"].get(key):
         raise ConfigError(f"{path / name} does not hold the arrays {RUN_JSON} recorded (damaged, edited or "
                           "replaced); the directory is refused")
+
+
+def _verified(path: Path, name: str, meta: dict, key: str | None) -> dict[str, np.ndarray]:
+    """The arrays of ``name``, their digest checked against run.json's ``key`` (unless ``None``)."""
+    try:
+        arrays = results.read_npz(path / name)
+    except (OSError, ValueError, zipfile.BadZipFile) as e:  # ConfigError (a refused file) is worded already
+        if isinstance(e, ConfigError):
+            raise
+        raise ConfigError(f"{path / name} cannot be read ({type(e).__name__}: {getattr(e, 'strerror', None) or e}); "
+                          "the directory is damaged and refused") from None
+    if key is not None:
+        _check(path, name, arrays, meta, key)
     return arrays
 
 
@@ -396,10 +418,15 @@ def _load(path: Path, meta: dict) -> ModelRun:
     if meta["digests"].get("config") != results.config_digest(config):
         raise ConfigError(f"{path / RUN_JSON}: the configuration differs from the one the run was written with "
                           "(the file was edited); the directory is refused")
-    state = _verified(path, STATE, meta, "state")
+    state = _verified(path, STATE, meta, None)
     paths = [p["path"] for p in meta["parameters"]]
-    init = tuple(state[f"init{p}"] for p in paths)
-    final = tuple(state[f"final{p}"] for p in paths) if f"final{paths[0]}" in state else None
+    start = {f"init{p}": state[f"init{p}"] for p in paths}
+    _check(path, STATE, start, meta, "start")
+    init, final = tuple(start.values()), None
+    if "final" in meta["digests"] and meta["status"] in ("complete", "failed"):
+        ends = {f"final{p}": state[f"final{p}"] for p in paths}
+        _check(path, STATE, ends, meta, "final")
+        final = tuple(ends.values())
     n = meta["saves_done"]
     if n == 0:
         return ModelRun(path=path, config=config, meta=meta, init=init, result=None)
@@ -419,8 +446,7 @@ def _load(path: Path, meta: dict) -> ModelRun:
             raise ConfigError(f"{path / name}: from chunk {int(arrays['chunks_done'])} but {RUN_JSON} says "
                               f"{meta['chunks_done']}; the directory is damaged")
     ts = rows.pop("t")
-    order = list(meta["observables"])  # the model's order (an npz's is the loop's, sorted)
-    rows = {k: rows[k] for k in sorted(rows, key=lambda k: order.index(k) if k in order else len(order))}
+    rows = _ordered(rows, meta["observables"])
     grid = options.times()
     if {len(v) for v in rows.values()} | {len(ts)} != {n} or not np.array_equal(ts, grid[:n]):
         raise ConfigError(f"{path}: the saved rows are not the {n} saved times of the options in {RUN_JSON}; "
