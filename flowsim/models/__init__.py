@@ -4,7 +4,7 @@ A model is an :class:`AbstractModel` (parameters, data law, initializations, los
 events, claims); :func:`integrate` runs its exact gradient flow through the core and
 :func:`check_claims` judges its claims.  Adding a shipped model is one module (or folder) here
 and one line in :data:`MODELS`; a user's own model needs neither: ``load("my_module:make")``
-(``flowsim model --model my_module:make``) imports the factory that builds it.
+(``flowsim integrate --model my_module:make``) imports the factory that builds it.
 """
 
 from __future__ import annotations

@@ -147,7 +147,7 @@ def summary(run: runs.ModelRun) -> str:
         f"model:        {meta['model_name']} ({run.config.model}), seed {run.config.seed}, scheme {run.config.scheme}",
         f"events:       {events or 'none'} (t_end = {meta['t_end']:g})",
         f"loss:         {loss[0]:.4e} at t = 0 -> {loss[-1]:.4e}",
-        f"solver steps: {s['steps']} ({s['rejected_steps']} rejected), {s['nfev']} evaluations",
+        f"solver steps: {s['steps']} ({s['rejected_steps']} rejected)" + ("" if s["nfev"] is None else f", {s['nfev']} evaluations"),
         f"wall time:    {meta['wall_time_s']:.1f} s",
         f"files:        {run.path}/ (run.json, trajectory.npz, state.npz)",
     ])
