@@ -28,6 +28,8 @@ PER_FIGURE, COLUMNS = 6, 3
 #: A positive quantity spanning more than this ratio is drawn on a log axis.
 LOG_SPAN = 1e3
 EVENT_STYLE = dict(linestyle=":", linewidth=1.3)
+#: Runs saved at this many times or fewer get a marker at each save: their lines are mostly interpolation.
+SPARSE = 30
 
 
 def drawable(results: Sequence[FlowResult]) -> tuple[list[str], list[str]]:
@@ -93,7 +95,8 @@ def _page(results, keys, labels, colors, events, logx):
             t, ys = _series(r, key, logx)
             for e, y in enumerate(ys):
                 color, style = (run_color, RUN_STYLES[e]) if several else (COLORS[e], "-")
-                ax.plot(t, y, color=color, linestyle=style, linewidth=1.5)
+                ax.plot(t, y, color=color, linestyle=style, linewidth=1.5,
+                        marker="o" if len(t) <= SPARSE else None, markersize=3.5)
         _events(ax, results, colors, events, logx)
         ax.set_xscale("log" if logx else "linear")
         ax.set_yscale(_yscale([r.observables[key] for r, _ in having]))
