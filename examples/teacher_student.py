@@ -1,7 +1,8 @@
 """A user's own model in about fifty lines: a two-layer erf student learning an erf teacher, the soft committee machine of Saad and Solla (1995) (docs/models.md).
 
-    python examples/relu_teacher.py                        # integrate, report the claims, plot
-    flowsim model --model teacher_student:make_model --t-end 200 --out runs/teacher   # from the CLI (run in examples/)
+    python teacher_student.py                                 # integrate and print the claims (run in examples/)
+    flowsim integrate --model teacher_student:make_model --model-option width=4 --t-end 200 --out runs/teacher
+    flowsim report runs/teacher && flowsim plot runs/teacher  # from the CLI, in examples/
 """
 
 from typing import ClassVar
@@ -9,8 +10,10 @@ from typing import ClassVar
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from flowsim import models
+from flowsim.reporting import format_table
 
 
 class Student(eqx.Module):
@@ -65,6 +68,12 @@ class TeacherStudent(models.AbstractModel):
     def event_values(self, t, params, data, ref):
         return (1e-2 * ref - self.loss(params, data),)
 
+    def claims(self):  # checked on the saved trajectory (a dict of "t", the observables and the event times)
+        return (models.ModelClaim(
+            "teacher_student.loss_decreases", "The training loss never increases along the gradient flow",
+            "dL/dt = -||grad L||^2", "largest rise of the loss between saves, relative to L(0), at most 1e-9",
+            lambda traj, model: models.at_most(max(np.diff(traj["loss"]).max(), 0.0) / traj["loss"][0], 1e-9)),)
+
 
 def make_model(d_in: int = 5, teacher_width: int = 2, width: int = 8, n: int = 64, scale: float = 0.1, seed: int = 0):
     with jax.enable_x64(True):
@@ -80,3 +89,4 @@ if __name__ == "__main__":
     result = models.integrate(model, params, data, t_end=200.0, progress=True)
     print(f"loss {result.observables['loss'][0]:.4g} -> {result.observables['loss'][-1]:.4g}; "
           f"fits at t = {result.events['fits']}")
+    print(format_table(models.check_claims(result, model)))

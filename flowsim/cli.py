@@ -16,6 +16,7 @@ from .config import PRESETS, RunConfig
 from .errors import DamagedResult, DirectoryInUse, FlowFailure, ResourceError, UsageError
 from .names import DEFAULT_FORMATS, DEFAULT_PRESET, DPI, DPI_RANGE, FORMATS, PLOT_KINDS, SWEEP_PLOT_KINDS
 from .sweepdir import INDEX_JSON, is_sweep
+from .models import cli as model_cli
 
 #: The exit status of each outcome (docs/cli.md, "Exit status"): an error exits with the status of
 #: the first of its classes (its method resolution order) listed here.  Bad input of every kind
@@ -122,6 +123,7 @@ def _add_integrate(commands) -> None:
     output.add_argument("--quiet", action="store_true", help="no progress bar and no summary")
     output.add_argument("--resume", metavar="DIR",
                         help="finish the interrupted run in DIR (takes no configuration options)")
+    model_cli.add_integrate_options(p)
     p.set_defaults(handler=integrate)
 
 
@@ -214,6 +216,8 @@ def sweep(args) -> int:
     """``flowsim sweep``: every point of a grid, batched and sharded, into one sweep directory."""
     from .sweeps import Sweep
 
+    if model_cli.names_model(args.config):
+        return model_cli.sweep(args)
     plan = Sweep.from_toml(args.config, preset=args.preset)
     plan.points()
     processes = _processes(args)
@@ -265,6 +269,8 @@ def plot(args) -> int:
     """``flowsim plot DIR...``: the figures of one or several runs, overlaid, or of one sweep."""
     if not DPI_RANGE[0] <= args.dpi <= DPI_RANGE[1]:
         raise UsageError(f"--dpi: must be an integer in [{DPI_RANGE[0]}, {DPI_RANGE[1]}], got {args.dpi}")
+    if any(model_cli.is_model_dir(d) for d in args.dirs):
+        return model_cli.plot(args)
     if any(is_sweep(d) for d in args.dirs):
         return _plot_sweep(args)
     if args.x is not None:
@@ -331,6 +337,8 @@ def run_labels(runs) -> list[str]:
 def report(args) -> int:
     """``flowsim report DIR``: the claim-by-claim table, printed and written as report.json; on a
     sweep directory the hold rates per claim and group, written as sweep_report.json."""
+    if model_cli.is_model_dir(args.dir):
+        return model_cli.report(args)
     if is_sweep(args.dir):
         return _report_sweep(args)
     if args.by is not None:
@@ -397,6 +405,8 @@ def main(argv=None) -> int:
 
 def integrate(args) -> int:
     """``flowsim integrate``: run (or resume) one configuration, report, map the outcome to the exit status."""
+    if model_cli.wants_integrate(args):
+        return model_cli.integrate(args)
     config = _configuration(args)
     from . import runner  # imports JAX: only once the input is known to be well formed
 

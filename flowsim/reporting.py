@@ -103,10 +103,16 @@ def report(result: FlowResult, out_dir: str | Path | None = None, *, context: Ru
     if echo:
         print(format_table(rows, result))
     if out_dir is not None:
-        path = Path(out_dir) / "report.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps([plain(dataclasses.asdict(r), 4) for r in rows], indent=1) + "\n")
+        write_report(rows, out_dir)
     return rows
+
+
+def write_report(rows: list[Row], out_dir: str | Path) -> Path:
+    """``out_dir/report.json``: the rows as dicts (the claims of any model)."""
+    path = Path(out_dir) / "report.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps([plain(dataclasses.asdict(r), 4) for r in rows], indent=1) + "\n")
+    return path
 
 
 # --- Over a sweep --------------------------------------------------------------------------------

@@ -100,7 +100,7 @@ def write_json(path: Path, meta: dict) -> None:
     atomic_write(path, lambda f: f.write((json.dumps(meta, indent=2) + "\n").encode()))
 
 
-def _read_npz(path: Path) -> dict[str, np.ndarray]:
+def read_npz(path: Path) -> dict[str, np.ndarray]:
     """The arrays of an .npz file, refused (one line) unless it is a regular file whose arrays,
     as its directory declares them, fit in the memory available: a damaged or crafted archive is
     never expanded past that."""
@@ -250,29 +250,34 @@ def start_from(arrays: dict) -> Params | SubspaceStart:
     return Params(**{k: arrays[f"{k}_init"] for k in MATRICES}, a=arrays["a"])
 
 
-def mark(path, status: str, message: str, wall_time: float) -> None:
+#: A result directory's kind: run.json's ``format`` and ``format_version`` (a model's run has its own).
+RUN_KIND = (FORMAT, FORMAT_VERSION)
+
+
+def mark(path, status: str, message: str, wall_time: float, kind: tuple[str, int] = RUN_KIND) -> None:
     """Set the status and message of the run in ``path`` (its files are the last checkpoint's)."""
     path = Path(path)
-    meta = read_meta(path)
+    meta = read_meta(path, kind)
     write_json(path / RUN_JSON, meta | {"status": status, "message": message, "wall_time_s": wall_time})
 
 
-def mark_interrupted(path, wall_time: float, why: str = "interrupted") -> str:
+def mark_interrupted(path, wall_time: float, why: str = "interrupted", kind: tuple[str, int] = RUN_KIND) -> str:
     """Set the status of the run in ``path`` to interrupted (its files are the last
     checkpoint's) and return the message recorded, which starts with ``why``."""
-    meta = read_meta(path)
+    meta = read_meta(path, kind)
     message = (f"{why} at t={meta['t_reached']:.6g} after {meta['chunks_done']} of "
                f"{meta['n_chunks']} chunks; resume with: flowsim integrate --resume {path}")
-    mark(path, "interrupted", message, wall_time)
+    mark(path, "interrupted", message, wall_time, kind)
     return message
 
 
-def read_meta(path) -> dict:
-    """``run.json`` of the result directory ``path``, or a one-line error: a
-    :class:`~flowsim.errors.UsageError` if ``path`` is not one (no run.json, another program's,
-    another format version), a :class:`~flowsim.errors.DamagedResult` if its run.json cannot be
-    trusted (not JSON, not a regular file, too large)."""
+def read_meta(path, kind: tuple[str, int] = RUN_KIND) -> dict:
+    """``run.json`` of the result directory ``path`` (of ``kind``: format and format version), or
+    a one-line error: a :class:`~flowsim.errors.UsageError` if ``path`` is not one (no run.json,
+    another program's, another kind or format version), a :class:`~flowsim.errors.DamagedResult`
+    if its run.json cannot be trusted (not JSON, not a regular file, too large)."""
     path = Path(path)
+    format, version = kind
     try:
         meta = files.read_json(path / RUN_JSON, "run description", RUN_JSON_BYTES)
     except UsageError as e:  # refused by flowsim.files
@@ -281,11 +286,11 @@ def read_meta(path) -> dict:
         error = UsageError if isinstance(e, OSError) else DamagedResult
         raise error(f"{path} is not a flowsim result directory (cannot read {RUN_JSON}: "
                     f"{getattr(e, 'strerror', None) or e})") from None
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise UsageError(f"{path / RUN_JSON} is not a flowsim run description")
-    if meta.get("format_version") != FORMAT_VERSION:
+    if not isinstance(meta, dict) or meta.get("format") != format:
+        raise UsageError(f"{path / RUN_JSON} is not a {format} description")
+    if meta.get("format_version") != version:
         raise UsageError(f"{path / RUN_JSON} has format version {shown(meta.get('format_version'))}, "
-                          f"this flowsim reads {FORMAT_VERSION}")
+                          f"this flowsim reads {version}")
     return meta
 
 
@@ -311,7 +316,7 @@ def load(path) -> Run:
 
 def _load(path: Path, meta: dict) -> Run:
     config = RunConfig.from_dict(meta["config"])
-    state = _read_npz(path / STATE)
+    state = read_npz(path / STATE)
     start = {k: v for k, v in state.items() if not k.endswith(FINAL)}
     _check_inputs(path, meta, config, start)
     # The arrays as stored (float64 whatever the precision, as RunConfig.build draws them): a
@@ -363,9 +368,9 @@ def _read_rows(path: Path, meta: dict, config: RunConfig) -> dict[str, np.ndarra
     checked to be ``saves_done`` rows at the run's saved times."""
     n = meta["saves_done"]
     if meta["status"] in ("complete", "failed"):
-        rows = _read_npz(path / TRAJECTORY)
+        rows = read_npz(path / TRAJECTORY)
     else:
-        chunks = [_read_npz(part(path, k)) for k in range(1, meta["chunks_done"] + 1)]
+        chunks = [read_npz(part(path, k)) for k in range(1, meta["chunks_done"] + 1)]
         rows = {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]} if chunks else {}
     lengths = {len(v) for v in rows.values()}
     if lengths != {n}:

@@ -117,7 +117,7 @@ def _execute(out, config, dataset, params, test_key, checkpoint, wall_before, pr
     wall = lambda: wall_before + time.perf_counter() - started
 
     def save(result):
-        with _signals_held():
+        with signals_held():
             results.save(out, config, dataset, params, result, wall())
 
     try:
@@ -131,7 +131,7 @@ def _execute(out, config, dataset, params, test_key, checkpoint, wall_before, pr
             result = integrate(params, dataset, test_key=test_key, progress=progress, callback=save,
                                resume=checkpoint, options=config.flow_options())
     except KeyboardInterrupt:
-        with _signals_held():
+        with signals_held():
             message = results.mark_interrupted(out, wall())
         raise RunInterrupted(message, out) from None
     except FlowFailure as e:
@@ -140,7 +140,7 @@ def _execute(out, config, dataset, params, test_key, checkpoint, wall_before, pr
     except OSError as e:
         # Writing failed (a full disk): the files are the last checkpoint's, which a resume
         # continues from; run.json says so if it can still be written.
-        with contextlib.suppress(OSError, UsageError), _signals_held():
+        with contextlib.suppress(OSError, UsageError), signals_held():
             results.mark_interrupted(out, wall(), f"stopped by a write error ({e.strerror})")
         raise
     except Exception as e:  # anything unforeseen ends the run as failed, not left running
@@ -153,7 +153,7 @@ def _failed(out, config, dataset, params, message: str, wall: float) -> FlowFail
     """Record the run in ``out`` as failed with ``message`` (the rows of its last checkpoint kept)
     and return the :class:`FlowFailure` to raise."""
     last = None
-    with contextlib.suppress(OSError, UsageError), _signals_held():  # recorded if the directory still can be
+    with contextlib.suppress(OSError, UsageError), signals_held():  # recorded if the directory still can be
         last = results.load(out).result
         if last is None:
             results.mark(out, "failed", message, wall)
@@ -164,7 +164,7 @@ def _failed(out, config, dataset, params, message: str, wall: float) -> FlowFail
 
 
 @contextlib.contextmanager
-def _signals_held():
+def signals_held():
     """Hold SIGINT and SIGTERM while files are written, so a stop never leaves half a set of
     them; a signal that came meanwhile is raised again afterwards."""
     if threading.current_thread() is not threading.main_thread():

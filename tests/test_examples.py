@@ -1,6 +1,7 @@
 """Shipped example configurations: each parses and gives the points it promises, every config file
 the README and docs name exists, and the docs' copies say what the files say."""
 
+import itertools
 import math
 import re
 import tomllib
@@ -9,6 +10,8 @@ from pathlib import Path
 import pytest
 
 from flowsim import RunConfig, Sweep
+from flowsim.models.runs import ModelConfig
+from flowsim.models.sweeps import ModelSweep
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = sorted((ROOT / "examples").glob("*.toml"))
@@ -22,6 +25,20 @@ def test_the_examples_the_docs_use_are_shipped():
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)
 def test_every_shipped_toml_is_a_valid_configuration(path):
     table = tomllib.loads(path.read_text())
+    if "model" in table:  # a model's run or sweep (docs/models.md), each value checked
+        model = table.pop("model")
+        if "grid" in table:
+            grid = table.pop("grid")
+            points = ModelSweep.from_toml(path).points()
+            assert [values for _, values, _ in points] == [dict(zip(grid, combo)) for combo in itertools.product(*grid.values())]
+            for _, values, config in points:
+                sizes = {k: v for k, v in {**model, **values}.items() if k not in ("spec", "seed")}
+                assert config.seed == values["seed"] and config.sizes == sizes and config.model == model["spec"]
+        else:
+            config = ModelConfig.from_toml(path)
+            assert (config.model, config.seed, config.scheme) == (model.pop("spec"), table.pop("seed"), table.pop("scheme"))
+            assert config.sizes == model and config.options == table
+        return
     if "grid" in table:
         points = Sweep.from_toml(path).points()  # checks every point's sizes, scales and saved times
         assert len(points) == math.prod(len(v) for v in table["grid"].values())
@@ -51,7 +68,8 @@ def test_every_config_file_named_in_the_docs_exists():
     named = {name for doc in DOCS for name in re.findall(r"--config\s+(\S+\.toml)", doc.read_text())}
     real = {name for name in named if not Path(name).stem.isupper()}  # FILE.toml, SWEEP.toml: placeholders
     assert {"examples/sweep.toml", "examples/run.toml"} <= real
-    assert all((ROOT / name).is_file() for name in real), sorted(real)
+    # A model's config files are named from examples/, where the command finds the model's module.
+    assert all((ROOT / name).is_file() or (ROOT / "examples" / name).is_file() for name in real), sorted(real)
 
 
 def test_the_docs_copies_of_shipped_configs_match_the_files():

@@ -4,19 +4,41 @@ A model is an :class:`AbstractModel` (parameters, data law, initializations, los
 events, claims); :func:`integrate` runs its exact gradient flow through the core and
 :func:`check_claims` judges its claims.  Adding a shipped model is one module (or folder) here
 and one line in :data:`MODELS`; a user's own model needs neither: ``load("my_module:make")``
-(``flowsim model --model my_module:make``) imports the factory that builds it.
+(``flowsim integrate --model my_module:make``) imports the factory that builds it.
 """
 
 from __future__ import annotations
 
 import importlib
+from typing import TYPE_CHECKING
 
-from .contract import AbstractModel, ModelClaim, Trajectory, at_most, in_float64
-from .flow import check_claims, draw, integrate
-from .generic import GenericEngine, ModelArgs
+if TYPE_CHECKING:
+    from .contract import AbstractModel
 
-__all__ = ["MODELS", "AbstractModel", "GenericEngine", "ModelArgs", "ModelClaim", "Trajectory", "at_most",
-           "check_claims", "draw", "in_float64", "integrate", "load"]
+# Public names and the submodule that defines each, imported on first use (PEP 562) so that the
+# command line (flowsim.models.cli, read by ``flowsim --help``) does not pay for importing JAX.
+_EXPORTS = {
+    "contract": ("AbstractModel", "ModelClaim", "Trajectory", "at_most", "in_float64"),
+    "flow": ("check", "check_claims", "draw", "integrate"),
+    "generic": ("GenericEngine", "ModelArgs"),
+    "runs": ("ModelConfig", "ModelRun"),
+}
+_WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
+
+__all__ = ["MODELS", "load", *_WHERE]
+
+
+def __getattr__(name):
+    if name not in _WHERE:
+        raise AttributeError(f"module 'flowsim.models' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(list(globals()) + __all__)
+
 
 #: The shipped models by name: the factory (``module:function``) that builds each from its sizes.
 #: The paper's co-occurrence transformer is flowsim's own (``flowsim.integrate``), not listed here.
@@ -45,6 +67,8 @@ def load(spec: str, **sizes) -> AbstractModel:
         model = factory(**sizes)
     except TypeError as e:
         raise ValueError(f"model {spec!r}: its factory does not take these sizes ({e})") from None
+    from .contract import AbstractModel
+
     if not isinstance(model, AbstractModel):
         raise ValueError(f"model {spec!r}: the factory returned a {type(model).__name__}, not a "
                          "flowsim.models.AbstractModel")

@@ -23,7 +23,7 @@ from ..trajectory import FlowResult
 from .contract import AbstractModel, as_trajectory, check_names
 from .generic import GenericEngine, ModelArgs
 
-__all__ = ["check_claims", "draw", "integrate"]
+__all__ = ["check", "check_claims", "draw", "integrate"]
 
 
 def draw(model: AbstractModel, seed: int = 0, scheme: str | None = None):
@@ -53,31 +53,20 @@ def integrate(model: AbstractModel, params, data=None, t_end: float | None = Non
     must be ``"auto"`` or ``"generic"`` (the model's parameters are the state).  Raises
     :class:`~flowsim.FlowFailure` (with the partial result) if the solver fails.
     """
-    if not isinstance(model, AbstractModel):
-        raise TypeError(f"model must be a flowsim.models.AbstractModel, got {type(model).__name__}")
-    check_names(model)
-    if t_end is not None:
-        keywords["t_end"] = t_end
-    options = FlowOptions.updated(options, **keywords)
-    if options.engine not in ("auto", "generic"):
-        raise ValueError(f"engine must be 'auto' or 'generic' for a model of flowsim.models, got {options.engine!r}")
     if resume is not None:
         params = resume.params_init
         if resume.status != "running":
             raise ValueError(f"resume: only a running (checkpointed) result can be resumed, not a {resume.status} one")
-    _check_params(params)
+    options = check(model, params, data, t_end, options=options, **keywords)
     enable_compilation_cache()
     grid = options.times()
     if resume is not None and not np.array_equal(resume.grid, grid):
         raise ValueError("resume: the saved times differ from the run being resumed")
     solver, controller = make_solver(options.solver)
     with jax.enable_x64(options.precision == 64):
-        dtype = jnp.float64 if options.precision == 64 else jnp.float32
-        params, data = as_dtype(params, dtype), as_dtype(data, dtype)
-        engine = GenericEngine(model=model, structure=jax.tree.structure(params))
+        dtype, params, data, engine = _cast(model, params, data, options.precision)
         args = ModelArgs(data=data, ref=model.reference(params, data),
                          watching=np.ones(len(engine.event_names), bool))
-        _check_fits(engine, params, args, len(grid), np.dtype(dtype).itemsize)
         problem = loop.Problem(engines=[engine], starts=[params], args=[args], engine=engine, flow_args=args,
                                y0=jax.device_put(params), solver=solver, controller=controller, grid=grid,
                                options=options.updated(options, engine="generic"),
@@ -87,6 +76,37 @@ def integrate(model: AbstractModel, params, data=None, t_end: float | None = Non
     if result.status == "failed":
         raise FlowFailure(result.message, result)
     return result
+
+
+def check(model: AbstractModel, params, data=None, t_end: float | None = None, *,
+          options: FlowOptions | None = None, **keywords) -> FlowOptions:
+    """Refuse, before anything is computed, what :func:`integrate` would refuse: a model that is
+    not an :class:`AbstractModel` or whose names collide, unknown or invalid options, parameters
+    that are not floating arrays, and a run whose solver state or saved trajectory cannot fit in
+    memory (from shapes alone).  Returns the options :func:`integrate` runs with."""
+    if not isinstance(model, AbstractModel):
+        raise TypeError(f"model must be a flowsim.models.AbstractModel, got {type(model).__name__}")
+    check_names(model)
+    if t_end is not None:
+        keywords["t_end"] = t_end
+    options = FlowOptions.updated(options, **keywords)
+    if options.engine not in ("auto", "generic"):
+        raise ValueError(f"engine must be 'auto' or 'generic' for a model of flowsim.models, got {options.engine!r}")
+    _check_params(params)
+    with jax.enable_x64(options.precision == 64):
+        dtype, params, data, engine = _cast(model, params, data, options.precision)
+        args = ModelArgs(data=data, ref=jax.eval_shape(model.reference, params, data),
+                         watching=np.ones(len(engine.event_names), bool))
+        _check_fits(engine, params, args, len(options.times()), np.dtype(dtype).itemsize)
+    return options
+
+
+def _cast(model: AbstractModel, params, data, precision: int):
+    """The dtype of ``precision``, the parameters and data cast to it and the engine of the
+    parameters' structure (inside the precision's ``jax.enable_x64``)."""
+    dtype = jnp.float64 if precision == 64 else jnp.float32
+    params, data = as_dtype(params, dtype), as_dtype(data, dtype)
+    return dtype, params, data, GenericEngine(model=model, structure=jax.tree.structure(params))
 
 
 def _check_params(params) -> None:

@@ -1,0 +1,174 @@
+"""A model's sweep: a grid of seeds, schemes, sizes and flow options from a TOML file, each point a model result directory, resumable."""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from .. import lock, results
+from ..config import read_toml
+from ..errors import FlowFailure, UsageError
+from ..messages import shown
+from ..sweeps import INDEX_JSON, MAX_POINTS, POINTS, read_index
+
+from . import runs
+
+FORMAT = "flowsim-model-sweep"
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSweep:
+    """A base :class:`~flowsim.models.runs.ModelConfig` and a grid ``{key: [values, ...]}`` whose
+    keys are ``seed``, ``scheme``, flow options (:data:`~flowsim.models.runs.SHARED`) or the
+    model's sizes; the points are the Cartesian product, each checked when the sweep is made."""
+
+    base: runs.ModelConfig
+    grid: dict[str, tuple]
+
+    @classmethod
+    def from_toml(cls, path) -> ModelSweep:
+        """A sweep file: a ``[model]`` table (``spec`` and sizes), top-level keys (``seed``,
+        ``scheme``, flow options) and a ``[grid]`` table of non-empty lists, e.g.::
+
+            t_end = 50.0
+            [model]
+            spec = "teacher_student:make_model"
+            width = 4
+            [grid]
+            seed = [0, 1, 2]
+            width = [4, 8]
+        """
+        table = read_toml(path, "sweep file")
+        grid = table.pop("grid", None)
+        if not isinstance(grid, dict) or not grid:
+            raise UsageError(f"{path}: needs a [grid] table of lists, e.g. [grid] seed = [0, 1, 2]")
+        section = table.get("model")
+        if not isinstance(section, dict) or runs.SPEC_KEY not in section:
+            raise UsageError(f"{path}: a model's sweep names its model in a [model] table: {runs.SPEC_KEY} = "
+                              "\"module:factory\" (or a name of flowsim.models.MODELS) and its sizes")
+        section = dict(section)
+        spec = section.pop(runs.SPEC_KEY)
+        table.pop("model")
+        base = runs.ModelConfig.make(spec, section, table, label=lambda k: f"{path}: {k}")
+        return cls.make(base, grid, label=lambda k: f"{path}: grid.{k}")
+
+    @classmethod
+    def make(cls, base: runs.ModelConfig, grid: Mapping[str, Sequence], label=lambda k: f"grid.{k}") -> ModelSweep:
+        """Check every grid value (one-line :class:`UsageError` naming it) and the grid's size."""
+        for key, values in grid.items():
+            if isinstance(values, (str, bytes)) or not isinstance(values, Sequence) or not values:
+                raise UsageError(f"{label(key)}: must be a non-empty list of values, got {shown(values)}")
+        size = 1
+        for values in grid.values():
+            size *= len(values)
+        if size > MAX_POINTS:
+            raise UsageError(f"{label('')[:-1]}: the grid makes {size:,} points, more than the {MAX_POINTS:,} a sweep "
+                              "may hold; split it into several sweeps")
+        for key, values in grid.items():
+            for i, value in enumerate(values):
+                _point(base, {key: value}, lambda k: f"{label(k)}[{i}]")
+            if len(set(map(repr, values))) != len(values):
+                raise UsageError(f"{label(key)}: values must be distinct, got {shown(list(values))}")
+        return cls(base=base, grid={k: tuple(v) for k, v in grid.items()})
+
+    def points(self) -> list[tuple[str, dict[str, Any], runs.ModelConfig]]:
+        """``(name, grid values, configuration)`` of every point, in the grid's order."""
+        keys = list(self.grid)
+        out = []
+        for combo in itertools.product(*(self.grid[k] for k in keys)):
+            values = dict(zip(keys, combo))
+            name = "_".join(f"{k}={_fmt(v)}" for k, v in values.items())
+            out.append((name, values, _point(self.base, values, lambda k: f"grid point {name}: {k}")))
+        return out
+
+    def definition(self) -> dict:
+        return {"base": self.base.to_dict(), "grid": {k: list(v) for k, v in self.grid.items()}}
+
+
+def _point(base: runs.ModelConfig, values: Mapping[str, Any], label) -> runs.ModelConfig:
+    """``base`` with the grid ``values``: seed, scheme and options parsed as flags are, the rest sizes."""
+    run_keys = {k: v for k, v in values.items() if k in runs.SHARED or k == "scheme"}
+    sizes = {k: v for k, v in values.items() if k not in run_keys}
+    options = {**base.options, "seed": base.seed}
+    options = {k: v for k, v in options.items() if v is not None}
+    if base.scheme is not None:
+        options["scheme"] = base.scheme
+    return runs.ModelConfig.make(base.model, {**base.sizes, **sizes}, {**options, **run_keys}, label=label)
+
+
+def _fmt(value) -> str:
+    return f"{value:g}" if isinstance(value, float) else "-".join(map(str, value)) if isinstance(value, list) else str(value)
+
+
+def sweep(plan: ModelSweep, out, *, force: bool = False, progress: bool = False) -> dict:
+    """Run every point of ``plan`` into ``out/points/NAME/`` and write the index ``out/sweep.json``
+    (each point's status, events, final loss and claim verdicts); returns the index.  The models
+    are built before anything is written.  Run again on the same ``out``, it skips the points
+    that ended (complete or failed) and finishes those that were interrupted."""
+    points = plan.points()
+    models = {}
+    for _, _, config in points:  # a size or scheme the model refuses is refused before anything is written
+        key = results.config_digest(dataclasses.replace(config, seed=0, scheme=None, options={}))
+        if key not in models:
+            models[key] = config.build()
+        config.check_scheme(models[key])
+    out = Path(out)
+    definition = plan.definition()
+    _check_out(out, definition, force)
+    (out / POINTS).mkdir(parents=True, exist_ok=True)
+    with lock.claim(out):
+        index = {}
+        for name, values, config in points:
+            path = out / POINTS / name
+            status = runs.load(path).status if runs.is_model_run(path) else None
+            if status in ("running", "interrupted"):
+                runs.resume(path, progress=progress)
+            elif status is None:
+                try:
+                    runs.run(config, path, force=True, progress=progress)
+                except FlowFailure:
+                    pass  # recorded in the point's directory as failed
+            index[name] = _entry(path, name, values)
+            _write(out, definition, index)
+    return {"definition": definition, "points": list(index.values())}
+
+
+def _check_out(out: Path, definition: dict, force: bool) -> None:
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"sweep directory {str(out)!r} exists and is not a directory")
+    if not out.is_dir() or not results.holds_files(out) or force:
+        return
+    index = read_index(out) if (out / INDEX_JSON).exists() else None
+    if index is None:
+        raise UsageError(f"sweep directory {str(out)!r} holds something else; choose another or use --force")
+    if index.get("definition") != definition:
+        raise UsageError(f"sweep directory {str(out)!r} holds a different sweep; choose another or use --force")
+
+
+def _entry(path: Path, name: str, values: dict) -> dict:
+    """A point's index entry, read from its result directory (verified)."""
+    from .flow import check_claims
+
+    run = runs.load(path)
+    entry = {"name": name, "values": values, "path": f"{POINTS}/{name}", "status": run.status,
+             "message": run.meta["message"], "events": run.meta["events"], "t_reached": run.meta["t_reached"]}
+    if run.result is not None:
+        entry["final_loss"] = float(run.result.observables["loss"][-1])
+        if run.status == "complete":
+            entry["verdicts"] = {r.id: r.verdict for r in check_claims(run.result, run.config.build())}
+    return entry
+
+
+def _write(out: Path, definition: dict, index: dict) -> None:
+    results.write_json(out / INDEX_JSON, {"format": FORMAT, "definition": definition, "points": list(index.values())})
+
+
+def is_model_sweep(path) -> bool:
+    """Whether ``path`` holds a model sweep's index (read bounded; anything unreadable is not)."""
+    try:
+        return read_index(path).get("format") == FORMAT
+    except UsageError:
+        return False
