@@ -12,8 +12,8 @@ from .. import lock, results
 from ..config import read_toml
 from ..errors import FlowFailure, UsageError
 from ..messages import shown
-from ..sweeps import INDEX_JSON, MAX_POINTS, POINTS, read_index
-
+from ..sweepdir import INDEX_JSON, POINTS, read_index
+from ..sweeps import MAX_POINTS
 from . import runs
 
 FORMAT = "flowsim-model-sweep"
