@@ -42,20 +42,30 @@ def test_compression_keeps_every_inner_product(wide):
     assert len(cols) == 3
 
 
-def test_width_free_engine_is_the_four_matrix_flow(wide):
-    """Spec 7.6: the flow in p = 25 coordinates equals the flow of the 60-wide matrices."""
-    params, data = wide
-    opts = dict(rtol=1e-12, atol=1e-14, saves=21, n_test=64)
-    ref, got = (flowsim.integrate(params, data, 10.0, engine=e, **opts) for e in ("params", "subspace"))
+def test_width_free_engine_is_the_four_matrix_flow(absent):
+    """Spec 7.6: the flow in p = 3d + 1 = 49 coordinates equals the flow of the 60-wide matrices
+    (test_engines.py checks the padded case, m = 8 < p).  The options of test_engines.py's runs,
+    so that the width-free solve is the one compiled there (m is a value, not a shape)."""
+    data, _, test = absent
+    with jax.enable_x64(True):
+        params = flowsim.init_params(jax.random.key(4), d=16, m=60, m1=12, scheme="theory-unit", L=4)
+    assert params.m > rank_bound(16)
+    opts = dict(rtol=1e-10, atol=1e-12, saves=21, chunk=7, test_set=test)
+    ref, got = (flowsim.integrate(params, data, 30.0, engine=e, **opts) for e in ("params", "subspace"))
+    assert got.status == ref.status == "complete"
     o, r = got.observables, ref.observables
-    np.testing.assert_allclose(o["loss"], r["loss"], rtol=1e-9)
-    np.testing.assert_allclose(o["test_loss"], r["test_loss"], rtol=1e-9)
-    for key in ("G", "scores", "value_corr", "key_corr", "query_corr", "neuron_gram_change"):
+    # Two integrations at rtol 1e-10 agree to 1e-8 of each quantity's size (test_engines.py: <= 3.5e-10).
+    for key in ("loss", "test_loss", "G", "scores", "value_corr", "key_corr", "query_corr", "neuron_gram_change",
+                "G_rate", "scores_rate", "min_margin"):
         np.testing.assert_allclose(o[key], r[key], rtol=0, atol=1e-8 * np.abs(r[key]).max())
-    assert abs(got.events["phase1_end"] - ref.events["phase1_end"]) <= 1e-8
+    for name, t in ref.events.items():
+        assert (t is None) == (got.events[name] is None), name
+        if t is not None:
+            assert abs(got.events[name] - t) <= 1e-8 * max(1.0, t), name
     for name in ("W", "W_V", "W_K", "W_Q"):
-        np.testing.assert_allclose(getattr(got.params_final, name), getattr(ref.params_final, name), atol=1e-8)
-    assert np.max(o["drift_KQ"]) < 1e-9 and np.max(o["drift_WV"]) < 1e-9
+        np.testing.assert_allclose(getattr(got.params_final, name), getattr(ref.params_final, name),
+                                   atol=1e-8 * np.abs(getattr(ref.params_final, name)).max())
+    assert np.max(o["drift_KQ"]) < 1e-8 and np.max(o["drift_WV"]) < 1e-8
 
 
 def _invariants(s: SubspaceStart) -> np.ndarray:
