@@ -41,11 +41,29 @@ if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
     signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
+def pytest_addoption(parser):
+    parser.addoption("--slow", action="store_true",
+                     help="also run the tests marked slow (each compiles programs no other test shares: a sweep "
+                          "over two processes, one over two forced devices, the bench, a wide start on two engines)")
+
+
+def pytest_collection_modifyitems(config, items):
+    """The tests marked slow run with ``--slow`` only, so that the default suite (the README's
+    command, CI's) stays under 4 minutes on 2 cores; ``--slow`` adds about a minute."""
+    if config.getoption("--slow"):
+        return
+    skip = pytest.mark.skip(reason="slow: run with --slow")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config):
     """Under xdist (``-n``), a module's tests stay on one worker (``--dist loadscope`` in place of
     the default ``load``), so its module-scoped fixtures, a few integrations each, are computed
     once, not once per worker: a tenth of the suite's time on 2 cores (254 s against 285 s)."""
+    config.addinivalue_line("markers", "slow: compiles programs no other test shares; run with --slow")
     if getattr(config.option, "dist", None) == "load":
         config.option.dist = "loadscope"
 

@@ -12,6 +12,7 @@ from flowsim import bench
 TINY = ["--n", "12", "--L", "4", "--d", "16", "--m", "8", "--m1", "12", "--t-end", "2", "--repeats", "1"]
 
 
+@pytest.mark.slow
 def test_bench_records_and_loss_agreement(tmp_path):
     path = tmp_path / "bench.json"
     assert bench.main(TINY + ["--only", "flowsim,gd,scipy", "--json", str(path)]) == 0

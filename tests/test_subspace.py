@@ -42,6 +42,7 @@ def test_compression_keeps_every_inner_product(wide):
     assert len(cols) == 3
 
 
+@pytest.mark.slow
 def test_width_free_engine_is_the_four_matrix_flow(absent):
     """Spec 7.6: the flow in p = 3d + 1 = 49 coordinates equals the flow of the 60-wide matrices
     (test_engines.py checks the padded case, m = 8 < p).  The options of test_engines.py's runs,

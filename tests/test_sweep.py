@@ -110,6 +110,7 @@ def test_cli_sweep_and_bad_input(tmp_path):
     assert rc == 2 and "need --distributed" in err.getvalue()
 
 
+@pytest.mark.slow
 def test_two_forced_host_devices_give_the_same_points(swept, tmp_path):
     """The batch split over 2 XLA host devices (jax.sharding; tests/conftest.py gives the
     session two) against the one-device sweep."""
@@ -142,6 +143,7 @@ def _complete(out, name) -> bool:
     return False
 
 
+@pytest.mark.slow
 def test_distributed_sweep_over_two_processes(single, tmp_path):
     """``flowsim sweep --distributed`` as two real processes (jax.distributed, CPU collectives,
     coordinator on 127.0.0.1), one point each.  Process 1 is killed while it integrates its
