@@ -342,7 +342,7 @@ def _phase_handles(results, each_colour: bool = False) -> list:
     if all(r.events.get("phase1_end") is None for r in results):
         return []
     which = " (one per run, in its colour)" if each_colour else " (one per run)" if len(results) > 1 else ""
-    line = "$T_1$: every training sample classified correctly" + which
+    line = "$T_1$: the near-initialization bounds left (Definition E.2)" + which
     return [Patch(facecolor="0.5", alpha=PHASE1_ALPHA * 1.5, label=r"Phase 1, $t \leq T_1$"),
             Line2D([], [], color=T1_COLOR, label=_wrap(line, 40), **T1_STYLE)]
 
