@@ -215,21 +215,30 @@ def save(path, config: RunConfig, dataset: Dataset, params_init: Params, result:
         "message": "" if result is None else result.message,
         "config": config.to_dict(),
         "digests": {"config": config_digest(config), "state": digest(start)},
-        "events": dict.fromkeys(EVENT_NAMES) if result is None else result.events,
+        "engine": None if result is None else result.options.engine,
+        **progress(result, EVENT_NAMES, config.t_end, n_chunks, wall_time),
+    })
+    if status in ("complete", "failed"):
+        (path / CHECKPOINT).unlink(missing_ok=True)
+        shutil.rmtree(path / PARTS, ignore_errors=True)
+
+
+def progress(result: FlowResult | None, events: tuple[str, ...], t_end: float, n_chunks: int, wall_time: float) -> dict:
+    """run.json's record of how far a run got (any model's): its events, the start's facts, the
+    solver's statistics, the time and saves reached, the chunks done, the wall time and the
+    packages' versions."""
+    return {
+        "events": dict.fromkeys(events) if result is None else result.events,
         "start_facts": None if result is None else result.start_facts,
         "stats": None if result is None else result.stats,
-        "engine": None if result is None else result.options.engine,
-        "t_end": config.t_end,
+        "t_end": t_end,
         "t_reached": 0.0 if result is None else result.t_reached,
         "saves_done": 0 if result is None else len(result.ts),
         "chunks_done": 0 if result is None else result.chunks_done,
         "n_chunks": n_chunks,
         "wall_time_s": wall_time,
         "versions": dict(versions()),
-    })
-    if status in ("complete", "failed"):
-        (path / CHECKPOINT).unlink(missing_ok=True)
-        shutil.rmtree(path / PARTS, ignore_errors=True)
+    }
 
 
 def finals(start, final: Params | None) -> dict[str, np.ndarray]:

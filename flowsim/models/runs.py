@@ -362,17 +362,8 @@ class _Writer:
             "parameters": [{"path": p, "shape": list(x.shape), "dtype": x.dtype.str}
                            for p, x in zip(self.paths, self.start.values())],
             "observables": self.observables,
-            "events": dict.fromkeys(self.model.event_names) if result is None else result.events,
-            "start_facts": None if result is None else result.start_facts,
-            "stats": None if result is None else result.stats,
-            "t_end": options.t_end,
-            "t_reached": 0.0 if result is None else result.t_reached,
-            "saves_done": 0 if result is None else len(result.ts),
-            "chunks_done": 0 if result is None else result.chunks_done,
-            "n_chunks": n_chunks,
             "checkpoint": checkpoint,
-            "wall_time_s": wall_time,
-            "versions": dict(results.versions()),
+            **results.progress(result, tuple(self.model.event_names), options.t_end, n_chunks, wall_time),
             "digests": digests,
         })
         for p in old:
