@@ -11,7 +11,7 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from .contract import OWN_DATA, SHARED_DATA, SINGLE  # noqa: F401  (the layouts of a solve's members)
-from .events import fired, make_event
+from .crossing import fired, make_event
 
 # Outcome codes of one solve.
 SUCCESS, EVENT, MAX_STEPS, DT_MIN, OTHER = range(5)

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from jaxtyping import PyTree
 
-from .model import Params
 from .options import DescentOptions, FlowOptions
+
+if TYPE_CHECKING:  # the transformer's matrices; any model's result holds its own parameters
+    from .model import Params
 
 
 @dataclasses.dataclass
@@ -42,7 +44,7 @@ class FlowResult:
     events: dict[str, float | None]
     stats: dict[str, int | None]
     params_init: Any
-    params_final: Params | None
+    params_final: Params | Any | None
     t_reached: float
     status: str
     message: str
