@@ -265,9 +265,11 @@ class Progress:
     """A run's progress on stderr (tqdm): saved times done, and after every chunk and every piece
     of a solve (:data:`SEGMENT_STEPS`) the flow time reached, the solver steps and their rate.
 
-    Once the pace is known (steps per second after the first solve, which compiles), a run that
-    may take longer than :data:`LONG_RUN_S` says so in one line: the time at the pace of its
-    current step size to ``t_end``, or to the step limit if that comes first."""
+    Once the pace has been measured for a sixth of :data:`LONG_RUN_S` (steps per second after
+    the first solve, which compiles), a run that may take longer than :data:`LONG_RUN_S` says so
+    in one line: the time at the pace of its current step size to ``t_end``, or to the step limit
+    if that comes first.  A gradient flow's steps lengthen by orders of magnitude once Phase 1
+    ends, so a pace read in its first second foretold hours for runs that take seconds."""
 
     def __init__(self, problem: Problem, state: LoopState):
         from tqdm.auto import tqdm
@@ -283,7 +285,7 @@ class Progress:
         rate = self._rate(state)
         self.bar.set_postfix_str(self._status(t, state, rate), refresh=False)
         self.bar.update(0)  # redraws at most every tqdm mininterval
-        if rate and not self.warned:
+        if rate and not self.warned and time.perf_counter() - self.since[0] >= LONG_RUN_S / 6:
             self._warn_if_long(t, dt, state.stats["steps"], rate)
 
     def chunk(self, state: LoopState) -> None:

@@ -381,3 +381,25 @@ def test_runs_started_together_get_distinct_default_directories(reference, tmp_p
                                                    "runs/20250131-142501-3"]
     for r in outcome:
         assert_same_run(r.path, reference[2])
+
+
+def test_the_long_run_note_waits_until_the_pace_is_known(monkeypatch, capsys):
+    """The paper preset said "a long run ... about 2.66 h" at t = 0.007, from the pace of its first
+    second (10 steps/s at a step of 0.0017), and then finished in one more second: the note waits
+    until the pace has been measured for LONG_RUN_S / 6, and a run still slow by then gets it."""
+    from types import SimpleNamespace
+
+    now = [100.0]
+    monkeypatch.setattr(loop.time, "perf_counter", lambda: now[0])
+    problem = SimpleNamespace(grid=np.array([0.0, 300.0]), chunk=1,
+                              options=SimpleNamespace(solver=SimpleNamespace(max_steps=100_000)))
+    state = SimpleNamespace(chunks_done=0, stats={"steps": 0})
+    bar = loop.Progress(problem, state)
+    bar.piece(state, 0.0, 1e-3)  # starts measuring the pace
+    state.stats["steps"], now[0] = 10, 101.0
+    bar.piece(state, 0.007, 0.0017)  # 10 steps/s for 1 s: too early to foretell hours
+    assert "a long run" not in capsys.readouterr().err
+    state.stats["steps"], now[0] = 110, 111.0
+    bar.piece(state, 0.2, 0.0017)  # still 10 steps/s after 11 s: the note
+    bar.close()
+    assert "a long run" in capsys.readouterr().err
