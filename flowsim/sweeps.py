@@ -86,12 +86,10 @@ class Sweep:
         """Check every grid value against ``base`` and every tie (one-line :class:`~flowsim.errors.UsageError` naming it)."""
         if tie is not None and not isinstance(tie, Mapping):
             raise UsageError("tie must be a table of field = \"grid key\", e.g. [tie] m1 = \"m\"")
-        for key, values in grid.items():
-            if isinstance(values, (str, bytes)) or not isinstance(values, Sequence) or not values:
-                raise UsageError(f"{label(key)}: must be a non-empty list of values, got {shown(values)}")
+        check_lists(grid, label)
         fields = {f.name for f in dataclasses.fields(RunConfig)}
         tie = {key: _tie(key, target, grid, fields) for key, target in (tie or {}).items()}
-        _check_size(grid, label("").rstrip("."))
+        check_size(grid, label("").rstrip("."))
         checked = {}
         for key, values in grid.items():
             parsed = []
@@ -117,13 +115,13 @@ class Sweep:
     def points(self) -> list[Point]:
         """Every grid point, in the order of the grid's keys and values, each checked as a whole
         (sizes, scales and saved times) before anything runs."""
-        _check_size(self.grid, "grid")
+        check_size(self.grid, "grid")
         keys = list(self.grid)
         out = []
         for combo in itertools.product(*(self.grid[k] for k in keys)):
             values = dict(zip(keys, combo))
             config = dataclasses.replace(self.base, **values, **{k: self.tied(k, values) for k in self.tie})
-            name = "_".join(f"{k}={_fmt(v)}" for k, v in values.items())
+            name = point_name(values)
             _check(config, name)
             out.append(Point(name=name, config=config, values=values))
         return out
@@ -158,7 +156,14 @@ def _count(grid: Mapping[str, Sequence]) -> int:
     return math.prod(len(v) for v in grid.values())
 
 
-def _check_size(grid: Mapping[str, Sequence], where: str) -> None:
+def check_lists(grid: Mapping[str, Sequence], label) -> None:
+    """Refuse (one line, naming ``label(key)``) a grid entry that is not a non-empty list."""
+    for key, values in grid.items():
+        if isinstance(values, (str, bytes)) or not isinstance(values, Sequence) or not values:
+            raise UsageError(f"{label(key)}: must be a non-empty list of values, got {shown(values)}")
+
+
+def check_size(grid: Mapping[str, Sequence], where: str) -> None:
     """Refuse (one line) a grid of more than :data:`MAX_POINTS` points, from its lists' lengths alone."""
     size = _count(grid)
     if size > MAX_POINTS:
@@ -167,8 +172,13 @@ def _check_size(grid: Mapping[str, Sequence], where: str) -> None:
                           "hold; split it into several sweeps")
 
 
+def point_name(values: Mapping[str, Any]) -> str:
+    """A grid point's directory name: ``key=value`` joined by ``_`` (``m=100_seed=0``)."""
+    return "_".join(f"{k}={_fmt(v)}" for k, v in values.items())
+
+
 def _fmt(value) -> str:
-    if isinstance(value, tuple):
+    if isinstance(value, (tuple, list)):
         return "-".join(map(str, value))
     return f"{value:g}" if isinstance(value, float) else str(value)
 

@@ -13,7 +13,7 @@ from ..config import read_toml
 from ..errors import FlowFailure, UsageError
 from ..messages import shown
 from ..sweepdir import INDEX_JSON, POINTS, read_index
-from ..sweeps import MAX_POINTS
+from ..sweeps import check_lists, check_size, point_name
 from . import runs
 
 FORMAT = "flowsim-model-sweep"
@@ -58,15 +58,8 @@ class ModelSweep:
     @classmethod
     def make(cls, base: runs.ModelConfig, grid: Mapping[str, Sequence], label=lambda k: f"grid.{k}") -> ModelSweep:
         """Check every grid value (one-line :class:`UsageError` naming it) and the grid's size."""
-        for key, values in grid.items():
-            if isinstance(values, (str, bytes)) or not isinstance(values, Sequence) or not values:
-                raise UsageError(f"{label(key)}: must be a non-empty list of values, got {shown(values)}")
-        size = 1
-        for values in grid.values():
-            size *= len(values)
-        if size > MAX_POINTS:
-            raise UsageError(f"{label('')[:-1]}: the grid makes {size:,} points, more than the {MAX_POINTS:,} a sweep "
-                              "may hold; split it into several sweeps")
+        check_lists(grid, label)
+        check_size(grid, label("")[:-1])
         for key, values in grid.items():
             for i, value in enumerate(values):
                 _point(base, {key: value}, lambda k: f"{label(k)}[{i}]")
@@ -80,7 +73,7 @@ class ModelSweep:
         out = []
         for combo in itertools.product(*(self.grid[k] for k in keys)):
             values = dict(zip(keys, combo))
-            name = "_".join(f"{k}={_fmt(v)}" for k, v in values.items())
+            name = point_name(values)
             out.append((name, values, _point(self.base, values, lambda k: f"grid point {name}: {k}")))
         return out
 
@@ -97,10 +90,6 @@ def _point(base: runs.ModelConfig, values: Mapping[str, Any], label) -> runs.Mod
     if base.scheme is not None:
         options["scheme"] = base.scheme
     return runs.ModelConfig.make(base.model, {**base.sizes, **sizes}, {**options, **run_keys}, label=label)
-
-
-def _fmt(value) -> str:
-    return f"{value:g}" if isinstance(value, float) else "-".join(map(str, value)) if isinstance(value, list) else str(value)
 
 
 def sweep(plan: ModelSweep, out, *, force: bool = False, progress: bool = False) -> dict:
