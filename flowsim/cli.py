@@ -410,13 +410,22 @@ def integrate(args) -> int:
     config = _configuration(args)
     from . import runner  # imports JAX: only once the input is known to be well formed
 
+    return execute(args, config, runner.run, runner.resume, summary)
+
+
+def execute(args, config, run, resume, summary) -> int:
+    """Run ``config`` (``run(config, out, force=, progress=)``) or, for ``None``, resume the
+    directory of ``--resume`` (``resume(out, progress=)``) into ``--out`` or a claimed
+    ``runs/<timestamp>``; print ``summary(run)``; map an interrupt, a solver failure or a write
+    error to its exit status with the advice for what is left on disk.  The transformer's runs
+    and any model's (flowsim.models.cli) go through here."""
     out, received = args.resume or args.out, []
     try:
         with _claimed(out) as out, _sigterm_interrupts(received):
             if config is None:
-                run = runner.resume(out, progress=not args.quiet)
+                done = resume(out, progress=not args.quiet)
             else:
-                run = runner.run(config, out, force=args.force, progress=not args.quiet)
+                done = run(config, out, force=args.force, progress=not args.quiet)
     except KeyboardInterrupt as e:
         status = _exit(e, PROG)
         return 128 + received[0] if received else status
@@ -427,7 +436,7 @@ def integrate(args) -> int:
         return _exit(e, PROG, f"; {out} keeps its last checkpoint: free space, then finish with "
                               f"flowsim integrate --resume {out}" if resumable else "; nothing was saved")
     if not args.quiet:
-        print(summary(run))
+        print(summary(done))
     return 0
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..config import MODEL_KEYS, RunConfig, read_toml
-from ..errors import FlowFailure, UsageError
+from ..errors import UsageError
 
 if TYPE_CHECKING:  # runs and sweeps import JAX, which --help must not
     from . import runs
@@ -105,28 +105,8 @@ def integrate(args) -> int:
 
     from .. import cli as shell
 
-    prog = shell.PROG
     _importable_here()
-    config = _configuration(args)
-    out, received = args.resume or args.out, []
-    try:
-        with shell._sigterm_interrupts(received):
-            if config is None:
-                run = runs.resume(out, progress=not args.quiet)
-            else:
-                run = runs.run(config, out, force=args.force, progress=not args.quiet)
-    except KeyboardInterrupt as e:
-        status = shell._exit(e, prog)
-        return 128 + received[0] if received else status
-    except FlowFailure as e:
-        return shell._exit(e, prog, f"; what was computed is in {out} (status failed)" if out else "")
-    except OSError as e:
-        resumable = out is not None and (Path(out) / runs.RUN_JSON).exists()
-        return shell._exit(e, prog, f"; {out} keeps its last checkpoint: free space, then finish with "
-                                    f"flowsim integrate --resume {out}" if resumable else "; nothing was saved")
-    if not args.quiet:
-        print(summary(run))
-    return 0
+    return shell.execute(args, _configuration(args), runs.run, runs.resume, summary)
 
 
 def summary(run: runs.ModelRun) -> str:
