@@ -31,7 +31,7 @@ from .claims.base import CLAIMS, OrderClaim, plain
 from .claims.scaling import LEVEL, Exponent, fit_exponent
 from .errors import UsageError
 from .names import DEFAULT_FORMATS, DPI, SWEEP_PLOT_KINDS, table
-from .plotting import COLORS, FONT, Panel, _finish_axes, _new_figure, _wrap, log_ticks
+from .plotting import COLORS, FONT, Panel, _finish_axes, _new_figure, _wrap, log_ticks, save
 from .reporting import SweepReport, sweep_report
 from .sweepdir import SweepDir
 
@@ -520,13 +520,7 @@ def plot_sweep(path: str | Path | Atlas, out_dir: str | Path | None = None, *, k
         raise ValueError("plot_sweep of an Atlas needs out_dir")
     atlas = path if isinstance(path, Atlas) else read(path, x)
     out = Path(path) / "plots" if out_dir is None else Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    written = []
-    for kind in kinds:
-        for name, fig in figures(kind, atlas).items():
-            for fmt in formats:
-                written.append(out / f"{prefix}{name}.{fmt}")
-                fig.savefig(written[-1], dpi=dpi, bbox_inches="tight")
+    written = [p for kind in kinds for p in save(figures(kind, atlas), out, formats, dpi, prefix)]
     if "T1" in kinds:
         written.append(out / f"{prefix}{TABLE}")
         written[-1].write_text(scaling_table(atlas))

@@ -446,13 +446,18 @@ def plot(results: FlowResult | Sequence[FlowResult], out_dir: str | Path, *,
     panel for many runs, see :func:`figures`).  Time is on a log axis unless ``logx=False``.
     Returns the paths written."""
     results = [results] if isinstance(results, FlowResult) else list(results)
+    return [path for kind in kinds
+            for path in save(figures(kind, results, logx=logx, labels=labels), out_dir, formats, dpi, prefix)]
+
+
+def save(figs: dict[str, Figure], out_dir: str | Path, formats: Sequence[str], dpi: int, prefix: str = "") -> list[Path]:
+    """Save each figure as ``out_dir/{prefix}{name}.{format}`` (the directory made if need be),
+    cropped to what it draws; returns the paths written.  Every figure flowsim saves goes here."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written = []
-    for kind in kinds:
-        for name, fig in figures(kind, results, logx=logx, labels=labels).items():
-            for fmt in formats:
-                path = out / f"{prefix}{name}.{fmt}"
-                fig.savefig(path, dpi=dpi, bbox_inches="tight")
-                written.append(path)
+    for name, fig in figs.items():
+        for fmt in formats:
+            written.append(out / f"{prefix}{name}.{fmt}")
+            fig.savefig(written[-1], dpi=dpi, bbox_inches="tight")
     return written

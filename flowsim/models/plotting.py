@@ -18,7 +18,8 @@ from matplotlib import colormaps
 from matplotlib.lines import Line2D
 from matplotlib.transforms import blended_transform_factory
 
-from ..plotting import COLORS, FONT, RUN_COLORMAP, RUN_STYLES, _new_figure, _time_label, _wrap, log_ticks
+from ..names import DEFAULT_FORMATS, DPI
+from ..plotting import COLORS, FONT, RUN_COLORMAP, RUN_STYLES, _new_figure, _time_label, _wrap, log_ticks, save
 from ..trajectory import FlowResult
 
 #: Most entries of an observable drawn as curves (one line style each when runs are colours).
@@ -61,17 +62,9 @@ def figures(results: Sequence[FlowResult], *, title: str, labels: Sequence[str],
 
 
 def plot(results: Sequence[FlowResult], out_dir, *, title: str, labels: Sequence[str], logx: bool = True,
-         formats: Sequence[str] = ("png", "pdf"), dpi: int = 150) -> list[Path]:
+         formats: Sequence[str] = DEFAULT_FORMATS, dpi: int = DPI) -> list[Path]:
     """Save :func:`figures` as ``out_dir/<name>.<format>``; returns the paths written."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    written = []
-    for name, fig in figures(results, title=title, labels=labels, logx=logx).items():
-        for fmt in formats:
-            path = out / f"{name}.{fmt}"
-            fig.savefig(path, dpi=dpi, bbox_inches="tight")
-            written.append(path)
-    return written
+    return save(figures(results, title=title, labels=labels, logx=logx), out_dir, formats, dpi)
 
 
 def _run_colors(n: int) -> list:
