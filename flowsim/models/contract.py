@@ -19,6 +19,10 @@ from jaxtyping import Array, Float, PRNGKeyArray, PyTree
 Trajectory = Mapping[str, Any]
 
 
+#: What every model's run records besides its own observables (:class:`flowsim.models.GenericEngine`).
+CORE_OBSERVABLES: dict[str, str] = {"loss": "the training loss L", "grad_norm2": "||grad L||^2 = -dL/dt"}
+
+
 class AbstractModel(eqx.Module):
     """A model whose gradient flow ``d theta/dt = -grad L(theta)`` flowsim integrates.
 
@@ -107,7 +111,7 @@ def in_float64(check: Callable[..., tuple[bool, float]]) -> Callable[..., tuple[
 
 def check_names(model: AbstractModel) -> None:
     """Refuse a model whose observables or events collide with the core's names or each other."""
-    taken = {"t", "loss", "grad_norm2"}
+    taken = {"t", *CORE_OBSERVABLES}
     for kind, names in (("observable", tuple(model.OBSERVABLES)), ("event", tuple(model.event_names))):
         for n in names:
             if n in taken and not (kind == "observable" and n == "loss"):

@@ -24,8 +24,8 @@ class ModelArgs(eqx.Module):
 class GenericEngine(AbstractFlowEngine):
     """``d theta/dt = -grad_theta L(theta)`` on the model's own parameter pytree, the gradient by
     reverse-mode autodiff of :meth:`AbstractModel.loss`; the core ravels the state into one
-    vector for the solver.  Observables: ``loss``, ``grad_norm2 = ||grad L||^2 = -dL/dt`` and the
-    model's own."""
+    vector for the solver.  Observables: :data:`~flowsim.models.contract.CORE_OBSERVABLES`
+    (``loss``, ``grad_norm2 = ||grad L||^2 = -dL/dt``) and the model's own."""
 
     model: AbstractModel
     structure: jax.tree_util.PyTreeDef = eqx.field(static=True)  # of the parameters, for params_of

@@ -41,6 +41,7 @@ from ..messages import failure, shown
 from ..options import FlowOptions
 from ..runner import RunInterrupted, check_out, default_out, signals_held
 from ..trajectory import FlowResult
+from .contract import CORE_OBSERVABLES
 
 FORMAT, FORMAT_VERSION = "flowsim-model-run", 1
 KIND = (FORMAT, FORMAT_VERSION)
@@ -289,7 +290,7 @@ class _Writer:
         self.params, self.data_tree, self.paths = params, data, paths
         self.start = {f"init{p}": x for p, x in zip(paths, _leaves(params))}  # state.npz's, and their digest
         self.data = {str(k): x for k, x in enumerate(_leaves(data))}  # for its digest: the data are drawn again
-        self.observables = {"loss": "the training loss L", "grad_norm2": "||grad L||^2 = -dL/dt", **model.OBSERVABLES}
+        self.observables = CORE_OBSERVABLES | model.OBSERVABLES
 
     def execute(self, checkpoint: FlowResult | None, wall_before: float, progress: bool) -> ModelRun:
         from .flow import integrate
