@@ -40,9 +40,9 @@ import numpy as np
 
 import flowsim
 from flowsim.atlas import plot_sweep, read, scaling_table
-from flowsim.claims import RunContext, assess, check_claims
-from flowsim.claims.base import HOLDS, FAILS, OrderClaim
-from flowsim.claims.scaling import judge
+from flowsim.models.cooccurrence.claims import RunContext, assess, check_claims
+from flowsim.models.cooccurrence.claims.base import HOLDS, FAILS, OrderClaim
+from flowsim.models.cooccurrence.claims.scaling import judge
 from flowsim.reporting import format_order_table
 from flowsim.sweepdir import SweepDir, read_index
 
@@ -55,7 +55,7 @@ class Axis:
     name: str
     file: str
     x: str  # the grid key the figures are drawn against
-    variable: str  # the sweep variable of the order table (flowsim.claims.scaling.VARIABLES)
+    variable: str  # the sweep variable of the order table (flowsim.models.cooccurrence.claims.scaling.VARIABLES)
     title: str
 
 

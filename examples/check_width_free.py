@@ -15,8 +15,8 @@ import numpy as np
 from scipy.stats import ks_2samp
 
 import flowsim
-from flowsim.draws import draw
-from flowsim.subspace import SubspaceStart, _bartlett, rank_bound
+from flowsim.core.draws import draw
+from flowsim.models.cooccurrence.subspace import SubspaceStart, _bartlett, rank_bound
 
 
 def exactness():

@@ -5,7 +5,7 @@ for each size of a grid over L, n, n_test, d and m, each in a fresh process, and
 peak resident memory the kernel measured for that process (``ru_maxrss``, with the compiled
 programs read from the cache) above the peak of the paper preset's run (the interpreter, JAX and
 the programs), next to the model's estimate
-(:func:`flowsim.flow.memory_terms`: the data and test set, the engine's solve, the evaluations'
+(:func:`flowsim.models.cooccurrence.flow.memory_terms`: the data and test set, the engine's solve, the evaluations'
 per-sample attention arrays, the saved trajectory).  The model is meant to bound the growth from
 above within a small factor; a ratio below 1 is an underestimate.  Prints the figures; asserts
 nothing.
@@ -39,7 +39,7 @@ def _worker(argument: str) -> None:
     import jax
 
     import flowsim
-    from flowsim.flow import memory_terms, plan
+    from flowsim.models.cooccurrence.flow import memory_terms, plan
 
     sizes = json.loads(argument)
     config = flowsim.RunConfig.preset("paper").merge(sizes | dict(t_end=1e-2, saves=3))

@@ -13,26 +13,26 @@ __version__ = "0.1.0"
 # Public names and the submodule that defines each.  They are imported on first use (PEP 562)
 # so that ``import flowsim.cli`` (and ``flowsim --help``) does not pay for importing JAX.
 _EXPORTS = {
-    "errors": ("ConfigError", "DamagedResult", "DirectoryInUse", "FlowFailure", "FlowsimError", "ResourceError",
+    "core.errors": ("ConfigError", "DamagedResult", "DirectoryInUse", "FlowFailure", "FlowsimError", "ResourceError",
                "UsageError"),
     "config": ("PRESETS", "RunConfig"),
     "results": ("Run", "load"),
     "runner": ("RunInterrupted", "resume", "run"),
-    "data": ("Dataset", "make_dataset", "make_embedding", "sample_test_set"),
-    "events": ("EVENT_NAMES",),
-    "cache": ("CacheWarning", "enable_compilation_cache"),
-    "flow": ("FlowResult", "integrate", "integrate_batch", "plan"),
-    "options": ("DescentOptions", "FlowOptions", "MarkerOptions", "SaveOptions", "SolverOptions", "save_times"),
-    "gd": ("gradient_descent",),
+    "models.cooccurrence.data": ("Dataset", "make_dataset", "make_embedding", "sample_test_set"),
+    "models.cooccurrence.events": ("EVENT_NAMES",),
+    "core.cache": ("CacheWarning", "enable_compilation_cache"),
+    "models.cooccurrence.flow": ("FlowResult", "integrate", "integrate_batch", "plan"),
+    "core.options": ("DescentOptions", "FlowOptions", "MarkerOptions", "SaveOptions", "SolverOptions", "save_times"),
+    "models.cooccurrence.gd": ("gradient_descent",),
     "plotting": ("plot",),
     "atlas": ("plot_sweep",),
-    "claims": ("CLAIMS", "RunContext", "check_claims"),
+    "models.cooccurrence.claims": ("CLAIMS", "RunContext", "check_claims"),
     "reporting": ("report", "sweep_report"),
     "sweeps": ("Sweep", "sweep"),
-    "init": ("init_params", "init_scales", "init_subspace"),
-    "subspace": ("SubspaceStart", "compress"),
-    "model": ("G", "Params", "attention_scores", "forward", "loss", "margins", "value_correlations"),
-    "observables": ("OBSERVABLES",),
+    "models.cooccurrence.init": ("init_params", "init_scales", "init_subspace"),
+    "models.cooccurrence.subspace": ("SubspaceStart", "compress"),
+    "models.cooccurrence.model": ("G", "Params", "attention_scores", "forward", "loss", "margins", "value_correlations"),
+    "models.cooccurrence.observables": ("OBSERVABLES",),
 }
 _ALIASES = {"OBSERVABLES": "DESCRIPTIONS"}
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}

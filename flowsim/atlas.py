@@ -4,7 +4,7 @@ A sweep over a grid key x (default ``m``; and seeds) is drawn as four kinds of f
 :data:`KINDS`: ``claims``, heat maps of the fraction of seeds on which each claim holds, per
 value of x (one figure for the claims about Phase 1 and one for those about Phase 2 and the end
 of training, each the size of a slide); ``T1``, T1 m against x with a fitted power law
-(:func:`flowsim.claims.scaling.fit_exponent`);
+(:func:`flowsim.models.cooccurrence.claims.scaling.fit_exponent`);
 ``loss``, the final training and test losses against x with Theorem 3.3's 1/m; ``C_ratio``,
 Theorem 3.3's ratio of irrelevant to target coefficients against x.  A numeric x is drawn on a
 log axis (the fits are power laws), any other (``init``, ``solver``) as categories.  Grid keys
@@ -27,10 +27,10 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch, Rectangle
 from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 
-from .claims.base import CLAIMS, OrderClaim, plain
-from .claims.scaling import LEVEL, Exponent, fit_exponent
-from .errors import UsageError
-from .names import DEFAULT_FORMATS, DPI, SWEEP_PLOT_KINDS, table
+from .models.cooccurrence.claims.base import CLAIMS, OrderClaim, plain
+from .models.cooccurrence.claims.scaling import LEVEL, Exponent, fit_exponent
+from .core.errors import UsageError
+from .core.names import DEFAULT_FORMATS, DPI, SWEEP_PLOT_KINDS, table
 from .plotting import COLORS, FONT, Panel, _finish_axes, _new_figure, _wrap, log_ticks, save
 from .reporting import SweepReport, sweep_report
 from .sweepdir import SweepDir
@@ -107,7 +107,7 @@ class Atlas:
 def read(path: str | Path, x: str | None = None, points: SweepDir | None = None) -> Atlas:
     """The sweep directory ``path`` read for its figures (:class:`Atlas`) against the grid key
     ``x`` (default ``m`` if the grid has it, else its first key but ``seed``); one-line
-    :class:`~flowsim.errors.UsageError` if ``x`` is not a grid key other than seed or the sweep
+    :class:`~flowsim.core.errors.UsageError` if ``x`` is not a grid key other than seed or the sweep
     has no complete point.  ``points``: the sweep directory already read
     (:meth:`flowsim.sweepdir.SweepDir.read`; its points' files are then not read again)."""
     path = Path(path)
@@ -473,7 +473,7 @@ def figures(kind: str, atlas: Atlas) -> dict:
 def scaling_table(source: str | Path | Atlas) -> str:
     """T1 m per value of x (and series) of a sweep directory (or an :class:`Atlas`) as a Markdown
     table, then the fitted exponent of T1 m ~ x^alpha with its confidence interval
-    (:func:`flowsim.claims.scaling.fit_exponent`; for the docs)."""
+    (:func:`flowsim.models.cooccurrence.claims.scaling.fit_exponent`; for the docs)."""
     atlas = source if isinstance(source, Atlas) else read(source)
     keys, x = list(atlas.series_keys), atlas.x_key
     rows = [f"| {' | '.join([*keys, x])} | seeds with T1 | T1 m, median | T1 m, interquartile range | T1, median |",

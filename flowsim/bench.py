@@ -17,16 +17,16 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from . import config as run_config
-from . import model
-from .cache import enable_compilation_cache
+from .models.cooccurrence import model
+from .core.cache import enable_compilation_cache
 from .cli import exit_status
 from .config import RunConfig
-from .errors import UsageError
-from .names import DEFAULT_PRESET, ENGINE_CHOICES
-from .options import DescentOptions
-from .engines import Sizes, engine_costs
-from .flow import integrate, integrate_batch
-from .init import init_params
+from .core.errors import UsageError
+from .core.names import DEFAULT_PRESET, ENGINE_CHOICES
+from .core.options import DescentOptions
+from .models.cooccurrence.engines import Sizes, engine_costs
+from .models.cooccurrence.flow import integrate, integrate_batch
+from .models.cooccurrence.init import init_params
 
 #: Configurations.  ``paper`` and ``theory`` are the run presets of the same names
 #: (:data:`flowsim.config.PRESETS`), so that ``flowsim bench --preset theory --seed 3`` times the
@@ -82,9 +82,9 @@ def bench(preset: str = DEFAULT_PRESET, *, t_end: float | None = None, rtol: flo
 
     The problem is the run preset's (:data:`PRESETS`) with ``sizes`` (``n``, ``L``, ``d``, ``m``,
     ``m1``) and ``seed`` over it, drawn as ``flowsim integrate`` draws it
-    (:meth:`flowsim.RunConfig.build`); :class:`~flowsim.errors.UsageError` for sizes the data cannot
+    (:meth:`flowsim.RunConfig.build`); :class:`~flowsim.core.errors.UsageError` for sizes the data cannot
     satisfy.  ``engine=None`` takes the cheapest engine for the sizes by
-    :func:`flowsim.engines.engine_costs`, the Gram system included (``gram`` for the paper
+    :func:`flowsim.models.cooccurrence.engines.engine_costs`, the Gram system included (``gram`` for the paper
     preset, ``reduced`` for theory-large).
 
     Returns a dict of records (time, ratio to flowsim after compilation, evaluations, final
@@ -196,7 +196,7 @@ def _torch(params, data, t_end, lr):
     y = torch.tensor(np.asarray(data.labels), dtype=torch.float32)
     m = W_V.shape[0]
 
-    def loss():  # Eq. (1)-(2) with word columns gathered, as flowsim.model.outputs
+    def loss():  # Eq. (1)-(2) with word columns gathered, as flowsim.models.cooccurrence.model.outputs
         z = (W_V @ E).T @ (W.T @ a)
         K, Q = (W_K @ E)[:, tok], (W_Q @ E)[:, tok]
         logits = torch.einsum("mnk,mnl->nkl", K, Q) / math.sqrt(m)
@@ -282,7 +282,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--atol", type=float, default=1e-8,
                    help="absolute tolerance of the flowsim, plain and scipy solves (default 1e-8)")
     p.add_argument("--engine", choices=ENGINE_CHOICES, default=None,
-                   help="flowsim engine (default: the cheapest for the sizes by flowsim.engines.engine_costs, "
+                   help="flowsim engine (default: the cheapest for the sizes by flowsim.models.cooccurrence.engines.engine_costs, "
                         "the Gram system included)")
     p.add_argument("--lr", type=float, default=DescentOptions.lr,
                    help=f"learning rate of the gd and torch rows (default {DescentOptions.lr:g})")

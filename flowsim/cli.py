@@ -13,8 +13,8 @@ from pathlib import Path
 
 from . import __version__
 from .config import PRESETS, RunConfig
-from .errors import DamagedResult, DirectoryInUse, FlowFailure, ResourceError, UsageError
-from .names import DEFAULT_FORMATS, DEFAULT_PRESET, DPI, DPI_RANGE, FORMATS, PLOT_KINDS, SWEEP_PLOT_KINDS
+from .core.errors import DamagedResult, DirectoryInUse, FlowFailure, ResourceError, UsageError
+from .core.names import DEFAULT_FORMATS, DEFAULT_PRESET, DPI, DPI_RANGE, FORMATS, PLOT_KINDS, SWEEP_PLOT_KINDS
 from .sweepdir import INDEX_JSON, is_sweep
 from .models import cli as model_cli
 
@@ -345,7 +345,7 @@ def report(args) -> int:
         raise UsageError(f"--by: groups the points of a sweep, and {args.dir} is not a sweep directory "
                          f"(no {INDEX_JSON})")
     (run,) = _load_runs([args.dir])
-    from .claims import RunContext
+    from .models.cooccurrence.claims import RunContext
     from .reporting import report as check
 
     check(run.result, args.out or _writable(Path(args.dir), "flowsim report", "report.json"),

@@ -9,14 +9,14 @@ import tomllib
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from .checks import POSITIVE, PROBABILITY, REFUSED, Check, integer, one_of
-from .errors import ConfigError, UsageError, as_usage  # noqa: F401  ConfigError: importable from here, as it was
-from .files import read_bytes
-from .messages import shown
-from .names import (DATA_MODES, DEFAULT_PRESET, EMBEDDINGS, ENGINE_CHOICES, GRIDS, INITS, METHODS, PAPER, PRECISIONS,
+from .core.checks import POSITIVE, PROBABILITY, REFUSED, Check, integer, one_of
+from .core.errors import ConfigError, UsageError, as_usage  # noqa: F401  ConfigError: importable from here, as it was
+from .core.files import read_bytes
+from .core.messages import shown
+from .core.names import (DATA_MODES, DEFAULT_PRESET, EMBEDDINGS, ENGINE_CHOICES, GRIDS, INITS, METHODS, PAPER, PRECISIONS,
                     SOLVERS, STARTS, table)
-from .names import PRESETS as PRESET_NAMES
-from .options import TOLERANCES, DescentOptions, FlowOptions, MarkerOptions, SaveOptions, SolverOptions
+from .core.names import PRESETS as PRESET_NAMES
+from .core.options import TOLERANCES, DescentOptions, FlowOptions, MarkerOptions, SaveOptions, SolverOptions
 
 MAX_WIDTH = 10**12  # m, m1: numbers, not array sizes, with the subspace start
 #: The keys of RunConfig that a run of a model of flowsim.models takes (flowsim.models.runs): its
@@ -44,10 +44,10 @@ _COUNTS = Check("4 non-negative integers, the sizes of I1..I4 (e.g. 30,10,10,10)
 
 
 def read_toml(path, what: str) -> dict:
-    """A TOML file as a dict, or a one-line :class:`~flowsim.errors.UsageError` naming ``what`` could not be read.
+    """A TOML file as a dict, or a one-line :class:`~flowsim.core.errors.UsageError` naming ``what`` could not be read.
 
     Only a regular file of at most :data:`MAX_FILE_BYTES` is read (not a device, a pipe or a
-    huge file: :mod:`flowsim.files`); a UTF-8 byte-order mark, which some editors write, is accepted."""
+    huge file: :mod:`flowsim.core.files`); a UTF-8 byte-order mark, which some editors write, is accepted."""
     try:
         data = read_bytes(path, what, MAX_FILE_BYTES, "and a configuration is a few lines")
     except OSError as e:
@@ -64,7 +64,7 @@ def _tolerance_text(which: int) -> str:
 
 
 def _field(default, check: Check, help: str, optional: bool = False, default_text: str | None = None):
-    """A configuration field whose values ``check`` takes (:mod:`flowsim.checks`, text read first);
+    """A configuration field whose values ``check`` takes (:mod:`flowsim.core.checks`, text read first);
     ``default_text`` says what a ``None`` default stands for (it depends on other fields), for
     the command line's help."""
     return dataclasses.field(default=default, metadata=dict(check=check, help=help, optional=optional,
@@ -194,8 +194,8 @@ class RunConfig:
     def resolved(self) -> RunConfig:
         """The same run with the defaults that depend on other fields written out (group
         counts, init scales, tolerances, how the start is drawn), as recorded in ``run.json``."""
-        from .data import balanced_counts
-        from .init import draws_matrices, init_scales
+        from .models.cooccurrence.data import balanced_counts
+        from .models.cooccurrence.init import draws_matrices, init_scales
 
         counts = self.counts
         if counts is None and self.data_mode != "iid":
@@ -217,12 +217,12 @@ class RunConfig:
     def build(self):
         """Draw ``(dataset, params, test_key)`` from ``seed``: ``jax.random.key(seed)`` is split
         into the data, init and test-set keys.  The draws depend on the seed alone, not on the
-        precision (float64 numpy arrays; the flow casts).  Raises :class:`~flowsim.errors.UsageError` for any
+        precision (float64 numpy arrays; the flow casts).  Raises :class:`~flowsim.core.errors.UsageError` for any
         combination the library refuses.  Turns on JAX's persistent compilation cache first, as
         :func:`~flowsim.integrate` does, so that a later process finds the draws' programs too."""
-        from .cache import enable_compilation_cache
-        from .data import check_fits_data, make_dataset
-        from .init import init_params, init_subspace
+        from .core.cache import enable_compilation_cache
+        from .models.cooccurrence.data import check_fits_data, make_dataset
+        from .models.cooccurrence.init import init_params, init_subspace
 
         enable_compilation_cache()
         with as_usage():

@@ -36,8 +36,8 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import LogFormatterSciNotation, LogLocator
 from matplotlib.transforms import blended_transform_factory
 
-from .flow import FlowResult
-from .names import DEFAULT_FORMATS, DPI, PLOT_KINDS, table
+from .models.cooccurrence.flow import FlowResult
+from .core.names import DEFAULT_FORMATS, DPI, PLOT_KINDS, table
 
 #: Line styles that tell up to four overlaid runs apart; colours tell the curves of a panel apart.
 RUN_STYLES = ("-", "--", ":", "-.")

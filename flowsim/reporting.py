@@ -1,6 +1,6 @@
-"""The claim report: the rows of :func:`flowsim.claims.check_claims` as tables and files, for one run and over a sweep.
+"""The claim report: the rows of :func:`flowsim.models.cooccurrence.claims.check_claims` as tables and files, for one run and over a sweep.
 
-Every name of :mod:`flowsim.claims` (the claims, their registry and contract, the assumptions)
+Every name of :mod:`flowsim.models.cooccurrence.claims` (the claims, their registry and contract, the assumptions)
 is importable from here too.
 """
 
@@ -15,17 +15,17 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from . import claims
-from .claims import *  # noqa: F403  every name of flowsim.claims stays importable from flowsim.reporting
-from .claims import (ASSUMPTIONS, CLAIMS, FAILS, HOLDS, NA, NOT_REACHED, ORDER, Assumption, RunContext, Row,
+from .models.cooccurrence import claims
+from .models.cooccurrence.claims import *  # noqa: F403  every name of flowsim.models.cooccurrence.claims stays importable from flowsim.reporting
+from .models.cooccurrence.claims import (ASSUMPTIONS, CLAIMS, FAILS, HOLDS, NA, NOT_REACHED, ORDER, Assumption, RunContext, Row,
                      assess, check_claims)
-from .claims.scaling import OrderVerdict, order_verdicts
-from .claims.base import plain
-from .errors import UsageError
+from .models.cooccurrence.claims.scaling import OrderVerdict, order_verdicts
+from .models.cooccurrence.claims.base import plain
+from .core.errors import UsageError
 from .sweepdir import SweepDir
 
 if TYPE_CHECKING:
-    from .flow import FlowResult
+    from .models.cooccurrence.flow import FlowResult
 
 __all__ = [*claims.__all__, "SWEEP_REPORT", "SweepReport", "format_order_table", "format_sweep_table", "format_table",
            "markdown_table", "report", "sweep_report", "unfinished"]
@@ -132,7 +132,7 @@ class SweepReport:
     its points share (the keys ``pooled`` vary inside it), ``points[g]`` how many it has;
     ``skipped`` lists the points not checked (not complete) with their status.  ``orders`` are
     the statements of order judged across the sweep by fitted exponents
-    (:func:`flowsim.claims.scaling.order_verdicts`)."""
+    (:func:`flowsim.models.cooccurrence.claims.scaling.order_verdicts`)."""
 
     by: tuple[str, ...]
     pooled: tuple[str, ...]

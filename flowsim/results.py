@@ -21,17 +21,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import files, lock
+from .core import files, lock
 from .config import RunConfig
-from .errors import DamagedResult, UsageError
-from .messages import shown
-from .resources import available_bytes, format_bytes
-from .data import Dataset
-from .engines import make_engine
-from .events import EVENT_NAMES
-from .trajectory import FlowResult
-from .model import Params
-from .subspace import SubspaceStart
+from .core.errors import DamagedResult, UsageError
+from .core.messages import shown
+from .core.resources import available_bytes, format_bytes
+from .models.cooccurrence.data import Dataset
+from .models.cooccurrence.engines import make_engine
+from .models.cooccurrence.events import EVENT_NAMES
+from .core.trajectory import FlowResult
+from .models.cooccurrence.model import Params
+from .models.cooccurrence.subspace import SubspaceStart
 
 FORMAT = "flowsim-run"
 # 4: the paper's phase markers (phase1_end is Definition E.2's T1; all_correct the first time every
@@ -282,14 +282,14 @@ def mark_interrupted(path, wall_time: float, why: str = "interrupted", kind: tup
 
 def read_meta(path, kind: tuple[str, int] = RUN_KIND) -> dict:
     """``run.json`` of the result directory ``path`` (of ``kind``: format and format version), or
-    a one-line error: a :class:`~flowsim.errors.UsageError` if ``path`` is not one (no run.json,
-    another program's, another kind or format version), a :class:`~flowsim.errors.DamagedResult`
+    a one-line error: a :class:`~flowsim.core.errors.UsageError` if ``path`` is not one (no run.json,
+    another program's, another kind or format version), a :class:`~flowsim.core.errors.DamagedResult`
     if its run.json cannot be trusted (not JSON, not a regular file, too large)."""
     path = Path(path)
     format, version = kind
     try:
         meta = files.read_json(path / RUN_JSON, "run description", RUN_JSON_BYTES)
-    except UsageError as e:  # refused by flowsim.files
+    except UsageError as e:  # refused by flowsim.core.files
         raise DamagedResult(str(e)) from None
     except (OSError, ValueError) as e:
         error = UsageError if isinstance(e, OSError) else DamagedResult
@@ -308,7 +308,7 @@ def load(path) -> Run:
     :func:`flowsim.run`) back, checking that its files belong together: run.json's
     configuration and state.npz against the digests recorded when the run started, the
     trajectory against the saved times, the checkpoint against the state.  Anything else is
-    refused with a one-line :class:`~flowsim.errors.DamagedResult` (a directory that is not a
+    refused with a one-line :class:`~flowsim.core.errors.DamagedResult` (a directory that is not a
     result directory at all: see :func:`read_meta`).  Only numpy and json are used; nothing is
     unpickled."""
     path = Path(path)
@@ -317,7 +317,7 @@ def load(path) -> Run:
         return _load(path, meta)
     except DamagedResult:
         raise
-    except UsageError as e:  # a file refused by flowsim.files, a configuration refused by RunConfig
+    except UsageError as e:  # a file refused by flowsim.core.files, a configuration refused by RunConfig
         raise DamagedResult(str(e)) from None
     except (OSError, KeyError, TypeError, ValueError, zipfile.BadZipFile) as e:
         raise DamagedResult(f"{path} is a damaged result directory ({type(e).__name__}: {e})") from None

@@ -11,12 +11,13 @@ import threading
 import time
 from pathlib import Path
 
-from . import lock, results
+from .core import lock
+from . import results
 from .config import RunConfig
-from .errors import FlowFailure, UsageError, as_usage
-from .flow import integrate, plan
-from .gd import gradient_descent
-from .messages import failure
+from .core.errors import FlowFailure, UsageError, as_usage
+from .models.cooccurrence.flow import integrate, plan
+from .models.cooccurrence.gd import gradient_descent
+from .core.messages import failure
 
 
 class RunInterrupted(KeyboardInterrupt):
@@ -64,8 +65,8 @@ def run(config: RunConfig, out=None, *, force: bool = False, progress: bool = Fa
     :func:`default_out`, created once the configuration has been checked).
 
     Everything is checked (the data and initialization are drawn) before the directory is
-    created.  The directory is claimed (``flowsim.lock``) for the whole run: a second run or
-    resume into it raises :class:`~flowsim.errors.DirectoryInUse` naming the holder and touches nothing.  A
+    created.  The directory is claimed (``flowsim.core.lock``) for the whole run: a second run or
+    resume into it raises :class:`~flowsim.core.errors.DirectoryInUse` naming the holder and touches nothing.  A
     checkpoint is written after every chunk.  On Ctrl-C it raises :class:`RunInterrupted` with
     the run marked ``interrupted`` (finish it with :func:`resume`); on a solver failure it
     writes what was computed (status ``failed``) and re-raises :class:`~flowsim.FlowFailure`;

@@ -12,7 +12,7 @@ import dataclasses
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
-from .errors import DamagedResult, UsageError
+from .core.errors import DamagedResult, UsageError
 
 if TYPE_CHECKING:
     from .results import Run
@@ -29,10 +29,10 @@ def is_sweep(path) -> bool:
 
 
 def read_index(path) -> dict:
-    """``sweep.json`` of the sweep directory ``path``: a one-line :class:`~flowsim.errors.UsageError`
-    if there is none, a :class:`~flowsim.errors.DamagedResult` if it cannot be trusted (not JSON,
-    not an index, refused by :mod:`flowsim.files`)."""
-    from .files import read_json
+    """``sweep.json`` of the sweep directory ``path``: a one-line :class:`~flowsim.core.errors.UsageError`
+    if there is none, a :class:`~flowsim.core.errors.DamagedResult` if it cannot be trusted (not JSON,
+    not an index, refused by :mod:`flowsim.core.files`)."""
+    from .core.files import read_json
 
     path = Path(path)
     try:
@@ -50,7 +50,7 @@ def read_index(path) -> dict:
 
 def failure_note(point: Path) -> str:
     """Why the batch of the point in directory ``point`` raised (its :data:`FAILURE` note), or ``""``."""
-    from .files import read_bytes
+    from .core.files import read_bytes
 
     if not (point / FAILURE).exists():
         return ""

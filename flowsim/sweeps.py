@@ -13,11 +13,11 @@ from typing import Any
 
 import numpy as np
 
-from . import lock
+from .core import lock
 from .config import RunConfig, read_toml
-from .errors import FlowFailure, UsageError, as_usage
-from .messages import failure, shown
-from .names import DEFAULT_PRESET, PRESETS
+from .core.errors import FlowFailure, UsageError, as_usage
+from .core.messages import failure, shown
+from .core.names import DEFAULT_PRESET, PRESETS
 from .sweepdir import FAILURE, INDEX_JSON, INDEX_NPZ, POINTS, failure_note, is_sweep, read_index, read_point
 
 #: Fields that change only the values of the arrays, not their shapes or the compiled solve: points
@@ -83,7 +83,7 @@ class Sweep:
     @classmethod
     def make(cls, base: RunConfig, grid: Mapping[str, Sequence], tie: Mapping[str, str | Mapping] | None = None,
              label=lambda k: f"grid.{k}") -> Sweep:
-        """Check every grid value against ``base`` and every tie (one-line :class:`~flowsim.errors.UsageError` naming it)."""
+        """Check every grid value against ``base`` and every tie (one-line :class:`~flowsim.core.errors.UsageError` naming it)."""
         if tie is not None and not isinstance(tie, Mapping):
             raise UsageError("tie must be a table of field = \"grid key\", e.g. [tie] m1 = \"m\"")
         check_lists(grid, label)
@@ -184,7 +184,7 @@ def _fmt(value) -> str:
 
 
 def _check(config: RunConfig, name: str) -> None:
-    from .data import check_fits_data, check_sizes
+    from .models.cooccurrence.data import check_fits_data, check_sizes
 
     with as_usage(f"grid point {name}: "):
         check_sizes(config.n, config.L, config.d, config.data_mode)
@@ -215,7 +215,7 @@ def sweep(plan: Sweep, out, *, devices=None, batch: int | None = None, progress:
     groups are dealt round-robin to the processes, which write their points into the shared
     ``out``; process 0 writes the index once all are done.  Process 0 holds ``out``'s lock for
     the whole sweep and every process the lock of each point it writes, so a second sweep or
-    run into them is refused (:class:`~flowsim.errors.DirectoryInUse`).  Running again on the same ``out`` skips
+    run into them is refused (:class:`~flowsim.core.errors.DirectoryInUse`).  Running again on the same ``out`` skips
     the points already complete; a batch that fails is recorded as failed for its points and
     the sweep goes on.  ``verdicts`` adds each point's claim verdicts
     (:func:`flowsim.check_claims` with the point's :class:`~flowsim.RunContext`), by claim id,
@@ -302,8 +302,8 @@ def _solve_group(out: Path, todo: Sequence[Point], devices, progress: bool) -> S
     sweep's, so that a long point shows its flow time and steps too."""
     import jax
 
-    from .data import sample_test_set
-    from .flow import integrate, integrate_batch
+    from .models.cooccurrence.data import sample_test_set
+    from .models.cooccurrence.flow import integrate, integrate_batch
 
     started = time.perf_counter()
     config = todo[0].config.resolved()
@@ -381,7 +381,7 @@ def _entry(out: Path, point: Point, verdicts: bool) -> dict:
         o = run.result.observables
         entry |= {"final_loss": float(o["loss"][-1]), "final_test_loss": float(o["test_loss"][-1])}
         if verdicts and run.status == "complete":
-            from .claims import RunContext, check_claims
+            from .models.cooccurrence.claims import RunContext, check_claims
 
             rows = check_claims(run.result, RunContext.from_config(run.config))
             entry["verdicts"] = {r.id: r.verdict for r in rows}  # by id: stable where the wording is not
@@ -390,7 +390,7 @@ def _entry(out: Path, point: Point, verdicts: bool) -> dict:
 
 def _write_index(out: Path, definition: dict, points: Sequence[Point], index: dict) -> None:
     """``sweep.json`` (every point's entry) and ``sweep.npz`` (a flat table, one row per point)."""
-    from .events import EVENT_NAMES
+    from .models.cooccurrence.events import EVENT_NAMES
     from .results import atomic_write, write_json, write_npz
 
     entries = [index[p.name] for p in points]

@@ -25,7 +25,7 @@ def measure(m: int, *, start: str, engine: str, t_end: float, repeats: int, seed
     ``t_end`` with every event located and the observables at the start and the end (the first
     call compiles or loads the programs; then the best of ``repeats`` more)."""
     from .config import RunConfig
-    from .flow import integrate
+    from .models.cooccurrence.flow import integrate
 
     config = RunConfig.preset("theory").merge(dict(m=m, m1=m, start=start, engine=engine, t_end=t_end, seed=seed,
                                                    saves=2))

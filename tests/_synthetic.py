@@ -17,7 +17,7 @@ import numpy as np
 
 import flowsim
 from flowsim import results
-from flowsim.options import MarkerOptions, save_times
+from flowsim.core.options import MarkerOptions, save_times
 
 #: The theory preset's sizes (Condition 1's sizes and Assumption 2.3 hold for them).
 SIZES = dict(n=18, L=4, d=33, m=64, m1=64)
@@ -66,7 +66,7 @@ def start_facts(T1: float = 1.0, **sizes) -> dict:
 
 
 def curves(ts: np.ndarray, T1: float, d: int, law: float = 1.0) -> dict[str, np.ndarray]:
-    """Every observable of :data:`flowsim.observables.DESCRIPTIONS` in closed form, with
+    """Every observable of :data:`flowsim.models.cooccurrence.observables.DESCRIPTIONS` in closed form, with
     ``tau = t / T1``:
 
     - loss ``1 / (2 (1 + tau))`` to T1; after it ``1 / (4 + 2 (tau - 1)^law)`` (Theorem F.8 for

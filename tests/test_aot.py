@@ -1,4 +1,4 @@
-"""Exported programs (flowsim.aot): a later process reads the solve back instead of tracing it,
+"""Exported programs (flowsim.core.aot): a later process reads the solve back instead of tracing it,
 and gets the trajectory that tracing gives."""
 
 import json
@@ -61,9 +61,9 @@ def test_exported_solve_is_read_back_and_gives_the_traced_result(tiny_run, tmp_p
 
 def test_the_key_covers_every_source_file():
     """An exported program is keyed by flowsim's source: every module, subpackages included
-    (a stale program from before an edit to flowsim/engines/ once gave different bits)."""
+    (a stale program from before an edit to flowsim/models/cooccurrence/engines/ once gave different bits)."""
     import flowsim
-    from flowsim import aot
+    from flowsim.core import aot
 
     package = Path(flowsim.__file__).parent
     listed = set(aot.source_files())

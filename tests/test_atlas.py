@@ -11,8 +11,8 @@ import _synthetic as syn
 import flowsim
 from figures import check_slide_ready
 from flowsim import atlas, cli
-from flowsim.claims.scaling import fit_exponent
-from flowsim.observables import DESCRIPTIONS
+from flowsim.models.cooccurrence.claims.scaling import fit_exponent
+from flowsim.models.cooccurrence.observables import DESCRIPTIONS
 
 WIDTHS = (10, 100, 1000)
 SEEDS = (0, 1)
@@ -170,7 +170,7 @@ def test_every_saved_sweep_figure_is_fit_for_a_slide_with_integer_widths(tmp_pat
             if ax.get_label() != "<colorbar>" and ax.get_xlabel():
                 assert [t.get_text() for t in ax.get_xticklabels()] == ["16", "32", "64"], name
     rows = [[t.get_text() for t in saved[name].axes[0].get_yticklabels()] for name in ("claims_phase1", "claims_phase2")]
-    single = [c for c, claim in flowsim.CLAIMS.items() if not isinstance(claim, flowsim.claims.OrderClaim)]
+    single = [c for c, claim in flowsim.CLAIMS.items() if not isinstance(claim, flowsim.models.cooccurrence.claims.OrderClaim)]
     assert rows[0] + rows[1] == single  # the order claims are judged in the order table, not counted
     phase1 = ("0", "phase1_end", "all_correct")
     assert all(flowsim.CLAIMS[c].window.close in phase1 for c in rows[0]) and rows[0]

@@ -4,7 +4,7 @@ import jax
 import numpy as np
 
 import flowsim
-from flowsim import model
+from flowsim.models.cooccurrence import model
 
 
 def test_batch_equals_separate_runs(absent):

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 import flowsim
-from flowsim.claims.base import Trajectory
-from flowsim.options import FlowOptions
+from flowsim.models.cooccurrence.claims.base import Trajectory
+from flowsim.core.options import FlowOptions
 
 TS = np.linspace(0.0, 1.0, 11)
 T_HALF, T1 = 0.2, 0.8  # the window [T0.5, T1] holds the saves at 0.2, 0.3, ..., 0.8

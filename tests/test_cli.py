@@ -486,7 +486,7 @@ def test_two_runs_into_one_directory_one_wins(reference, tmp_path, monkeypatch):
     assert len(outcome) == 2 and len(refused) == 1, outcome
     assert isinstance(refused[0], ConfigError) and re.search("in use by pid|already holds files", str(refused[0]))
     assert_same_run(out, reference[2])
-    assert not (out / "flowsim.lock").exists()
+    assert not (out / "flowsim.core.lock").exists()
 
 
 def test_a_run_in_progress_keeps_a_resume_out(interrupted, tmp_path, capsys):
@@ -494,7 +494,7 @@ def test_a_run_in_progress_keeps_a_resume_out(interrupted, tmp_path, capsys):
     holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
         record = {"pid": holder.pid, "host": socket.gethostname(), "started": "2025-01-01T00:00:00"}
-        (out / "flowsim.lock").write_text(json.dumps(record))
+        (out / "flowsim.core.lock").write_text(json.dumps(record))
         before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
         assert main(["integrate", "--resume", str(out), "--quiet"]) == 2
         one_error_line(capsys, f"in use by pid {holder.pid} on host {socket.gethostname()}")

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import flowsim
-from flowsim.data import balanced_counts, irrelevant_slots
+from flowsim.models.cooccurrence.data import balanced_counts, irrelevant_slots
 
 
 def _check_structure(ds):
@@ -129,7 +129,7 @@ def test_the_readme_draws_are_the_cli_seed():
 
 
 def test_sizes_that_cannot_fit_are_refused_before_allocating(tiny, monkeypatch):
-    from flowsim.resources import ResourceError
+    from flowsim.core.resources import ResourceError
 
     monkeypatch.setenv("FLOWSIM_MEMORY_LIMIT", "1G")
     like = tiny[1]

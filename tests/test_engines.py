@@ -11,7 +11,7 @@ from scipy.optimize import brentq
 
 import _reference as ref
 import flowsim
-from flowsim.engines import ParamEngine, make_engine
+from flowsim.models.cooccurrence.engines import ParamEngine, make_engine
 
 T_END = 30.0
 OPTS = dict(rtol=1e-10, atol=1e-12, saves=21, chunk=7)
@@ -161,7 +161,7 @@ def test_one_compiled_solve_serves_every_seed():
 
 
 def _args(params, data, test):
-    from flowsim.flow import prepare
+    from flowsim.models.cooccurrence.flow import prepare
     return prepare(params, data, dtype=jnp.float64, engine="params", test_set=test).args
 
 

@@ -14,8 +14,8 @@ from scipy.optimize import brentq
 
 import _reference
 import flowsim
-from flowsim.controller import evaluations_per_step
-from flowsim.flow import FlowFailure
+from flowsim.core.controller import evaluations_per_step
+from flowsim.models.cooccurrence.flow import FlowFailure
 
 
 def _eq1_loss(flat, shapes, a, X, y):
@@ -313,7 +313,7 @@ def test_event_root_finder_locates_a_crossing_known_only_to_a_few_digits():
     plus noise of 1e-3: the time is located to within noise / slope = 1e-9 of t* = 3e-8."""
     import optimistix as optx
 
-    from flowsim.crossing import make_event
+    from flowsim.core.crossing import make_event
 
     with jax.enable_x64(True):
         noisy = lambda t, _: 1e6 * (t - 3e-8) + 1e-3 * jnp.sin(1e13 * t)

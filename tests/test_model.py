@@ -7,8 +7,8 @@ import pytest
 
 import _reference as ref
 import flowsim
-from flowsim import model
-from flowsim.engines import make_engine
+from flowsim.models.cooccurrence import model
+from flowsim.models.cooccurrence.engines import make_engine
 
 
 @pytest.mark.parametrize("basis", ["standard", "random"])

@@ -1,5 +1,5 @@
-"""One source for every name and check (flowsim.names, flowsim.checks), the errors and their exit
-statuses (flowsim.errors, flowsim.cli.EXIT_STATUS), and the one reader of sweep directories."""
+"""One source for every name and check (flowsim.core.names, flowsim.core.checks), the errors and their exit
+statuses (flowsim.core.errors, flowsim.cli.EXIT_STATUS), and the one reader of sweep directories."""
 
 import json
 import re
@@ -13,9 +13,10 @@ import pytest
 
 import _synthetic as syn
 import flowsim
-from flowsim import checks, cli, lock, names
-from flowsim.errors import DamagedResult, DirectoryInUse, FlowFailure, ResourceError, UsageError
-from flowsim.options import DescentOptions, FlowOptions
+from flowsim.core import checks, lock, names
+from flowsim import cli
+from flowsim.core.errors import DamagedResult, DirectoryInUse, FlowFailure, ResourceError, UsageError
+from flowsim.core.options import DescentOptions, FlowOptions
 from flowsim.sweepdir import SweepDir, read_index
 
 
@@ -25,8 +26,8 @@ def test_names_checks_errors_and_the_command_line_import_without_jax():
     files.py reads without config.py (no import circle between them)."""
     blocked = ("jax", "jaxlib", "equinox", "diffrax", "matplotlib")
     code = (f"import sys\nfor name in {blocked!r}: sys.modules[name] = None\n"
-            "import flowsim.files\nassert 'flowsim.config' not in sys.modules, 'files imports config'\n"
-            "import flowsim.names, flowsim.checks, flowsim.errors, flowsim.options, flowsim.config, flowsim.sweepdir\n"
+            "import flowsim.core.files\nassert 'flowsim.config' not in sys.modules, 'files imports config'\n"
+            "import flowsim.core.names, flowsim.core.checks, flowsim.core.errors, flowsim.core.options, flowsim.config, flowsim.sweepdir\n"
             "import flowsim.cli\nflowsim.cli.build_parser().format_help()\n"
             "flowsim.RunConfig.preset('theory').merge({'engine': 'gram', 'm': '1e8'})\nprint('ok')")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
@@ -42,7 +43,7 @@ def _actions(parser) -> dict:
 
 
 def test_the_command_lines_choices_are_the_names():
-    """Every list the command line offers is flowsim.names' list, in its order: argparse's choices,
+    """Every list the command line offers is flowsim.core.names' list, in its order: argparse's choices,
     and the "one of ..." of the configuration flags (checked by RunConfig, no argparse choices)."""
     from flowsim import bench
 
@@ -66,7 +67,9 @@ def test_the_command_lines_choices_are_the_names():
 
 
 def test_the_library_tables_hold_exactly_the_names():
-    from flowsim import atlas, controller, engines, plotting
+    from flowsim import atlas, plotting
+    from flowsim.core import controller
+    from flowsim.models.cooccurrence import engines
 
     assert tuple(engines.ENGINES) == names.ENGINES and tuple(controller.SOLVER_CLASSES) == names.SOLVERS
     assert tuple(plotting.KINDS) == names.PLOT_KINDS and tuple(atlas.KINDS) == names.SWEEP_PLOT_KINDS
@@ -96,7 +99,7 @@ def test_an_integer_is_any_integral_number(value, expected):
 def test_anything_else_is_refused_as_an_integer_in_one_line_naming_it(value):
     with pytest.raises(ValueError) as e:
         checks.integer(1, 10**12)(value, "m")
-    assert str(e.value) == f"m must be an integer in [1, 1000000000000], got {flowsim.messages.shown(value)}"
+    assert str(e.value) == f"m must be an integer in [1, 1000000000000], got {flowsim.core.messages.shown(value)}"
 
 
 def test_text_is_read_on_the_command_line_only():

@@ -11,9 +11,9 @@ from matplotlib.patches import Rectangle
 
 from figures import check_slide_ready
 from flowsim import plotting
-from flowsim.options import DescentOptions, FlowOptions, SolverOptions
-from flowsim.flow import FlowResult
-from flowsim.observables import DESCRIPTIONS
+from flowsim.core.options import DescentOptions, FlowOptions, SolverOptions
+from flowsim.models.cooccurrence.flow import FlowResult
+from flowsim.models.cooccurrence.observables import DESCRIPTIONS
 
 T1 = 0.15
 D = 8

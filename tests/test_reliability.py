@@ -24,10 +24,11 @@ from test_cli import TINY, assert_same_run, copy_of, interrupted, main, one_erro
     run_together, tiny_config  # noqa: F401  (interrupted, reference: fixtures)
 
 import flowsim
-from flowsim import aot, cache, loop, runner
-from flowsim.cache import CacheWarning
+from flowsim.core import aot, cache, loop
+from flowsim import runner
+from flowsim.core.cache import CacheWarning
 from flowsim.config import ConfigError
-from flowsim.data import Dataset
+from flowsim.models.cooccurrence.data import Dataset
 
 
 @pytest.fixture
@@ -289,9 +290,9 @@ def test_deeply_nested_json_is_refused_in_one_line(reference, interrupted, tmp_p
     assert main(["report", str(done)]) == 2
     one_error_line(capsys, "run.json' is nested more than 32 levels deep")
     stopped = copy_of(interrupted, tmp_path / "stopped")
-    (stopped / "flowsim.lock").write_text(DEEP)
+    (stopped / "flowsim.core.lock").write_text(DEEP)
     assert main(["integrate", "--resume", str(stopped), "--quiet"]) == 2
-    one_error_line(capsys, "is in use by an unreadable lock", "flowsim.lock")
+    one_error_line(capsys, "is in use by an unreadable lock", "flowsim.core.lock")
     sweep_dir = tmp_path / "sweep"
     sweep_dir.mkdir()
     (sweep_dir / "sweep.json").write_text(json.dumps({"format": "flowsim-sweep", "definition": {"grid": {}},

@@ -15,11 +15,12 @@ from scipy import stats
 import _synthetic as syn
 import flowsim
 from _synthetic import AT, ideal
-from flowsim import claims, cli
+from flowsim.models.cooccurrence import claims
+from flowsim import cli
 from flowsim import reporting as rp
-from flowsim.claims import scaling
-from flowsim.claims.base import SYMBOLS
-from flowsim.observables import DESCRIPTIONS, START_FACTS
+from flowsim.models.cooccurrence.claims import scaling
+from flowsim.models.cooccurrence.claims.base import SYMBOLS
+from flowsim.models.cooccurrence.observables import DESCRIPTIONS, START_FACTS
 
 T1 = AT["phase1_end"]  # the saves of the markers
 SINGLE = [i for i, c in rp.CLAIMS.items() if not isinstance(c, rp.OrderClaim)]
@@ -367,7 +368,7 @@ def test_start_bounds_are_appendix_D_written_out():
     assert bounds["F"] == pytest.approx(D8, rel=1e-14)
     assert bounds["softmax"] == pytest.approx((math.exp(2 * s0**2 * m * eta / math.sqrt(m)) - 1) / L, rel=1e-12)
     assert bounds["G"] == pytest.approx(math.sqrt(2 * x) * s0 * s1 * math.sqrt(m * m1 * (1 + eta)), rel=1e-14)
-    # The theory init's constant makes Lemma D.8's bound exactly 0.01 (flowsim.init.condition1_constant).
+    # The theory init's constant makes Lemma D.8's bound exactly 0.01 (flowsim.models.cooccurrence.init.condition1_constant).
     c = flowsim.RunConfig.preset("theory").resolved().c0
     assert rp.start_bounds(facts | dict(sigma0=c / math.sqrt(L * m), sigma1=c / math.sqrt(m1)), 0.1)["F"] == \
         pytest.approx(0.01, rel=1e-12)
@@ -406,10 +407,10 @@ def test_claims_are_registered_once_with_stable_ids_and_families_share_a_class()
 
 
 def test_every_claim_is_defined_in_the_paper_module_and_importable_where_it_was():
-    """The layout: the contract in flowsim.claims.base, the claims in flowsim.claims.paper, and
+    """The layout: the contract in flowsim.models.cooccurrence.claims.base, the claims in flowsim.models.cooccurrence.claims.paper, and
     flowsim.reporting and flowsim still giving every name they gave."""
     for c in rp.CLAIMS.values():
-        assert (c.measure if isinstance(c, (rp.Claim, rp.OrderClaim)) else type(c)).__module__ == "flowsim.claims.paper"
+        assert (c.measure if isinstance(c, (rp.Claim, rp.OrderClaim)) else type(c)).__module__ == "flowsim.models.cooccurrence.claims.paper"
     assert set(claims.__all__) <= set(rp.__all__) and all(getattr(rp, n) is getattr(claims, n) for n in claims.__all__)
     assert (flowsim.check_claims, flowsim.CLAIMS, flowsim.RunContext) == (rp.check_claims, rp.CLAIMS, rp.RunContext)
     assert flowsim.report is rp.report and flowsim.sweep_report is rp.sweep_report

@@ -19,7 +19,7 @@ import pytest
 import flowsim
 from flowsim import results
 from flowsim.config import ConfigError, RunConfig
-from flowsim.flow import FlowResult
+from flowsim.models.cooccurrence.flow import FlowResult
 
 TINY = dict(n=12, L=4, d=8, m=8, m1=8, t_end=2.0, saves=7, chunk=3, n_test=50, engine="params")
 
@@ -264,7 +264,7 @@ def test_checkpoint_writes_do_not_grow_with_the_saves_done(built, tmp_path, monk
 
 
 def test_a_lock_refuses_a_second_writer_and_is_released(tmp_path):
-    from flowsim import lock
+    from flowsim.core import lock
 
     with lock.claim(tmp_path):
         with pytest.raises(ConfigError, match=f"in use by pid {os.getpid()} on host {socket.gethostname()}"):
@@ -277,15 +277,15 @@ def test_a_lock_refuses_a_second_writer_and_is_released(tmp_path):
 
 
 def test_a_stale_lock_is_taken_over_and_a_foreign_one_refused(tmp_path):
-    from flowsim import lock
+    from flowsim.core import lock
 
     gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     record = {"pid": int(gone.stdout), "host": socket.gethostname(), "started": "2025-01-01T00:00:00"}
-    (tmp_path / "flowsim.lock").write_text(json.dumps(record))
+    (tmp_path / "flowsim.core.lock").write_text(json.dumps(record))
     with lock.claim(tmp_path):
-        assert json.loads((tmp_path / "flowsim.lock").read_text())["pid"] == os.getpid()
+        assert json.loads((tmp_path / "flowsim.core.lock").read_text())["pid"] == os.getpid()
     assert list(tmp_path.iterdir()) == []
-    (tmp_path / "flowsim.lock").write_text(json.dumps(record | {"host": "elsewhere"}))
+    (tmp_path / "flowsim.core.lock").write_text(json.dumps(record | {"host": "elsewhere"}))
     with pytest.raises(ConfigError, match="in use by pid .* on host elsewhere"), lock.claim(tmp_path):
         pass
 

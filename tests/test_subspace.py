@@ -11,8 +11,8 @@ from scipy.stats import ks_2samp
 
 import flowsim
 from flowsim.config import ConfigError, RunConfig
-from flowsim.draws import draw
-from flowsim.subspace import SubspaceStart, _bartlett, compress, rank_bound
+from flowsim.core.draws import draw
+from flowsim.models.cooccurrence.subspace import SubspaceStart, _bartlett, compress, rank_bound
 
 WIDE = dict(m=60, m1=30)  # m > p = 3d + 1 = 25 for d = 8
 

@@ -160,7 +160,7 @@ def test_distributed_sweep_over_two_processes(single, tmp_path):
                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(2)]
 
     procs = launch()
-    _wait_for(lambda: (out / "points" / names[1] / "flowsim.lock").exists(), procs, "process 1's point")
+    _wait_for(lambda: (out / "points" / names[1] / "flowsim.core.lock").exists(), procs, "process 1's point")
     procs[1].kill()
     _wait_for(lambda: _complete(out, names[0]), procs[:1], "process 0's point")
     procs[0].kill()

@@ -11,8 +11,8 @@ from scipy import stats
 import flowsim
 from figures import check_slide_ready
 from flowsim import atlas, cli
-from flowsim.claims.base import Trajectory
-from flowsim.claims.scaling import fit_exponent
+from flowsim.models.cooccurrence.claims.base import Trajectory
+from flowsim.models.cooccurrence.claims.scaling import fit_exponent
 from flowsim.sweeps import Sweep, sweep
 
 # The `tiny` fixture's sizes, test set and save slots (as tests/test_sweep.py's BASE); theory-unit

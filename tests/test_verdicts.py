@@ -1,6 +1,6 @@
 """Every claim's verdict and margin recomputed with plain numpy from real trajectories' saved
 observables, start facts and phase markers, each criterion written here from the paper's
-statement (spec 8) and not from flowsim.claims.
+statement (spec 8) and not from flowsim.models.cooccurrence.claims.
 
 The real trajectories are cheap: the tiny Kaiming problem (sampled data, outside the theory's
 assumptions, where many claims fail), the same problem from seed 46 (its one compiled program;
@@ -9,7 +9,7 @@ a seed on which every claim that holds on both tiny and theory fails), the tiny 
 Assumption 2.3: the theorems' regime, where most claims hold), also with Lemma 4.3's constant C
 = 0.05 in place of the default 0.1 (the lemma says "there is a constant C"; a marker constant is a
 value of the compiled program, so this is a second solve, not a second compilation).  Margins are
-the documented relative distances to each threshold (flowsim.claims.base.Margin): positive holds,
+the documented relative distances to each threshold (flowsim.models.cooccurrence.claims.base.Margin): positive holds,
 negative fails, 0 holds for a non-strict comparison only.
 """
 
@@ -24,7 +24,7 @@ import pytest
 import _reference as ref
 import flowsim
 from flowsim import reporting as rp
-from flowsim.init import D8_BOUND
+from flowsim.models.cooccurrence.init import D8_BOUND
 
 HOLDS, FAILS, NA, NOT_REACHED, ORDER = rp.HOLDS, rp.FAILS, rp.NA, rp.NOT_REACHED, rp.ORDER
 SINGLE = [i for i, c in rp.CLAIMS.items() if not isinstance(c, rp.OrderClaim)]

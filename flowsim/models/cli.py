@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..config import MODEL_KEYS, RunConfig, read_toml
-from ..errors import UsageError
+from ..core.errors import UsageError
 
 if TYPE_CHECKING:  # runs and sweeps import JAX, which --help must not
     from . import runs

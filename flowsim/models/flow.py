@@ -9,17 +9,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .. import loop
-from ..cache import enable_compilation_cache
-from ..claims.base import FAILS, HOLDS, Row
-from ..contract import SINGLE
-from ..controller import evaluations_per_step, make_solver
-from ..engines import STATE_COPIES
-from ..loop import as_dtype
-from ..options import FlowOptions
-from ..resources import check_fits
-from ..errors import FlowFailure
-from ..trajectory import FlowResult
+from ..core import loop
+from ..core.cache import enable_compilation_cache
+from ..core.contract import SINGLE
+from ..core.controller import evaluations_per_step, make_solver
+from ..core.loop import as_dtype
+from ..core.options import FlowOptions
+from ..core.resources import STATE_COPIES, check_fits
+from ..core.errors import FlowFailure
+from ..core.trajectory import FlowResult
+from ..core.verdicts import FAILS, HOLDS, Row
 from .contract import AbstractModel, as_trajectory, check_names
 from .generic import GenericEngine, ModelArgs
 

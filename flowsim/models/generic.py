@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, PyTree
 
-from ..contract import OWN_DATA, AbstractFlowEngine, leaves_of
+from ..core.contract import OWN_DATA, AbstractFlowEngine, leaves_of
 from .contract import AbstractModel
 
 

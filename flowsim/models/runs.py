@@ -34,13 +34,14 @@ from typing import Any
 import jax
 import numpy as np
 
-from .. import files, lock, results
+from ..core import files, lock
+from .. import results
 from ..config import MODEL_KEYS, RunConfig, read_toml
-from ..errors import DamagedResult, FlowFailure, UsageError
-from ..messages import failure, shown
-from ..options import FlowOptions
+from ..core.errors import DamagedResult, FlowFailure, UsageError
+from ..core.messages import failure, shown
+from ..core.options import FlowOptions
 from ..runner import RunInterrupted, check_out, default_out, signals_held
-from ..trajectory import FlowResult
+from ..core.trajectory import FlowResult
 from .contract import CORE_OBSERVABLES
 
 FORMAT, FORMAT_VERSION = "flowsim-model-run", 1
@@ -211,7 +212,7 @@ def run(config: ModelConfig, out=None, *, force: bool = False, progress: bool = 
     """Integrate ``config`` into the result directory ``out`` (default: a new ``runs/<time>``).
 
     Everything is checked (the model built, the start and data drawn, the memory the run needs)
-    before the directory is created; it is claimed (``flowsim.lock``) for the whole run.  A
+    before the directory is created; it is claimed (``flowsim.core.lock``) for the whole run.  A
     checkpoint is written after every chunk: on Ctrl-C the run is marked interrupted and
     :class:`~flowsim.runner.RunInterrupted` raised (finish it with :func:`resume`); a solver
     failure writes what was computed and re-raises :class:`~flowsim.FlowFailure`; an

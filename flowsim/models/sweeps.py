@@ -8,10 +8,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .. import lock, results
+from ..core import lock
+from .. import results
 from ..config import read_toml
-from ..errors import FlowFailure, UsageError
-from ..messages import shown
+from ..core.errors import FlowFailure, UsageError
+from ..core.messages import shown
 from ..sweepdir import INDEX_JSON, POINTS, read_index
 from ..sweeps import check_lists, check_size, point_name
 from . import runs

@@ -50,7 +50,7 @@ def check_claims(result: FlowResult, context: RunContext | None = None, *,
     (its start and training set, ``result.start_facts``); ``context`` (e.g.
     ``RunContext.from_config(run.config)``) adds how it was set up by name and its failure
     probability delta.  Windows open and close at the phase markers of ``result.events``;
-    statements of order are measured here and judged on a sweep (:mod:`flowsim.claims.scaling`).
+    statements of order are measured here and judged on a sweep (:mod:`flowsim.models.cooccurrence.claims.scaling`).
     On a run that stopped early, a claim whose window it did not reach is "not reached".
     """
     if len(result.ts) < 2:

@@ -12,10 +12,10 @@ from .events import EVENT_NAMES, event_values
 from .flow import check_problem, prepare
 from .model import Params
 from .observables import check_saves_fit, observables, start_facts, start_record
-from .checks import integer
-from .options import DescentOptions, SaveOptions, save_times
-from .errors import FlowFailure
-from .trajectory import FlowResult
+from ...core.checks import integer
+from ...core.options import DescentOptions, SaveOptions, save_times
+from ...core.errors import FlowFailure
+from ...core.trajectory import FlowResult
 
 
 def save_steps(steps: int, saves: int = SaveOptions.saves, grid: str = SaveOptions.grid) -> np.ndarray:
@@ -60,7 +60,7 @@ def _descend(engine, y0, ok0, args, counts, times, lr):
     return jax.lax.scan(between_saves, (y0, ok0), (counts, times))
 
 
-#: The start's facts (flowsim.observables.start_facts), one small compiled program.
+#: The start's facts (flowsim.models.cooccurrence.observables.start_facts), one small compiled program.
 _start_facts = eqx.filter_jit(start_facts)
 
 
@@ -105,10 +105,10 @@ def gradient_descent(
 
     The options are :class:`~flowsim.DescentOptions`, as an object (``options=``) or keywords
     that override it: ``lr``, ``steps``, ``t_end``, ``save_every``, ``saves``, ``grid``,
-    ``precision``, the markers' constants (:class:`~flowsim.options.MarkerOptions`),
+    ``precision``, the markers' constants (:class:`~flowsim.core.options.MarkerOptions`),
     ``n_test``.  Step ``k`` is saved at time ``t = k lr``, the flow time it approximates (spec 3).  Saves are every ``save_every`` steps (plus the last step), or else at
     :func:`save_steps` (``saves`` points on a ``grid``, default log-spaced from step 1).  Each
-    event of :mod:`flowsim.events` is reported at the first saved step at which its condition
+    event of :mod:`flowsim.models.cooccurrence.events` is reported at the first saved step at which its condition
     holds (``0.0`` if at the start, ``None`` if never), so its resolution is the save grid's.
     ``stats`` counts ``steps`` taken and ``nfev`` (gradient evaluations, one per step).
 

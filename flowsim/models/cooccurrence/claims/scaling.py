@@ -1,6 +1,6 @@
 """Statements of order judged across a sweep: each OrderClaim's quantity fitted as a power of m, n or the initial output F, and the exponent held against the theory's.
 
-An :class:`~flowsim.claims.base.OrderClaim` says a positive quantity Q (made dimensionless by the
+An :class:`~flowsim.models.cooccurrence.claims.base.OrderClaim` says a positive quantity Q (made dimensionless by the
 theory's own expression, so its exponent is 0 unless stated) is Theta, O or Omega of
 ``x^exponent`` for a sweep variable x, up to log factors.  Over the points of a sweep that
 differ only in x (and the seed), :func:`fit_exponent` fits ``log Q = alpha log x + c`` by least

@@ -2,19 +2,19 @@
 
 Every statement of Theorems 3.1-3.3, the lemmas of Section 4 and the appendix statements they
 abbreviate (E.4, E.6, E.16, E.19-E.21, E.23, E.26-E.28, Definition F.1, F.5-F.8, F.13, F.16) is
-defined, and so registered in :data:`~flowsim.claims.CLAIMS`, here.  A statement is split into
+defined, and so registered in :data:`~flowsim.models.cooccurrence.claims.CLAIMS`, here.  A statement is split into
 what one run can decide (signs, orderings, inequalities with the paper's own constants, exact
-rates at every save of its window: an :class:`~flowsim.claims.base.AbstractClaim`) and its
-statements of order (Theta, O, Omega in m, n or F: an :class:`~flowsim.claims.base.OrderClaim`,
+rates at every save of its window: an :class:`~flowsim.models.cooccurrence.claims.base.AbstractClaim`) and its
+statements of order (Theta, O, Omega in m, n or F: an :class:`~flowsim.models.cooccurrence.claims.base.OrderClaim`,
 each with its quantity made dimensionless by the theory's own expression, judged on a sweep by
-a fitted exponent).  Windows open and close at the markers of :mod:`flowsim.events`: T1 is
+a fitted exponent).  Windows open and close at the markers of :mod:`flowsim.models.cooccurrence.events`: T1 is
 Definition E.2's (``phase1_end``), T0.5 Theorem E.19's (``rates_ordered``), T' Corollary E.20's
 (``one_target_margin``); Phase 2 is (T1, T2) with T2 past the run's end.  Rates are exact (the
 ``*_rate`` observables, Jacobian-vector products along the flow), not finite differences.
 
 Adding a claim is one definition: a function decorated with
-:func:`~flowsim.claims.base.claim`, an :class:`~flowsim.claims.base.OrderClaim` passed to
-:func:`~flowsim.claims.base.register`, or a family class with an instance per member.
+:func:`~flowsim.models.cooccurrence.claims.base.claim`, an :class:`~flowsim.models.cooccurrence.claims.base.OrderClaim` passed to
+:func:`~flowsim.models.cooccurrence.claims.base.register`, or a family class with an instance per member.
 """
 
 from __future__ import annotations
@@ -189,7 +189,7 @@ for _key, (_what, _size, _expression) in NEAR_INIT.items():
 
 
 @claim("thmE26.T1_is_cap", "Definition E.2's near-initialization bounds hold up to C_T1 / (sigma1^2 m m1), so "
-       "T1 is that cap (the bounds' constants ours: flowsim.options.MarkerOptions)", "Thm E.26, Def. E.2", AT_T1)
+       "T1 is that cap (the bounds' constants ours: flowsim.core.options.MarkerOptions)", "Thm E.26, Def. E.2", AT_T1)
 def _T1_is_cap(tr, saves):
     """T1 equals the cap C_T1 / (sigma1^2 m m1) (to the root finder's tolerance), i.e. no bound
     of Definition E.2 was left before it; otherwise the criterion names the bound left first."""

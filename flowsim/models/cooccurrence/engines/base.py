@@ -13,7 +13,7 @@ import numpy as np
 from jaxtyping import Array, Float, PyTree
 
 from .. import model
-from ..contract import OWN_DATA, AbstractFlowEngine, leaves_of
+from ....core.contract import OWN_DATA, AbstractFlowEngine, leaves_of
 from ..data import N_SPECIAL, Dataset
 from ..model import Params
 
@@ -79,7 +79,7 @@ class Reference(eqx.Module):
 
 
 class Markers(eqx.Module):
-    """The phase markers' constants in the flow's units (:class:`flowsim.options.MarkerOptions`
+    """The phase markers' constants in the flow's units (:class:`flowsim.core.options.MarkerOptions`
     made absolute for this start and these sizes, :func:`markers_of`)."""
 
     t1_cap: Float[Array, ""]  # C_T1 / (sigma1^2 m m1): Definition E.2's cap on T1
@@ -118,7 +118,7 @@ class Quantities(eqx.Module):
 class AbstractEngine(AbstractFlowEngine):
     """A state ``y`` whose flow ``dy/dt = vector_field(t, y, args)`` is the gradient flow
     ``d theta/dt = -grad_theta Lhat(theta)`` of Eq. (2), or an exact reduction of it (spec 7):
-    the transformer's side of the core's :class:`~flowsim.contract.AbstractFlowEngine`.
+    the transformer's side of the core's :class:`~flowsim.core.contract.AbstractFlowEngine`.
 
     An engine is built once per run from the start and the training set (:meth:`build`); it
     holds what stays constant (initial values, word indices) and the state holds what moves.
@@ -214,7 +214,7 @@ class AbstractEngine(AbstractFlowEngine):
 
     @abc.abstractmethod
     def quantities(self, y: PyTree, args: FlowArgs, field: PyTree) -> Quantities:
-        """Everything :func:`flowsim.observables.observables` needs at ``y``; ``field`` is
+        """Everything :func:`flowsim.models.cooccurrence.observables.observables` needs at ``y``; ``field`` is
         ``vector_field(t, y, args)``, which the observables form once for this and the rates."""
 
     @abc.abstractmethod
@@ -227,7 +227,7 @@ class AbstractEngine(AbstractFlowEngine):
     def to_params(self, y: PyTree, args: FlowArgs) -> Params | None:
         """The four matrices at ``y``, or ``None`` where the state cannot give them."""
 
-    # -- the core's contract (flowsim.contract), through the transformer's modules ---------------
+    # -- the core's contract (flowsim.core.contract), through the transformer's modules ---------------
 
     @property
     def event_names(self) -> tuple[str, ...]:

@@ -11,11 +11,11 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import PRNGKeyArray
 
-from .checks import POSITIVE, PROBABILITY, integer
-from .draws import draw
+from ...core.checks import POSITIVE, PROBABILITY, integer
+from ...core.draws import draw
 from .model import Params
-from .names import INITS, PAPER, STARTS
-from .resources import check_fits
+from ...core.names import INITS, PAPER, STARTS
+from ...core.resources import check_fits
 from .subspace import SubspaceStart, sample_start
 
 #: Lemma D.8's target for the initial outputs: Condition 1 makes |F(0)(X_i)| <= 0.01 for every i.
@@ -134,7 +134,7 @@ def matrix_numbers(d: int, m: int, m1: int) -> int:
     return m1 * m + 3 * m * d + m1
 
 
-#: How a start is drawn (:data:`flowsim.names.STARTS`): ``matrices`` (:func:`init_params`), ``subspace``
+#: How a start is drawn (:data:`flowsim.core.names.STARTS`): ``matrices`` (:func:`init_params`), ``subspace``
 #: (:func:`init_subspace`), or ``auto``: the matrices while they hold at most :data:`AUTO_MATRICES` numbers.
 AUTO_MATRICES = 10**7
 
@@ -158,7 +158,7 @@ def init_subspace(key: PRNGKeyArray, d: int = PAPER.d, m: int = PAPER.m, m1: int
                   c1: float | None = None, sigma0: float | None = None, sigma1: float | None = None) -> SubspaceStart:
     """Draw the Gaussian start of :func:`init_params` (scheme ``"kaiming"`` or ``"theory"``) at any
     widths m, m1 (up to 10^9 and beyond) as subspace coordinates, without an m-sized array
-    (:func:`flowsim.subspace.sample_start`, spec 7.7): exactly distributed as the coordinates of
+    (:func:`flowsim.models.cooccurrence.subspace.sample_start`, spec 7.7): exactly distributed as the coordinates of
     an m-wide draw.  Its flow runs on the ``subspace`` or ``gram`` engine and has no final matrices.
     A key draws a different start here than in :func:`init_params` (the draws differ in kind)."""
     _check_widths(d, m, m1)

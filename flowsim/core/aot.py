@@ -1,6 +1,6 @@
 """Traced programs kept on disk with ``jax.export``, so that a new process skips Python tracing.
 
-JAX's persistent compilation cache (:mod:`flowsim.cache`) spares a new process XLA's
+JAX's persistent compilation cache (:mod:`flowsim.core.cache`) spares a new process XLA's
 compilation, but not the tracing and lowering that produce the program it looks up: for a
 diffrax solve with events and observables that is several seconds, most of a short run.  An
 exported program is the lowered module itself; calling it traces nothing of the solve.
@@ -12,7 +12,7 @@ their files (their source for a package installed in development mode, else the 
 and modification times), so that an edit to flowsim or to a dependency, or an upgrade, never
 reuses a stale program.  Each file starts with its key and the digest of the program, so a
 damaged, truncated or foreign file is recognised before it is deserialized; it is skipped (the
-program is traced in memory, with one :class:`~flowsim.cache.CacheWarning`) and replaced.  A
+program is traced in memory, with one :class:`~flowsim.core.cache.CacheWarning`) and replaced.  A
 cache directory that cannot be written only costs the tracing: the program is used from memory.
 
 Programs that contain host callbacks cannot be exported (nor kept by the persistent cache):
@@ -54,7 +54,7 @@ MAX_PROGRAM_BYTES = 2**28  # a solve is a few hundred kilobytes
 def source_files() -> list[Path]:
     """Every Python file of flowsim, subpackages included: an edit to any of them must retire
     the programs exported before it."""
-    return sorted(Path(__file__).parent.rglob("*.py"))
+    return sorted(Path(__file__).parent.parent.rglob("*.py"))  # this file lies in flowsim/core/
 
 
 @functools.cache
@@ -158,7 +158,7 @@ def call(name: str, fn: Callable, *args):
 
 
 def _call(name: str, fn: Callable, *args):
-    # An engine that runs a user's code (flowsim.contract.AbstractFlowEngine.exportable) is compiled
+    # An engine that runs a user's code (flowsim.core.contract.AbstractFlowEngine.exportable) is compiled
     # in memory: the cache's key covers flowsim's source, not theirs.
     if not _exportable() or cache.disabled() or not getattr(args[0], "exportable", True):
         return fn(*args)
@@ -195,7 +195,7 @@ def _load_or_export(path: Path | None, key: str, fn: Callable, static, leaves, t
 
 def _read(path: Path, key: str):
     """The exported program in ``path``, or ``None`` if there is none or it is damaged, truncated
-    or another key's (said once, as a :class:`~flowsim.cache.CacheWarning`)."""
+    or another key's (said once, as a :class:`~flowsim.core.cache.CacheWarning`)."""
     try:
         data = files.read_bytes(path, "exported program", MAX_PROGRAM_BYTES)
     except FileNotFoundError:

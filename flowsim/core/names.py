@@ -22,11 +22,11 @@ EMBEDDINGS = ("standard", "random")
 INITS = ("kaiming", "theory", "theory-unit")
 #: How a start is drawn: the four matrices, subspace coordinates (width-free), or by the sizes.
 STARTS = ("auto", "matrices", "subspace")
-#: The engines, in the order of their registry (:data:`flowsim.engines.ENGINES`) and of ``--help``.
+#: The engines, in the order of their registry (:data:`flowsim.models.cooccurrence.engines.ENGINES`) and of ``--help``.
 ENGINES = ("params", "reduced", "subspace", "gram")
 #: What ``engine=`` takes: an engine, or ``auto`` for the cheapest that keeps every observable.
 ENGINE_CHOICES = ("auto", *ENGINES)
-#: diffrax's Runge-Kutta solvers by name (:data:`flowsim.controller.SOLVER_CLASSES`).
+#: diffrax's Runge-Kutta solvers by name (:data:`flowsim.core.controller.SOLVER_CLASSES`).
 SOLVERS = ("tsit5", "dopri5", "dopri8", "bosh3", "kvaerno5")
 #: Spacings of the saved times.
 GRIDS = ("log", "linear")
@@ -81,7 +81,7 @@ def table(names: tuple[str, ...], entries: Mapping[str, V], what: str) -> dict[s
     missing = [n for n in names if n not in entries]
     extra = [k for k in entries if k not in names]
     if missing or extra:
-        raise TypeError(f"{what} must have one entry per name of flowsim.names ({', '.join(names)}); "
+        raise TypeError(f"{what} must have one entry per name of flowsim.core.names ({', '.join(names)}); "
                         f"missing {missing}, not named there {extra}")
     return {n: entries[n] for n in names}
 

@@ -19,7 +19,7 @@ __all__ = ["ASSUMPTIONS", "THEORY", "Assumption", "RunContext", "assess", "assum
 @dataclasses.dataclass(frozen=True)
 class RunContext:
     """What a check needs beyond the run itself: the failure probability ``delta`` of the
-    high-probability bounds the start is held against (default :data:`flowsim.init.DELTA`, the
+    high-probability bounds the start is held against (default :data:`flowsim.models.cooccurrence.init.DELTA`, the
     default of every run).  Everything else is measured on the run (its start, training set and
     sizes, ``FlowResult.start_facts``), so a result from :func:`flowsim.integrate` and the same
     run read from its directory give the same report."""

@@ -14,7 +14,7 @@ from pathlib import Path
 from . import files
 from .errors import DirectoryInUse, UsageError
 
-NAME = "flowsim.lock"
+NAME = "flowsim.core.lock"
 MAX_BYTES = 2**16  # a lock holds a pid, a host name and a time
 
 
@@ -26,8 +26,8 @@ def is_lock_file(name: str) -> bool:
 
 @contextlib.contextmanager
 def claim(path):
-    """Hold ``path/flowsim.lock`` (pid, host, start time) while the block runs, or raise a one-line
-    :class:`~flowsim.errors.DirectoryInUse` naming the process that holds it.  A lock left by a dead process of this
+    """Hold ``path/flowsim.core.lock`` (pid, host, start time) while the block runs, or raise a one-line
+    :class:`~flowsim.core.errors.DirectoryInUse` naming the process that holds it.  A lock left by a dead process of this
     host is taken over; one from another host cannot be judged from here and is refused."""
     lock = Path(path) / NAME
     mine = json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
@@ -66,7 +66,7 @@ def _acquire(lock: Path, mine: bytes) -> None:
 
 def _read(lock: Path) -> dict | None:
     """The holder's record, or ``None`` for a lock that cannot be read or is not one (refused by
-    :func:`flowsim.files.read_json`: not a regular file, too large, too deeply nested)."""
+    :func:`flowsim.core.files.read_json`: not a regular file, too large, too deeply nested)."""
     try:
         holder = files.read_json(lock, "lock file", MAX_BYTES)
     except (OSError, ValueError):  # UsageError among them

@@ -4,7 +4,7 @@ Every file flowsim reads back (a result directory's files, a sweep index, a lock
 configuration, an exported program) may have been damaged, edited or replaced: by a device such
 as ``/dev/zero`` (endless), a named pipe (a read that never returns), a file far larger than its
 kind ever is, or JSON nested deeper than Python's parser recurses.  Each is refused here in one
-line (:class:`~flowsim.errors.UsageError`) before anything large is read.
+line (:class:`~flowsim.core.errors.UsageError`) before anything large is read.
 """
 
 from __future__ import annotations

@@ -124,7 +124,7 @@ class SaveOptions(_Options):
 
 @dataclasses.dataclass(frozen=True)
 class MarkerOptions(_Options):
-    """The constants of the phase markers (:mod:`flowsim.events`), each stated and settable.
+    """The constants of the phase markers (:mod:`flowsim.models.cooccurrence.events`), each stated and settable.
 
     The paper writes its phase boundaries with unspecified constants ("a sufficiently large
     constant C_T1", "R < O(1/m1)"); these are ours:
@@ -198,7 +198,7 @@ class _RunOptions(_Options):
 @dataclasses.dataclass(frozen=True)
 class FlowOptions(_RunOptions):
     """Everything :func:`flowsim.integrate` takes besides the problem: the horizon ``t_end``, the
-    solver and save options, and the ``engine`` (``auto`` or a name of ``flowsim.engines.ENGINES``)."""
+    solver and save options, and the ``engine`` (``auto`` or a name of ``flowsim.models.cooccurrence.engines.ENGINES``)."""
 
     method: ClassVar[str] = "flow"
     t_end: float = 300.0

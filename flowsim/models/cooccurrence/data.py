@@ -10,10 +10,10 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
-from .messages import shown
-from .draws import draw
-from .names import DATA_MODES, EMBEDDINGS, PAPER
-from .resources import check_fits
+from ...core.messages import shown
+from ...core.draws import draw
+from ...core.names import DATA_MODES, EMBEDDINGS, PAPER
+from ...core.resources import check_fits
 
 #: Group probabilities of the data distribution: I1 (both targets), I2 (only mu_1),
 #: I3 (only mu_2), I4 (neither).
@@ -191,7 +191,7 @@ def dataset_bytes(n: int, L: int, d: int) -> int:
 
 def check_fits_data(n: int, L: int, d: int, option: str = "n") -> None:
     """Refuse, before anything is allocated, ``n`` sequences that cannot fit in memory
-    (:class:`flowsim.resources.ResourceError`); ``option`` names the size in the message."""
+    (:class:`flowsim.core.resources.ResourceError`); ``option`` names the size in the message."""
     check_fits(dataset_bytes(n, L, d), f"a data set of {option}={n} sequences of length L={L} over d={d} words",
                f"choose a smaller {option}")
 
@@ -218,7 +218,7 @@ def make_dataset(
 
     In every sample mu_3 sits at a uniformly random position and the targets at distinct
     other random positions.  The same key gives the same data, inside or outside
-    ``jax.enable_x64`` (:func:`flowsim.draws.draw`).
+    ``jax.enable_x64`` (:func:`flowsim.core.draws.draw`).
     """
     check_sizes(n, L, d, mode)
     check_fits_data(n, L, d)

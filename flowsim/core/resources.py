@@ -9,6 +9,10 @@ from .errors import ResourceError
 
 #: Environment variable that caps the memory flowsim plans for (bytes, or e.g. ``8G``, ``512M``).
 LIMIT_ENV = "FLOWSIM_MEMORY_LIMIT"
+#: Copies of the state that an adaptive Runge-Kutta solve keeps (stages, error estimate, dense
+#: output, the controller's proposal), for the memory estimate of any engine.
+STATE_COPIES = 12
+
 _UNITS = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
 
 

@@ -1,4 +1,4 @@
-"""Phase markers: continuous conditions whose zero crossings the core locates by root finding (flowsim.crossing).
+"""Phase markers: continuous conditions whose zero crossings the core locates by root finding (flowsim.core.crossing).
 
 Each marker is a scalar function ``c(t, y)`` that is negative before it and crosses zero upward at
 it, so it "holds" once ``c >= 0``.  The paper's own markers first, then two of ours:
@@ -6,7 +6,7 @@ it, so it "holds" once ``c >= 0``.  The paper's own markers first, then two of o
 - ``all_correct`` (Theorem 3.1, second item): ``c = min_i y_i F(X_i)``; the first time every
   training sample is classified correctly;
 - ``phase1_end``, T1 of Definition E.2: ``T1 = min(t', C_T1 / (sigma1^2 m m1))``, t' the first
-  time one of the near-initialization bounds (1)-(4) of :class:`~flowsim.options.MarkerOptions`
+  time one of the near-initialization bounds (1)-(4) of :class:`~flowsim.core.options.MarkerOptions`
   is left, so ``c = max(t / cap - 1, max_k item_k / bound_k - 1)``; a width-free start, which
   has no neurons, watches bounds (3)-(4) and the cap only;
 - ``rates_ordered``, T0.5 of Theorem E.19 (Lemma 4.3): the first time
@@ -19,7 +19,7 @@ it, so it "holds" once ``c >= 0``.  The paper's own markers first, then two of o
   half-width ``band`` around their initial values (the end of "attention barely moves").
 
 Each event time is reported as a float, ``0.0`` if the event holds at the start, or ``None``
-if it is not reached by ``t_end``.  The constants are :class:`~flowsim.options.MarkerOptions`,
+if it is not reached by ``t_end``.  The constants are :class:`~flowsim.core.options.MarkerOptions`,
 made absolute for a start by :func:`markers_of`.
 """
 
@@ -32,7 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .engines import Markers
-from .options import MarkerOptions
+from ...core.options import MarkerOptions
 
 EVENT_NAMES = ("all_correct", "phase1_end", "rates_ordered", "one_target_margin", "G3_negative", "scores_leave_band")
 
@@ -41,8 +41,8 @@ SYMBOLS = {"phase1_end": "T1", "rates_ordered": "T0.5", "one_target_margin": "T'
 
 
 def markers_of(options: MarkerOptions, start, dataset, dtype) -> Markers:
-    """The marker constants of :class:`~flowsim.options.MarkerOptions` in the flow's units for
-    ``start`` (its widths and its ``(sigma0, sigma1)``, :func:`flowsim.init.start_scales`)."""
+    """The marker constants of :class:`~flowsim.core.options.MarkerOptions` in the flow's units for
+    ``start`` (its widths and its ``(sigma0, sigma1)``, :func:`flowsim.models.cooccurrence.init.start_scales`)."""
     from .init import start_scales
 
     sigma0, sigma1 = start_scales(start)

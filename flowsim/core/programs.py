@@ -87,7 +87,7 @@ def solve(engine, solver, controller, y0, t0, t1, dt0, ts, args, max_steps, prec
     """One diffrax solve from ``t0`` to ``t1`` (first step ``dt0``, or diffrax's guess if
     ``dt0 <= 0``), stopped early by an event, saving the observables at ``ts``.  A batch
     (members stacked on a leading axis of ``engine``, ``y0`` and the per-member parts of
-    ``args``) is one ODE with a shared step size.  Returns, for :class:`flowsim.loop.SolveOutput`:
+    ``args``) is one ODE with a shared step size.  Returns, for :class:`flowsim.core.loop.SolveOutput`:
     the saved times and observables, the time reached, the state there, whether it is finite,
     the outcome code, the flat index of the event that fired, step counts and the next step."""
     vector_field, observe, values, _ = _member_fns(engine, batched)
@@ -111,13 +111,13 @@ def solve(engine, solver, controller, y0, t0, t1, dt0, ts, args, max_steps, prec
 @eqx.filter_jit
 def observe(engine, y, args, batched):
     """The first observation, at t = 0: every observable at ``y`` (with a leading member axis),
-    the event conditions and the start's facts (:func:`flowsim.observables.start_facts`)."""
+    the event conditions and the start's facts (:func:`flowsim.models.cooccurrence.observables.start_facts`)."""
     _, observe_fn, values, facts = _member_fns(engine, batched)
     t0 = jnp.zeros((), jax.tree.leaves(y)[0].dtype)
     return observe_fn(None, y, args), values(t0, y, args).reshape(-1, len(engine.event_names)), facts(y, args)
 
 
-# Programs that flowsim.aot exports return plain tuples: jax.export serializes no custom pytree.
+# Programs that flowsim.core.aot exports return plain tuples: jax.export serializes no custom pytree.
 @eqx.filter_jit
 def final_params(engine, y, args):
     """The leaves of the model's parameters at ``y`` as a tuple, or ``None``."""

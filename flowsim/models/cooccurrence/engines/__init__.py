@@ -6,29 +6,24 @@ Each engine is one module; :class:`AbstractEngine` is the contract they implemen
 
 from __future__ import annotations
 
-from .. import names
+from ....core import names
 from ..data import Dataset
-from ..resources import check_fits, format_bytes
+from ....core.resources import STATE_COPIES, check_fits, format_bytes
 from .base import ENGINES, AbstractEngine, FlowArgs, Grams, Markers, Quantities, Reference, Sizes
 
-# Defining an engine registers it; the registry then holds exactly flowsim.names.ENGINES, in
+# Defining an engine registers it; the registry then holds exactly flowsim.core.names.ENGINES, in
 # that order (the order of --help, and of auto's choice between equal costs).
 from .params import ParamEngine  # noqa: E402  isort: skip
 from .reduced import AbstractWordRows, ReducedEngine  # noqa: E402  isort: skip
 from .subspace import SubspaceEngine  # noqa: E402  isort: skip
 from .gram import GramEngine  # noqa: E402  isort: skip
 
-_REGISTERED = names.table(names.ENGINES, ENGINES, "the engine registry flowsim.engines.ENGINES")
+_REGISTERED = names.table(names.ENGINES, ENGINES, "the engine registry flowsim.models.cooccurrence.engines.ENGINES")
 ENGINES.clear()
 ENGINES.update(_REGISTERED)
 
 __all__ = ["ENGINES", "AbstractEngine", "AbstractWordRows", "FlowArgs", "GramEngine", "Grams", "Markers", "ParamEngine",
            "Quantities", "ReducedEngine", "Reference", "Sizes", "SubspaceEngine", "engine_costs", "make_engine", "resolve_engine"]
-
-#: Copies of the state that an adaptive Runge-Kutta solve keeps (stages, error estimate, dense
-#: output, the controller's proposal), for the memory estimate.
-STATE_COPIES = 12
-
 
 def engine_costs(sizes: Sizes, candidates=None) -> dict[str, float]:
     """Each candidate engine's :meth:`~AbstractEngine.step_cost` for these sizes."""
@@ -70,7 +65,7 @@ def _can_run(cls, sizes: Sizes, shared_words: bool) -> bool:
 
 
 def check_memory(name: str, sizes: Sizes, itemsize: int = 8) -> None:
-    """Refuse (one line, :class:`~flowsim.resources.ResourceError`) an integration whose
+    """Refuse (one line, :class:`~flowsim.core.resources.ResourceError`) an integration whose
     :func:`memory_estimate` does not fit, naming the engines that would."""
     need = memory_estimate(name, sizes, itemsize)
     fits = [n for n in ENGINES if n != name and memory_estimate(n, sizes, itemsize) < need]

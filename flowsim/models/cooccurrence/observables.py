@@ -61,7 +61,7 @@ def saves_bytes(saves: int, d: int, members: int = 1) -> int:
 def check_saves_fit(saves: int, d: int, members: int = 1) -> None:
     """Refuse (one line, before allocating) a trajectory of ``saves`` saved times that would not
     fit in memory (:func:`saves_bytes`)."""
-    from .resources import check_fits
+    from ...core.resources import check_fits
 
     check_fits(saves_bytes(saves, d, members), f"{saves} saved times of every observable (d={d})",
                "save fewer times (saves, or save_every for gradient descent)")
@@ -144,7 +144,7 @@ START_FACTS: dict[str, str] = {
     # Measured on the host from the start and the training set (start_record):
     "n": "training samples", "L": "sequence length", "d": "vocabulary size",
     "m": "attention width", "m1": "MLP width",
-    "sigma0": "std of the entries of W_V, W_K, W_Q of the start (drawn with, or measured: flowsim.init.start_scales)",
+    "sigma0": "std of the entries of W_V, W_K, W_Q of the start (drawn with, or measured: flowsim.models.cooccurrence.init.start_scales)",
     "sigma1": "std of the entries of W of the start",
     "group_counts": "sizes of I1..I4 in the training set",
     "irrelevant_max_uses": "the most times one irrelevant word occurs in the whole training set (Assumption 2.3: 1)",

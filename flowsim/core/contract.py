@@ -20,8 +20,8 @@ class AbstractFlowEngine(eqx.Module):
     """A state ``y`` whose flow ``dy/dt = vector_field(t, y, args)`` is a gradient flow
     ``d theta/dt = -grad L(theta)`` (or an exact reduction of one), with what a run records along it.
 
-    This is all the core (:mod:`flowsim.programs`, :mod:`flowsim.loop`) knows about a model:
-    the transformer's engines (:class:`flowsim.engines.AbstractEngine`) and the generic engine of
+    This is all the core (:mod:`flowsim.core.programs`, :mod:`flowsim.core.loop`) knows about a model:
+    the transformer's engines (:class:`flowsim.models.cooccurrence.engines.AbstractEngine`) and the generic engine of
     any model (:class:`flowsim.models.GenericEngine`) implement it.  ``args`` is the engine's own
     pytree of run arguments (data, reference quantities of the start, and ``watching``: a bool
     array over :attr:`event_names`, the events not located yet).  Every observable dict has a

@@ -10,14 +10,14 @@ import jax.numpy as jnp
 from .names import SOLVERS, table
 from .options import SolverOptions
 
-#: The diffrax solver of each name of :data:`flowsim.names.SOLVERS`.
+#: The diffrax solver of each name of :data:`flowsim.core.names.SOLVERS`.
 SOLVER_CLASSES = table(SOLVERS, {
     "tsit5": diffrax.Tsit5,
     "dopri5": diffrax.Dopri5,
     "dopri8": diffrax.Dopri8,
     "bosh3": diffrax.Bosh3,
     "kvaerno5": diffrax.Kvaerno5,
-}, "flowsim.controller.SOLVER_CLASSES")
+}, "flowsim.core.controller.SOLVER_CLASSES")
 
 
 class CarriedStep(diffrax.AbstractAdaptiveStepSizeController):

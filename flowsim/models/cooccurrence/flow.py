@@ -12,21 +12,21 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import PyTree
 
-from . import aot, loop, programs
-from .cache import enable_compilation_cache
-from .controller import evaluations_per_step, make_solver
+from ...core import aot, loop, programs
+from ...core.cache import enable_compilation_cache
+from ...core.controller import evaluations_per_step, make_solver
 from .data import Dataset, sample_test_set
 from .engines import ENGINES, AbstractEngine, FlowArgs, Reference, Sizes, check_memory, make_engine, \
     memory_estimate, resolve_engine
 from .events import EVENT_NAMES, markers_of
 from .observables import check_saves_fit, saves_bytes
-from .resources import check_fits
-from .loop import as_dtype
+from ...core.resources import check_fits
+from ...core.loop import as_dtype
 from .model import Params
-from .options import FlowOptions, MarkerOptions
+from ...core.options import FlowOptions, MarkerOptions
 from .subspace import SubspaceStart, rank_bound
-from .errors import FlowFailure
-from .trajectory import FlowResult
+from ...core.errors import FlowFailure
+from ...core.trajectory import FlowResult
 
 __all__ = ["FlowFailure", "FlowResult", "Prepared", "integrate", "integrate_batch", "plan", "prepare"]
 
@@ -55,21 +55,21 @@ def integrate(
       ``kvaerno5``), the PID controller's ``rtol``/``atol`` (default 1e-8/1e-10 in float64,
       1e-5/1e-7 in float32), ``max_steps`` (a bound on the total number of steps, 100000);
     - the saves: ``saves`` times (201) on a ``grid`` (``log`` or ``linear``, see
-      :func:`flowsim.options.save_times`) or explicit times ``ts``, integrated ``chunk`` (25) saves
+      :func:`flowsim.core.options.save_times`) or explicit times ``ts``, integrated ``chunk`` (25) saves
       per solve;
     - ``precision``: 64 (default) integrates in float64 inside ``jax.enable_x64`` without
       changing JAX's global setting; 32 in float32;
-    - ``engine``, the state that is integrated (:mod:`flowsim.engines`): ``"params"`` (the four
+    - ``engine``, the state that is integrated (:mod:`flowsim.models.cooccurrence.engines`): ``"params"`` (the four
       matrices), ``"reduced"`` (spec 7.1-7.2), ``"subspace"`` (spec 7.6: width-free), ``"gram"``
       (spec 7.5: no conservation drifts, no final parameters) or ``"auto"`` (the cheapest for
       these sizes that gives the final matrices back when the start has them);
-    - the phase markers' constants (:class:`~flowsim.options.MarkerOptions`: ``C_T1``, ``R_neuron``,
+    - the phase markers' constants (:class:`~flowsim.core.options.MarkerOptions`: ``C_T1``, ``R_neuron``,
       ``R_irrelevant``, ``R_scores``, ``R_KQ``, ``C_rates``, ``C_margin``, ``band``);
     - ``n_test``: the test set, unless ``test_set`` is given, is that many fresh i.i.d. samples
       drawn from ``test_key`` (default ``jax.random.key(0)``).
 
     Every observable is saved at the saved times; the phase-boundary events of
-    :mod:`flowsim.events` are located by root finding and the integration carries on past them.
+    :mod:`flowsim.models.cooccurrence.events` are located by root finding and the integration carries on past them.
     ``callback(partial_result)`` is called after each chunk (for checkpoints), and
     ``resume=partial_result`` continues a partial run to the same result an uninterrupted run
     gives.  Raises :class:`FlowFailure` (with the partial result) if the solver fails.
@@ -143,7 +143,7 @@ def plan(start, dataset: Dataset, options: FlowOptions, *, test_set: Dataset | N
          shared_words: bool = True) -> FlowOptions:
     """``options`` with the engine resolved for this start and data, after checking (before
     allocating anything) that the integration fits in memory: a one-line
-    :class:`~flowsim.resources.ResourceError` names the estimate and an engine that would fit."""
+    :class:`~flowsim.core.resources.ResourceError` names the estimate and an engine that would fit."""
     sizes = Sizes.of(start, dataset, options.n_test if test_set is None else test_set.n)
     name = resolve_engine(options.engine, sizes, shared_words=shared_words)
     check_memory(name, sizes, 8 if options.precision == 64 else 4)
@@ -173,11 +173,11 @@ _SMALLER = {"solve": "choose a smaller m or m1, or another engine",
 def memory_terms(start, dataset: Dataset, options: FlowOptions, *, test_set: Dataset | None = None) -> dict[str, float]:
     """Bytes a flow run holds at its peak, by term, from the sizes alone (before anything is
     allocated): ``solve`` (the engine's state copies and what it holds,
-    :func:`flowsim.engines.memory_estimate`), ``samples`` (what an evaluation of the margins
+    :func:`flowsim.models.cooccurrence.engines.memory_estimate`), ``samples`` (what an evaluation of the margins
     holds per sample: its L x L attention arrays, and its L gathered rows, of width m for the
     engines that need the matrices and 3d + 1 for the others, where the words are gathered per
     sample: always for the training set's gradient, for the test set when d^2 > n_test L^2, as
-    :func:`flowsim.model.outputs_words` chooses), ``words`` (an observation's d x d matrices),
+    :func:`flowsim.models.cooccurrence.model.outputs_words` chooses), ``words`` (an observation's d x d matrices),
     ``data`` (both sets' tokens, labels and groups, and the embedding) and ``saves`` (the saved
     trajectory).  ``options.engine`` may be ``"auto"``.  :func:`plan` refuses a run whose sum
     does not fit; examples/memory_model.py checks the sum against measured peaks."""
@@ -213,7 +213,7 @@ def prepare(start, dataset: Dataset, *, dtype, engine: str = "params", markers: 
             test_set: Dataset | None = None, n_test: int = FlowOptions.n_test, test_key=None) -> Prepared:
     """Cast a start and its data to ``dtype``, build the engine, the :class:`FlowArgs` that its
     vector field, the events and the observables read (with the ``markers``' constants made
-    absolute for this start, :func:`flowsim.events.markers_of`), and the initial state.
+    absolute for this start, :func:`flowsim.models.cooccurrence.events.markers_of`), and the initial state.
 
     Call inside ``jax.enable_x64(dtype == float64)``.  The test set defaults to ``n_test`` fresh
     i.i.d. samples drawn from ``test_key`` (default ``jax.random.key(0)``).

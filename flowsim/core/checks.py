@@ -1,6 +1,6 @@
 """Checks of the values flowsim takes, each defined once: the value as it is meant, or a one-line ValueError saying what is allowed (no JAX here).
 
-The options objects (:mod:`flowsim.options`), the initialization and the configuration
+The options objects (:mod:`flowsim.core.options`), the initialization and the configuration
 (:mod:`flowsim.config`, and so the command line) check with the same :class:`Check`: a Python
 value is taken as it is (``"5"`` is not a number, ``True`` is not an integer), and a
 command-line value, which is text, is read first (:meth:`Check.text`).

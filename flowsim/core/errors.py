@@ -26,7 +26,7 @@ ConfigError = UsageError
 
 
 class DirectoryInUse(UsageError):
-    """Another process holds the directory's lock (:mod:`flowsim.lock`): two writers on one directory."""
+    """Another process holds the directory's lock (:mod:`flowsim.core.lock`): two writers on one directory."""
 
 
 class DamagedResult(UsageError):

@@ -1,6 +1,6 @@
 """The host loop of a flow, as named phases over one state record: begin or resume, advance a chunk (with its events), finish.
 
-A run's saved times are split into chunks; each chunk is one compiled solve (:func:`flowsim.programs.solve`),
+A run's saved times are split into chunks; each chunk is one compiled solve (:func:`flowsim.core.programs.solve`),
 restarted after every event it stops at, and a checkpoint (a ``"running"`` :class:`FlowResult`)
 can be taken between chunks.  The phases follow optimistix's init / step / terminate /
 postprocess: :func:`begin` (or :func:`from_checkpoint`), :func:`advance`, :func:`finished`,
@@ -94,7 +94,7 @@ class LoopState:
     rows: int  # saved times recorded so far
     events: list[dict]  # per member, event name -> time or None
     stats: dict
-    facts: list[dict]  # per member, the start's facts (flowsim.observables.start_record)
+    facts: list[dict]  # per member, the start's facts (flowsim.models.cooccurrence.observables.start_record)
     failure: Failure | None = None
 
     def record(self, b: int, block: dict) -> None:

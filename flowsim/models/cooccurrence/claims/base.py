@@ -1,14 +1,14 @@
 """The contract of a claim: what its check reads and returns, the window between two phase markers it speaks about, the row it becomes, and the registry CLAIMS it joins.
 
 A check reads a :class:`Trajectory` on the saves of a :class:`Window` (between two of the
-markers of :mod:`flowsim.events`, the start or the end) and returns an :class:`Outcome`, whose
+markers of :mod:`flowsim.models.cooccurrence.events`, the start or the end) and returns an :class:`Outcome`, whose
 :class:`Margin` to the threshold (from :func:`at_least`, :func:`at_most`, :func:`positive`) gives
 the verdict, or raises :class:`NotApplicable` (:class:`NotReached` when the run stopped before
 the window).  An :class:`AbstractClaim` joins :data:`CLAIMS` through :func:`register` (or, for a
 one-off check written as a function, the :func:`claim` decorator) and becomes a :class:`Row`
 of the report.  A statement of order (Theta, O, Omega in m, n or the initial output F) is an
 :class:`OrderClaim`: one run only measures its quantity, a sweep judges it by a fitted
-exponent (:mod:`flowsim.claims.scaling`).
+exponent (:mod:`flowsim.models.cooccurrence.claims.scaling`).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ....core.verdicts import FAILS, HOLDS, NA, NOT_REACHED, ORDER, Row
 from .assumptions import ASSUMPTIONS, THEORY, Assumption, RunContext
 
 if TYPE_CHECKING:
@@ -30,9 +31,6 @@ __all__ = ["CLAIMS", "FAILS", "HOLDS", "NA", "NOT_REACHED", "ORDER", "RELATIONS"
            "Margin", "NotApplicable", "NotReached", "OrderClaim", "Outcome", "Row", "Trajectory", "Window", "at_least",
            "at_most", "claim", "positive", "register"]
 
-HOLDS, FAILS, NA = "holds", "does not hold", "not applicable"
-NOT_REACHED = "not reached"  # the run stopped (interrupted, failed) before the claim's window ends
-ORDER = "judged on a sweep"  # an order statement: this run measures its quantity
 
 
 # --- Margins: how far a measured quantity is from its threshold ---------------------------------
@@ -121,7 +119,7 @@ UNAVAILABLE = {
     "drift_WV": "the conserved m x m matrix W^T W - W_V W_V^T cannot be formed from the state",
 }
 
-#: The paper's name of each marker of flowsim.events, and of the two ends of a run.
+#: The paper's name of each marker of flowsim.models.cooccurrence.events, and of the two ends of a run.
 SYMBOLS = {"0": "0", "t_end": "t_end", "phase1_end": "T1", "rates_ordered": "T0.5", "one_target_margin": "T'",
            "all_correct": "T_correct", "G3_negative": "T_G3", "scores_leave_band": "T_band"}
 
@@ -208,7 +206,7 @@ class Trajectory:
 @dataclasses.dataclass(frozen=True)
 class Window:
     """The stretch of the trajectory from marker ``open`` to marker ``close`` (event names of
-    :mod:`flowsim.events`, ``"0"`` or ``"t_end"``): closed, or open at its start if
+    :mod:`flowsim.models.cooccurrence.events`, ``"0"`` or ``"t_end"``): closed, or open at its start if
     ``open_start`` (Phase 2, (T1, T2)); a point if the two are the same marker.  It must hold
     ``min_saves`` saves."""
 
@@ -258,25 +256,6 @@ class Window:
 
 
 # --- Claims and their registry -------------------------------------------------------------------
-
-
-@dataclasses.dataclass
-class Row:
-    """One claim checked on one trajectory: its id, what it says and where the paper says it,
-    the window it was checked on, the verdict with its margin to the threshold (positive:
-    holds; NaN when not decided here), the measured numbers, the criterion behind the verdict
-    (for a claim not applicable or not reached: why), and whether the run meets the
-    assumptions the claim rests on."""
-
-    id: str
-    claim: str
-    reference: str
-    window: str
-    verdict: str
-    margin: float
-    measured: dict
-    criterion: str
-    assumptions: list[Assumption] = dataclasses.field(default_factory=list)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -331,7 +310,7 @@ class AbstractClaim(abc.ABC):
                 f" (margin {out.margin.value:+.3g})")
 
 
-#: Every claim, by id, in the order registered: paper order (that of :mod:`flowsim.claims.paper`).
+#: Every claim, by id, in the order registered: paper order (that of :mod:`flowsim.models.cooccurrence.claims.paper`).
 CLAIMS: dict[str, AbstractClaim] = {}
 
 
@@ -376,7 +355,7 @@ class OrderClaim(AbstractClaim):
     variable x of ``over`` (``"m"``, ``"n"``, or ``"F"``: the initial output max_i |F(X_i)|),
     up to log factors.  A quantity made dimensionless by the theory's own expression has
     exponent 0.  One run only reports it (verdict "judged on a sweep"); a sweep that varies x
-    fits the exponent (:func:`flowsim.claims.scaling.judge`)."""
+    fits the exponent (:func:`flowsim.models.cooccurrence.claims.scaling.judge`)."""
 
     relation: str
     quantity: str

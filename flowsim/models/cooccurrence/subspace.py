@@ -18,7 +18,7 @@ import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from .data import Dataset
-from .draws import draw
+from ...core.draws import draw
 from .model import Params, word_columns
 
 
