@@ -250,3 +250,18 @@ def test_integer_parameters_are_refused(teacher_student):
         models.integrate(teacher_student, eqx.tree_at(lambda p: p.a, params, np.arange(4)), data, 1.0)
     with pytest.raises(ValueError, match="scheme must be one of small, standard"):
         models.draw(teacher_student, 0, "huge")
+
+
+def test_the_core_and_the_generic_models_import_no_transformer_module():
+    """The layout's rule (docs/architecture.md): with flowsim.models.cooccurrence made
+    unimportable, every module of the core and the generic model machinery imports, and the
+    outside models draw a problem; a module that reached into the transformer would fail here."""
+    import subprocess
+
+    code = ("import sys, pkgutil, importlib\nsys.modules['flowsim.models.cooccurrence'] = None\n"
+            "import flowsim.core\n"
+            "for m in pkgutil.iter_modules(flowsim.core.__path__): importlib.import_module('flowsim.core.' + m.name)\n"
+            "from flowsim import models\nimport flowsim.models.contract, flowsim.models.generic, flowsim.models.flow\n"
+            "for name in models.MODELS: models.draw(models.load(name), 0)\nprint('ok')")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0 and done.stdout == "ok\n", done.stderr
