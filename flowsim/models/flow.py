@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -33,6 +34,7 @@ def draw(model: AbstractModel, seed: int = 0, scheme: str | None = None):
     if scheme not in model.SCHEMES:
         raise ValueError(f"model {model.name!r}: scheme must be one of {', '.join(model.SCHEMES)}, got {scheme!r}")
     k_data, k_init = jax.random.split(jax.random.key(seed))
+    model = _in_dtype(model, jnp.result_type(float))
     return model.init(k_init, scheme), model.sample_data(k_data)
 
 
@@ -64,7 +66,7 @@ def integrate(model: AbstractModel, params, data=None, t_end: float | None = Non
     solver, controller = make_solver(options.solver)
     with jax.enable_x64(options.precision == 64):
         dtype, params, data, engine = _cast(model, params, data, options.precision)
-        args = ModelArgs(data=data, ref=model.reference(params, data),
+        args = ModelArgs(data=data, ref=engine.model.reference(params, data),
                          watching=np.ones(len(engine.event_names), bool))
         problem = loop.Problem(engines=[engine], starts=[params], args=[args], engine=engine, flow_args=args,
                                y0=jax.device_put(params), solver=solver, controller=controller, grid=grid,
@@ -94,7 +96,7 @@ def check(model: AbstractModel, params, data=None, t_end: float | None = None, *
     _check_params(params)
     with jax.enable_x64(options.precision == 64):
         dtype, params, data, engine = _cast(model, params, data, options.precision)
-        args = ModelArgs(data=data, ref=jax.eval_shape(model.reference, params, data),
+        args = ModelArgs(data=data, ref=jax.eval_shape(engine.model.reference, params, data),
                          watching=np.ones(len(engine.event_names), bool))
         _check_fits(engine, params, args, len(options.times()), np.dtype(dtype).itemsize)
     return options
@@ -105,7 +107,17 @@ def _cast(model: AbstractModel, params, data, precision: int):
     parameters' structure (inside the precision's ``jax.enable_x64``)."""
     dtype = jnp.float64 if precision == 64 else jnp.float32
     params, data = as_dtype(params, dtype), as_dtype(data, dtype)
+    model = _in_dtype(model, dtype)
     return dtype, params, data, GenericEngine(model=model, structure=jax.tree.structure(params))
+
+
+def _in_dtype(model: AbstractModel, dtype) -> AbstractModel:
+    """``model`` with its floating arrays (a task's matrices, say, made in float64) in ``dtype``,
+    so that a float32 flow computes in float32 instead of asking JAX for float64 at every use;
+    the model itself when they already are."""
+    def cast(x):
+        return np.asarray(x, dtype) if eqx.is_inexact_array(x) and x.dtype != dtype else x
+    return jax.tree.map(cast, model)
 
 
 def _check_params(params) -> None:

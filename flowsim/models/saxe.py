@@ -65,6 +65,12 @@ def _haar(key: PRNGKeyArray, n: int, k: int | None = None) -> Float[Array, "n k"
     return Q * jnp.sign(jnp.diagonal(R))
 
 
+def _floats(x: np.ndarray) -> Array:
+    """A float64 NumPy array as a JAX array of JAX's default float dtype (float32 unless in
+    ``jax.enable_x64``): converting it as it is would ask for float64 and warn outside x64."""
+    return jnp.asarray(x, dtype=jnp.result_type(float))
+
+
 def make_task(key: PRNGKeyArray, s: ArrayLike, *, N1: int, N3: int, tau: float = 1.0) -> SaxeTask:
     """A task with singular values ``s`` (positive, decreasing) and Haar-random singular vectors."""
     s = np.asarray(s, dtype=float)
@@ -76,7 +82,7 @@ def make_task(key: PRNGKeyArray, s: ArrayLike, *, N1: int, N3: int, tau: float =
     if not tau > 0:
         raise ValueError(f"tau must be positive, got {tau}")
     kU, kV = jax.random.split(key)
-    return SaxeTask(U=_haar(kU, N3), s=jnp.asarray(s), V=_haar(kV, N1), tau=float(tau))
+    return SaxeTask(U=_haar(kU, N3), s=_floats(s), V=_haar(kV, N1), tau=float(tau))
 
 
 def whitened_dataset(key: PRNGKeyArray, task: SaxeTask, P: int) -> SaxeData:
@@ -99,7 +105,7 @@ def init_decoupled(key: PRNGKeyArray, task: SaxeTask, N2: int, u0: ArrayLike) ->
     u0 = np.broadcast_to(np.asarray(u0, dtype=float), (m,))
     if not np.all(u0 > 0):
         raise ValueError(f"initial mode strengths must be positive (a = b = sqrt(u0)), got {u0}")
-    R = _haar(key, N2)[:, :m] * jnp.sqrt(u0)
+    R = _haar(key, N2)[:, :m] * _floats(np.sqrt(u0))
     return SaxeParams(W21=R @ task.V[:, :m].T, W32=task.U[:, :m] @ R.T)
 
 
@@ -194,8 +200,10 @@ def observables(params: SaxeParams, task: SaxeTask, data: SaxeData) -> dict[str,
 
 
 def _active(traj: Trajectory) -> np.ndarray:
-    """The modes with a positive initial strength, the ones Eq. (12) describes."""
-    return np.flatnonzero(np.asarray(traj["mode_strengths"])[0] > 0)
+    """The modes Eq. (12) describes: the first min(r, N2), those with an event "mode k learned"
+    (the start gives each a positive strength; the others start at zero, which a float32 run
+    holds only to its rounding)."""
+    return np.arange(len(traj["half_learned"]))
 
 
 @in_float64
