@@ -8,11 +8,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from .data import Dataset
-from .events import EVENT_NAMES, event_values
 from .flow import check_problem, prepare
 from .model import Params
-from .observables import check_saves_fit, observables, start_facts, start_record
+from .observables import check_saves_fit
 from .checks import integer
+from .programs import _stack as stack_values
 from .options import DescentOptions, SaveOptions, save_times
 from .errors import FlowFailure
 from .trajectory import FlowResult
@@ -39,7 +39,8 @@ PIECE_ENTRIES = 16
 @eqx.filter_jit
 def _descend(engine, y0, ok0, args, counts, times, lr):
     """An outer ``lax.scan`` over entries; each an inner loop of ``counts[k]`` steps, then the
-    observables and event values there, at flow time ``times[k]``.
+    observables and event values there, at flow time ``times[k]``: any engine of the core's
+    contract (:class:`flowsim.contract.AbstractFlowEngine`), the transformer's or a model's.
 
     Once an iterate or its loss is non-finite the carry keeps the last finite state and stops
     stepping, so that a diverging run still returns where it was last finite.
@@ -51,17 +52,19 @@ def _descend(engine, y0, ok0, args, counts, times, lr):
     def between_saves(carry, xs):
         (y, ok), (count, t) = carry, xs
         y_new = jax.lax.fori_loop(0, jnp.where(ok, count, 0), step, y)
-        obs = observables(engine, y_new, args)
+        obs = engine.observe(y_new, args)
         finite = [jnp.all(jnp.isfinite(x)) for x in (*jax.tree.leaves(y_new), obs["loss"])]
         ok = ok & jnp.all(jnp.stack(finite))
         y = jax.tree.map(lambda a, b: jnp.where(ok, a, b), y_new, y)
-        return (y, ok), (obs, jnp.stack(event_values(engine, t, y_new, args)), ok)
+        return (y, ok), (obs, stack_values(engine.event_values(t, y_new, args), y_new), ok)
 
     return jax.lax.scan(between_saves, (y0, ok0), (counts, times))
 
 
-#: The start's facts (flowsim.observables.start_facts), one small compiled program.
-_start_facts = eqx.filter_jit(start_facts)
+@eqx.filter_jit
+def _start_facts(engine, y, args):
+    """The start's facts (:meth:`~flowsim.contract.AbstractFlowEngine.start_facts`), one small compiled program."""
+    return engine.start_facts(y, args)
 
 
 def pieces(at: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -121,55 +124,69 @@ def gradient_descent(
     keywords |= {k: v for k, v in (("lr", lr), ("steps", steps)) if v is not None}
     options = DescentOptions.updated(options, **keywords)
     check_problem(params, dataset, test_set, starts=(Params,))  # descent steps the four matrices
-    check_saves_fit(options.save.saves if options.save_every is None else options.steps // options.save_every + 2,
-                    params.d)
-    if options.save_every is None:
-        at = save_steps(options.steps, options.save.saves, options.save.grid)
-    else:
-        at = np.unique(np.append(np.arange(0, options.steps + 1, options.save_every), options.steps))
-
+    check_saves_fit(len(saved_steps(options)), params.d)
     with jax.enable_x64(options.precision == 64):
         dtype = jnp.float64 if options.precision == 64 else jnp.float32
         ready = prepare(params, dataset, dtype=dtype, markers=options.markers, test_set=test_set,
                         n_test=options.n_test, test_key=test_key)
-        bar = _progress_bar(options) if progress else None
-        carry, kept = (ready.y0, jnp.asarray(True)), []
-        try:
-            # A first "save after 0 steps" records the start inside the same compiled loop.
-            done = 0
-            for counts, saved in pieces(at):
-                times = (done + np.cumsum(counts)) * options.lr
-                done += int(counts.sum())
-                carry, out = _descend(ready.engine, *carry, ready.args, jnp.asarray(counts), jnp.asarray(times, dtype),
-                                      jnp.asarray(options.lr, dtype))
-                kept.append(jax.tree.map(lambda x: np.asarray(x)[saved], out))
-                if bar is not None:
-                    bar.update(int(counts.sum()))
-                    bar.set_postfix_str(f"t={bar.n * options.lr:.4g} loss={kept[-1][0]['loss'][-1]:.3e}"
-                                        if saved.any() else f"t={bar.n * options.lr:.4g}")
-        finally:
+        return descend(ready.engine, ready.start, ready.y0, ready.args, options, progress=progress)
+
+
+def saved_steps(options: DescentOptions) -> np.ndarray:
+    """The step numbers a descent saves at: every ``save_every`` steps (and the last), or else
+    :func:`save_steps` (``saves`` points on the save ``grid``)."""
+    if options.save_every is None:
+        return save_steps(options.steps, options.save.saves, options.save.grid)
+    return np.unique(np.append(np.arange(0, options.steps + 1, options.save_every), options.steps))
+
+
+def descend(engine, start, y0, args, options: DescentOptions, *, progress: bool = False) -> FlowResult:
+    """Gradient descent on any engine of the core's contract
+    (:class:`flowsim.contract.AbstractFlowEngine`): ``y <- y + lr vector_field(y)`` from ``y0``
+    (the state of ``start``, both in the run's dtype) for ``options.steps`` steps, saved at
+    :func:`saved_steps` as :func:`gradient_descent` describes.  Call inside the precision's
+    ``jax.enable_x64``.  Raises :class:`flowsim.FlowFailure` if the iterates become non-finite."""
+    dtype = jax.tree.leaves(y0)[0].dtype
+    at = saved_steps(options)
+    bar = _progress_bar(options) if progress else None
+    carry, kept = (y0, jnp.asarray(True)), []
+    try:
+        # A first "save after 0 steps" records the start inside the same compiled loop.
+        done = 0
+        for counts, saved in pieces(at):
+            times = (done + np.cumsum(counts)) * options.lr
+            done += int(counts.sum())
+            carry, out = _descend(engine, *carry, args, jnp.asarray(counts), jnp.asarray(times, dtype),
+                                  jnp.asarray(options.lr, dtype))
+            kept.append(jax.tree.map(lambda x: np.asarray(x)[saved], out))
             if bar is not None:
-                bar.close()
-        y = carry[0]
-        obs, values, ok = jax.tree.map(lambda *xs: np.concatenate(xs), *kept)
-        facts = jax.tree.map(np.asarray, _start_facts(ready.engine, ready.y0, ready.args))
-        params_final = ready.engine.to_params(y, ready.args)
+                bar.update(int(counts.sum()))
+                bar.set_postfix_str(f"t={bar.n * options.lr:.4g} loss={kept[-1][0]['loss'][-1]:.3e}"
+                                    if saved.any() else f"t={bar.n * options.lr:.4g}")
+    finally:
+        if bar is not None:
+            bar.close()
+    y = carry[0]
+    obs, values, ok = jax.tree.map(lambda *xs: np.concatenate(xs), *kept)
+    facts = jax.tree.map(np.asarray, _start_facts(engine, y0, args))
+    leaves = engine.final_leaves(y, args)
+    params_final = None if leaves is None else engine.params_of(leaves)
 
     ts = at * options.lr
     n_ok = len(ts) if ok.all() else int(np.argmin(ok))
     # Gradients evaluated: up to the last step, or up to the save at which the iterates blew up.
     nfev = int(at[min(n_ok, len(at) - 1)])
     events = {}
-    for j, name in enumerate(EVENT_NAMES):
+    for j, name in enumerate(engine.event_names):
         held = np.flatnonzero(values[:n_ok, j] >= 0)
         events[name] = float(ts[held[0]]) if held.size else None
     result = FlowResult(
         ts=ts[:n_ok], observables={k: v[:n_ok] for k, v in obs.items()}, events=events,
-        stats=dict(steps=nfev, nfev=nfev), params_init=jax.tree.map(np.asarray, ready.start),
+        stats=dict(steps=nfev, nfev=nfev), params_init=jax.tree.map(np.asarray, start),
         params_final=jax.tree.map(np.asarray, params_final), t_reached=float(ts[n_ok - 1]),
         status="complete" if n_ok == len(ts) else "failed",
         message="" if n_ok == len(ts) else "non-finite iterates", grid=ts, chunks_done=1,
-        state=y, options=options, start_facts=start_record(facts, ready.start, dataset),
+        state=y, options=options, start_facts=engine.start_record(facts, start, args),
     )
     if n_ok < len(ts):
         raise FlowFailure(f"gradient descent diverged between steps {at[n_ok - 1]} and {at[n_ok]} "
