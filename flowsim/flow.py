@@ -292,7 +292,7 @@ def _problem(prepared: list[Prepared], options, grid, solver, controller, dtype,
         place = programs.member_sharding(devices)
         stack = lambda trees: place(jax.tree.map(lambda *xs: jnp.stack(xs), *trees))
         axes = engine.args_axes(batched)
-        per_member = [f.name for f in dataclasses.fields(FlowArgs) if getattr(axes, f.name) == 0]
+        per_member = [f.name for f in dataclasses.fields(flow_args) if getattr(axes, f.name) == 0]
         engine, y0 = stack(engines), stack([p.y0 for p in prepared])
         flow_args = eqx.tree_at(lambda a: tuple(getattr(a, f) for f in per_member), flow_args,
                                 tuple(stack([getattr(a, f) for a in args]) for f in per_member))
