@@ -115,11 +115,16 @@ def summary(run: runs.ModelRun) -> str:
     events = ", ".join(f"{k} at t = {v:.6g}" if v is not None else f"{k} not reached" for k, v in r.events.items())
     loss = r.observables["loss"]
     s = r.stats
+    if run.config.options.get("method") == "gd":
+        work = f"gradient descent: {s['steps']} steps at lr {run.config.options['lr']:g}"
+    else:
+        work = f"solver steps: {s['steps']} ({s['rejected_steps']} rejected)" + (
+            "" if s["nfev"] is None else f", {s['nfev']} evaluations")
     return "\n".join([
         f"model:        {meta['model_name']} ({run.config.model}), seed {run.config.seed}, scheme {run.config.scheme}",
         f"events:       {events or 'none'} (t_end = {meta['t_end']:g})",
         f"loss:         {loss[0]:.4e} at t = 0 -> {loss[-1]:.4e}",
-        f"solver steps: {s['steps']} ({s['rejected_steps']} rejected)" + ("" if s["nfev"] is None else f", {s['nfev']} evaluations"),
+        work,
         f"wall time:    {meta['wall_time_s']:.1f} s",
         f"files:        {run.path}/ (run.json, trajectory.npz, state.npz)",
     ])
@@ -172,7 +177,10 @@ def plot(args) -> int:
     names = sorted({r.meta["model_name"] for r in loaded})
     title = f"{', '.join(names)}: observables against training time"
     if len(loaded) == 1:
-        title += f"\n{loaded[0].config.model}, seed {loaded[0].config.seed}, scheme {loaded[0].config.scheme}"
+        config = loaded[0].config
+        title += f"\n{config.model}, seed {config.seed}, scheme {config.scheme}"
+        if config.options.get("method") == "gd":
+            title += f", gradient descent at lr {config.options['lr']:g}"
     out = args.out or shell._writable(Path(args.dirs[0]) / "plots", prog, "the figures")
     written = plotting.plot([r.result for r in loaded], out, title=title, labels=args.labels or labels(loaded),
                             logx=not args.linear_time, formats=args.formats, dpi=args.dpi)

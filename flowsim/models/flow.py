@@ -135,9 +135,18 @@ def check(model: AbstractModel, params, data=None, t_end: float | None = None, *
     not an :class:`AbstractModel` or whose names collide, unknown or invalid options, parameters
     that are not floating arrays, and a run whose solver state or saved trajectory cannot fit in
     memory (from shapes alone), for ``members`` such runs at once.  Returns the options
-    :func:`integrate` runs with."""
+    :func:`integrate` runs with (:func:`gradient_descent`'s for :class:`~flowsim.DescentOptions`)."""
+    if not isinstance(model, AbstractModel):
+        raise TypeError(f"model must be a flowsim.models.AbstractModel, got {type(model).__name__}")
+    check_names(model)
     if t_end is not None:
         keywords["t_end"] = t_end
+    if isinstance(options, DescentOptions):
+        from ..gd import saved_steps
+
+        options = DescentOptions.updated(options, **keywords)
+        _check_problem(model, params, data, options.precision, len(saved_steps(options)), members)
+        return options
     options = FlowOptions.updated(options, **keywords)
     if options.engine not in ("auto", "generic"):
         raise ValueError(f"engine must be 'auto' or 'generic' for a model of flowsim.models, got {options.engine!r}")
@@ -146,10 +155,7 @@ def check(model: AbstractModel, params, data=None, t_end: float | None = None, *
 
 
 def _check_problem(model: AbstractModel, params, data, precision: int, saves: int, members: int = 1) -> None:
-    """:func:`check`'s checks of the model, its parameters and the memory a run of ``saves`` saves needs."""
-    if not isinstance(model, AbstractModel):
-        raise TypeError(f"model must be a flowsim.models.AbstractModel, got {type(model).__name__}")
-    check_names(model)
+    """:func:`check`'s checks of the parameters and the memory a run of ``saves`` saves needs."""
     _check_params(params)
     with jax.enable_x64(precision == 64):
         dtype, params, data, engine = _cast(model, params, data, precision)
@@ -172,11 +178,10 @@ def gradient_descent(model: AbstractModel, params, data=None, lr: float | None =
     grid's.  Raises :class:`~flowsim.FlowFailure` (with the saves up to the last finite one) if
     the iterates become non-finite.
     """
-    from ..gd import descend, saved_steps
+    from ..gd import descend
 
     keywords |= {k: v for k, v in (("lr", lr), ("steps", steps)) if v is not None}
-    options = DescentOptions.updated(options, **keywords)
-    _check_problem(model, params, data, options.precision, len(saved_steps(options)))
+    options = check(model, params, data, options=DescentOptions.updated(options, **keywords))
     with jax.enable_x64(options.precision == 64):
         _, params, data, engine = _cast(model, params, data, options.precision)
         args = _args(model, engine, params, data)

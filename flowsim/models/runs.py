@@ -38,7 +38,7 @@ from .. import files, lock, results
 from ..config import MODEL_KEYS, RunConfig, read_toml
 from ..errors import DamagedResult, FlowFailure, UsageError
 from ..messages import failure, shown
-from ..options import FlowOptions
+from ..options import DescentOptions, FlowOptions
 from ..runner import RunInterrupted, check_out, default_out, signals_held
 from ..trajectory import FlowResult
 from .contract import CORE_OBSERVABLES
@@ -126,8 +126,11 @@ class ModelConfig:
         return cls.make(values["model"], values["sizes"], {**options, "seed": values["seed"], "scheme": values["scheme"]},
                         label=str)
 
-    def flow_options(self) -> FlowOptions:
-        return FlowOptions.make(self.options)
+    def flow_options(self) -> FlowOptions | DescentOptions:
+        """The options of the run's method: the flow's, or gradient descent's (``method = "gd"``),
+        each taking the keys it knows (a flow has no learning rate, a descent no solver)."""
+        kind = DescentOptions if self.options.get("method") == "gd" else FlowOptions
+        return kind.make({k: v for k, v in self.options.items() if k in kind.keywords()})
 
     def build(self):
         """The model its factory builds from the sizes (a one-line :class:`UsageError` for a spec,
@@ -162,7 +165,7 @@ class ModelConfig:
         """The scheme written out and the options resolved (tolerances), as run.json records them."""
         flat = self.flow_options().flat()
         return dataclasses.replace(self, scheme=self.scheme or model.SCHEMES[0],
-                                   options={k: flat[k] for k in SHARED if k != "seed"})
+                                   options={k: flat[k] for k in SHARED if k != "seed" and k in flat})
 
 
 def parse_option(text: str) -> tuple[str, Any]:
@@ -293,7 +296,7 @@ class _Writer:
         self.observables = CORE_OBSERVABLES | model.OBSERVABLES
 
     def execute(self, checkpoint: FlowResult | None, wall_before: float, progress: bool) -> ModelRun:
-        from .flow import integrate
+        from .flow import gradient_descent, integrate
 
         started = time.perf_counter()
         wall = lambda: wall_before + time.perf_counter() - started
@@ -305,8 +308,12 @@ class _Writer:
         try:
             if checkpoint is None:
                 save(None)
-            result = integrate(self.model, self.params, self.data_tree, options=self.config.flow_options(),
-                               progress=progress, callback=save, resume=checkpoint)
+            options = self.config.flow_options()
+            if isinstance(options, DescentOptions):  # one compiled loop: no checkpoints, a resume starts again
+                result = gradient_descent(self.model, self.params, self.data_tree, options=options, progress=progress)
+            else:
+                result = integrate(self.model, self.params, self.data_tree, options=options, progress=progress,
+                                   callback=save, resume=checkpoint)
         except KeyboardInterrupt:
             with signals_held():
                 message = results.mark_interrupted(self.out, wall(), kind=KIND)
@@ -352,7 +359,7 @@ class _Writer:
             # the last run.json leaves a running run whose start still checks out.
             results.atomic_write(out / STATE, lambda f: results.write_npz(f, self.start | final))
         options = self.config.flow_options()
-        n_chunks = math.ceil((options.save.saves - 1) / options.save.chunk)
+        n_chunks = 1 if isinstance(options, DescentOptions) else math.ceil((options.save.saves - 1) / options.save.chunk)
         results.write_json(out / RUN_JSON, {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
@@ -384,6 +391,15 @@ def load(path) -> ModelRun:
         raise
     except (OSError, KeyError, TypeError, ValueError, IndexError, zipfile.BadZipFile) as e:
         raise DamagedResult(f"{path} is a damaged model result directory ({type(e).__name__}: {e})") from None
+
+
+def saved_times(options: FlowOptions | DescentOptions) -> np.ndarray:
+    """The times a run of ``options`` saves at: the flow's, or a descent's saved steps times its learning rate."""
+    if isinstance(options, DescentOptions):
+        from ..gd import saved_steps
+
+        return saved_steps(options) * options.lr
+    return options.times()
 
 
 def _check(path: Path, name: str, arrays: dict, meta: dict, key: str) -> None:
@@ -440,13 +456,14 @@ def _load(path: Path, meta: dict) -> ModelRun:
                               f"{meta['chunks_done']}; the directory is damaged")
     ts = rows.pop("t")
     rows = _ordered(rows, meta["observables"])
-    grid = options.times()
+    grid = saved_times(options)
     if {len(v) for v in rows.values()} | {len(ts)} != {n} or not np.array_equal(ts, grid[:n]):
         raise DamagedResult(f"{path}: the saved rows are not the {n} saved times of the options in {RUN_JSON}; "
                           "the directory is damaged")
     result = FlowResult(ts=ts, observables=rows, events=meta["events"], stats=meta["stats"], params_init=init,
                         params_final=final, t_reached=meta["t_reached"], status=meta["status"],
                         message=meta["message"], grid=grid, chunks_done=meta["chunks_done"], state=leaves,
-                        options=dataclasses.replace(options, engine="generic"), dt_next=dt_next,
+                        options=options if isinstance(options, DescentOptions) else
+                        dataclasses.replace(options, engine="generic"), dt_next=dt_next,
                         start_facts=meta["start_facts"] or {})
     return ModelRun(path=path, config=config, meta=meta, init=init, result=result)
