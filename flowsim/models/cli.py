@@ -229,16 +229,15 @@ def sweep(args) -> int:
 
     prog = "flowsim sweep"
     _importable_here()
-    given = [o for o, v in (("--preset", args.preset), ("--batch", args.batch), ("--distributed", args.distributed))
-             if v]
+    given = [o for o, v in (("--preset", args.preset), ("--distributed", args.distributed)) if v]
     if given:
-        raise UsageError(f"{given[0]}: belongs to the transformer's sweeps; a model's sweep runs its points one "
-                         "after the other in this process")
+        raise UsageError(f"{given[0]}: belongs to the transformer's sweeps; a model's sweep runs in this process, "
+                         "its batches split over this process's devices")
     plan = sweeps.ModelSweep.from_toml(args.config)
     out = args.out
     try:
         with shell._claimed(out, "sweep-") as out:
-            index = sweeps.sweep(plan, out, force=args.force, progress=not args.quiet)
+            index = sweeps.sweep(plan, out, force=args.force, progress=not args.quiet, batch=args.batch)
     except (OSError, KeyboardInterrupt) as e:
         return shell._exit(e, prog, f"; the finished points are in {out} (run again to continue)")
     done = [p for p in index["points"] if p["status"] == "complete"]
