@@ -118,7 +118,7 @@ class SolveOutput:
     y: PyTree
     finite: bool
     code: int  # programs.SUCCESS, EVENT, ...
-    fired: int  # flat (member, event) index of the event that stopped the solve
+    fired: np.ndarray  # bool, per (member,) event: those that fired where the solve stopped
     steps: np.ndarray  # attempted, accepted, rejected
     dt_next: float
 
@@ -127,7 +127,7 @@ class SolveOutput:
         ts, obs, t, y, finite, code, which, steps, dt = raw
         ts, obs, t, finite, code, which, steps, dt = jax.device_get((ts, obs, t, finite, code, which, steps, dt))
         return cls(ts=ts, observables=obs, t=float(t), y=y, finite=bool(finite), code=int(code),
-                   fired=int(which), steps=steps, dt_next=float(dt))
+                   fired=np.asarray(which, bool), steps=steps, dt_next=float(dt))
 
 
 # -- phases -------------------------------------------------------------------------------------
@@ -200,8 +200,8 @@ def advance(problem: Problem, state: LoopState,
             if rows[i] is None:
                 rows[i] = {k: v[i] for k, v in out.observables.items()}  # (members, ...)
         if out.code == programs.EVENT:
-            b, k = divmod(out.fired, len(problem.event_names))
-            state.events[b][problem.event_names[k]] = out.t
+            for b, k in zip(*np.nonzero(out.fired.reshape(problem.members, -1))):
+                state.events[b][problem.event_names[k]] = out.t
         elif not (out.code == programs.MAX_STEPS and out.finite and state.stats["steps"] < limit):
             break  # done, or failed: a piece that ran out of steps goes on while the run's limit allows
         y, t_a, dt = out.y, out.t, out.dt_next

@@ -95,7 +95,7 @@ def solve(engine, solver, controller, y0, t0, t1, dt0, ts, args, max_steps, prec
     (members stacked on a leading axis of ``engine``, ``y0`` and the per-member parts of
     ``args``) is one ODE with a shared step size.  Returns, for :class:`flowsim.loop.SolveOutput`:
     the saved times and observables, the time reached, the state there, whether it is finite,
-    the outcome code, the flat index of the event that fired, step counts and the next step."""
+    the outcome code, the events that fired (:func:`flowsim.crossing.fired`), step counts and the next step."""
     vector_field, observe, values, _ = _member_fns(engine, batched)
     controller = eqx.tree_at(lambda c: (c.dt0, c.pid.norm), controller, (dt0, _error_norm(engine, batched)))
     ravel, unravel = _flattening(y0, batched)
@@ -110,7 +110,7 @@ def solve(engine, solver, controller, y0, t0, t1, dt0, ts, args, max_steps, prec
     y1 = unravel(sol.ys[1][0])
     stats = jnp.stack([sol.stats[k] for k in ("num_steps", "num_accepted_steps", "num_rejected_steps")])
     return (sol.ts[0], sol.ys[0], sol.ts[1][0], y1, _finite_tree(y1), _code(sol.result),
-            fired(values(sol.ts[1][0], y1, args), args.watching) if _n_events(args) else jnp.zeros((), int), stats,
+            fired(values(sol.ts[1][0], y1, args), args.watching) if _n_events(args) else jnp.zeros((0,), bool), stats,
             sol.controller_state[1])
 
 
