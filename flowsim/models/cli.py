@@ -19,8 +19,9 @@ if TYPE_CHECKING:  # runs and sweeps import JAX, which --help must not
 def add_integrate_options(parser: argparse.ArgumentParser) -> None:
     """``flowsim integrate``'s options for a model (its seed and flow options are the flags it shares)."""
     group = parser.add_argument_group(
-        "a model of flowsim.models or your own (docs/models.md); it takes --seed, --config and the solver and "
-        f"save flags ({', '.join('--' + k.replace('_', '-') for k in MODEL_KEYS[1:])}), no other configuration flag")
+        "a model of flowsim.models or your own (docs/models.md); it takes --seed, --config, the solver and save "
+        f"flags and gradient descent's ({', '.join('--' + k.replace('_', '-') for k in MODEL_KEYS[1:])}: --method gd "
+        "--lr X runs its gradient descent, saved at flow times k lr), no other configuration flag")
     group.add_argument("--model", metavar="SPEC",
                        help="integrate this model instead of the paper's transformer: saxe, zfb or module:factory "
                             "(the module importable from the current directory)")
