@@ -237,6 +237,16 @@ def test_a_model_sweep_batched_by_two_is_the_single_solves(saxe_seeds, tmp_path,
     written = trajectory.stat().st_mtime_ns
     assert cli.main(["sweep", "--config", str(config), "--out", "sw", "--batch", "2", "--quiet"]) == 0
     assert trajectory.stat().st_mtime_ns == written
+    # Ctrl-C in the first batched solve: both points are left interrupted, and the next run of the
+    # sweep finishes them one by one, as the single solves.
+    with monkeypatch.context() as patch:
+        patch.setattr(models.flow, "integrate_batch", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt))
+        assert cli.main(["sweep", "--config", str(config), "--out", "stopped", "--batch", "2", "--quiet"]) == 130
+    assert [models.runs.load(tmp_path / "stopped" / p["path"]).status for p in index["points"]] == ["interrupted"] * 2
+    assert cli.main(["sweep", "--config", str(config), "--out", "stopped", "--batch", "2", "--quiet"]) == 0
+    for point, single in zip(index["points"], singles):
+        with np.load(tmp_path / "stopped" / point["path"] / "trajectory.npz") as saved:
+            assert np.array_equal(saved["loss"], single.observables["loss"])
 
 
 def test_a_batch_is_refused_when_its_members_do_not_match():

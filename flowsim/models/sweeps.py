@@ -123,6 +123,7 @@ def sweep(plan: ModelSweep, out, *, force: bool = False, progress: bool = False,
     (out / POINTS).mkdir(parents=True, exist_ok=True)
     with lock.claim(out):
         index = {}
+        _write(out, definition, index, points)  # a sweep stopped in its first solve is still this sweep's
         for group in _solves(points, batch):
             paths = [out / POINTS / name for name, _, _ in group]
             status = [runs.load(p).status if runs.is_model_run(p) else None for p in paths]
