@@ -189,7 +189,10 @@ def _add_sweep(commands) -> None:
                     "Points that differ only in seed, sigma0 or sigma1 are integrated together in one "
                     "batched solve, split over all JAX devices; each point gets the usual result directory "
                     "under DIR/points/, and DIR/sweep.json and DIR/sweep.npz index them all.  Running it "
-                    "again on the same DIR skips the points already complete (docs/sweeps.md).",
+                    "again on the same DIR skips the points already complete (docs/sweeps.md).  A file "
+                    "with a [model] table sweeps a model of flowsim.models: its flow points that differ "
+                    "only in seed are batched likewise (--batch), each point a model result directory "
+                    "(docs/models.md).",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", metavar="FILE", required=True, help="the sweep file (TOML)")
     p.add_argument("--preset", choices=list(PRESETS), help=f"preset under the file's keys (default: the file's, else {DEFAULT_PRESET})")

@@ -20,8 +20,10 @@ from .core.options import TOLERANCES, DescentOptions, FlowOptions, MarkerOptions
 
 MAX_WIDTH = 10**12  # m, m1: numbers, not array sizes, with the subspace start
 #: The keys of RunConfig that a run of a model of flowsim.models takes (flowsim.models.runs): its
-#: seed, and the flow's solver and save options; the others describe the paper's transformer.
-MODEL_KEYS = ("seed", "t_end", "saves", "grid", "t_first", "chunk", "solver", "rtol", "atol", "max_steps", "precision")
+#: seed, the flow's solver and save options and gradient descent's (method gd); the others
+#: describe the paper's transformer.
+MODEL_KEYS = ("seed", "t_end", "saves", "grid", "t_first", "chunk", "solver", "rtol", "atol", "max_steps", "precision",
+              "method", "lr", "steps")
 
 
 #: Largest configuration or sweep file read (bytes): real ones are a few hundred.

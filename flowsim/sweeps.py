@@ -233,16 +233,25 @@ def sweep(plan: Sweep, out, *, devices=None, batch: int | None = None, progress:
     definition = {"base": plan.base.to_dict(), "grid": {k: list(map(_jsonable, v)) for k, v in plan.grid.items()}}
     if plan.tie:
         definition["tie"] = plan.tie
-    if batch is None:
-        batch = 1 if jax.default_backend() == "cpu" else len(points)
-    if int(batch) != batch or batch < 1:
-        raise UsageError(f"batch must be an integer >= 1, got {shown(batch)}")
+    batch = batch_size(batch, len(points))
     _check_sweep_out(out, definition, force)
     rank, ranks = jax.process_index(), jax.process_count()
     _barrier(ranks, "flowsim sweep checked")  # every process has looked at out before any writes to it
     (out / POINTS).mkdir(parents=True, exist_ok=True)
     with lock.claim(out) if rank == 0 else contextlib.nullcontext():
         return _run(points, out, definition, devices, batch, progress, verdicts, rank, ranks)
+
+
+def batch_size(batch: int | None, points: int) -> int:
+    """Points per batched solve: ``batch``, checked, or by default 1 on a CPU backend (where a
+    batched solve measured slower, :func:`sweep`) and all ``points`` on accelerators."""
+    import jax
+
+    if batch is None:
+        batch = 1 if jax.default_backend() == "cpu" else points
+    if int(batch) != batch or batch < 1:
+        raise UsageError(f"batch must be an integer >= 1, got {shown(batch)}")
+    return int(batch)
 
 
 def _run(points, out, definition, devices, batch, progress, verdicts, rank, ranks) -> dict:

@@ -1,6 +1,8 @@
 """The outside models through the core (flowsim.models.integrate) against their papers' closed forms: Saxe et al. (2014) and Zhang, Frei and Bartlett (2024)."""
 
+import dataclasses
 import functools
+import json
 import sys
 from pathlib import Path
 
@@ -10,7 +12,7 @@ import numpy as np
 import pytest
 
 import flowsim
-from flowsim import models
+from flowsim import cli, models
 from flowsim.models import saxe, zfb
 from flowsim.models.contract import as_trajectory
 
@@ -86,6 +88,177 @@ def test_saxe_closed_forms_solve_eq10():
         uf = np.array([0.01, 0.5 * s, 1.6])
         np.testing.assert_allclose(saxe.mode_curve(saxe.travel_time(u0, uf, s, TAU), s, u0, TAU), uf, rtol=1e-12)
         assert float(saxe.half_learned_time(s, u0, TAU)) == float(saxe.travel_time(u0, 0.5 * s, s, TAU))
+
+
+# --- the gradient-descent baseline and batched solves of a model (Saxe's) ---------------------------
+
+
+def saxe_numpy_descent(model, params, data, lr, steps):
+    """``theta <- theta - lr grad E`` with Eq. (2)'s gradient written out in numpy
+    (``E = |Y - W32 W21 X|^2 / 2 tau``): every iterate, independent of flowsim and of autodiff."""
+    X, Y = np.asarray(data.X), np.asarray(data.Y)
+    W21, W32 = np.asarray(params.W21), np.asarray(params.W32)
+    out = [(W21, W32)]
+    for _ in range(steps):
+        R = Y - W32 @ W21 @ X
+        W21, W32 = W21 + lr * W32.T @ R @ X.T / TAU, W32 + lr * R @ (W21 @ X).T / TAU
+        out.append((W21, W32))
+    return out
+
+
+def test_model_gradient_descent_is_the_plain_descent_loop_at_its_saved_steps():
+    """models.gradient_descent against the numpy loop: the loss, the mode strengths and the last
+    iterate at every saved step k (time k lr) to 1e-12, and each event at the first saved step
+    where the numpy mode strength has reached half its final value."""
+    model = saxe_model()
+    with jax.enable_x64(True):
+        params, data = models.draw(model, 0, "random")
+    lr = 0.05
+    result = models.gradient_descent(model, params, data, lr=lr, t_end=20.0, saves=21, grid="linear")
+    steps = np.round(result.ts / lr).astype(int)
+    assert steps[-1] == 400 and result.stats["steps"] == 400 and result.status == "complete"
+    iterates = saxe_numpy_descent(model, params, data, lr, 400)
+    X, Y = np.asarray(data.X), np.asarray(data.Y)
+    U, V, s = (np.asarray(x) for x in (model.task.U, model.task.V, model.task.s))
+    loss = [0.5 * np.sum((Y - W32 @ W21 @ X) ** 2) / TAU for W21, W32 in (iterates[k] for k in steps)]
+    strengths = np.array([np.diag(U[:, :4].T @ W32 @ W21 @ V[:, :4]) for W21, W32 in (iterates[k] for k in steps)])
+    np.testing.assert_allclose(result.observables["loss"], loss, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(result.observables["mode_strengths"], strengths, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(result.params_final.W21, iterates[-1][0], rtol=0, atol=1e-12)
+    np.testing.assert_allclose(result.params_final.W32, iterates[-1][1], rtol=0, atol=1e-12)
+    for k, name in enumerate(model.event_names):
+        first = np.flatnonzero(strengths[:, k] >= 0.5 * s[k])[0]
+        assert result.events[name] == result.ts[first] and first > 0
+
+
+def test_model_gradient_descent_approaches_the_flow_linearly_in_lr():
+    """From the decoupled start every mode strength of the flow is Eq. (12); gradient descent's
+    deviation from it at the same flow times (every 2 time units to t = 20) halves with lr."""
+    model = saxe_model()
+    with jax.enable_x64(True):
+        params, data = models.draw(model, 0, "decoupled")
+        errors = []
+        for lr in (0.04, 0.02):
+            result = models.gradient_descent(model, params, data, lr=lr, t_end=20.0, save_every=round(2.0 / lr))
+            curves = np.asarray(saxe.mode_curve(result.ts[:, None], np.array(S[:3]), np.array(U0), TAU))
+            errors.append(np.max(np.abs(result.observables["mode_strengths"][:, :3] - curves)))
+    np.testing.assert_allclose(result.ts, np.arange(0.0, 20.1, 2.0), rtol=1e-14)
+    assert errors[1] < 0.05 and 1.7 < errors[0] / errors[1] < 2.3, errors
+
+
+def test_flowsim_integrate_model_method_gd_writes_a_run_that_report_and_plot_read(tmp_path, monkeypatch, capsys):
+    """``flowsim integrate --model saxe --method gd``: run.json records the method, lr and steps,
+    trajectory.npz holds the numpy loop's losses at t = k lr; report and plot read the directory;
+    a bad --lr is one line, exit 2, nothing written."""
+    monkeypatch.chdir(tmp_path)
+    argv = ["integrate", "--model", "saxe", "--scheme", "random", "--method", "gd", "--lr", "0.05", "--t-end", "20",
+            "--saves", "21", "--grid", "linear"]
+    assert cli.main([*argv, "--out", "gd"]) == 0
+    assert "gradient descent: 400 steps at lr 0.05" in capsys.readouterr().out
+    meta = json.loads((tmp_path / "gd" / "run.json").read_text())
+    assert meta["status"] == "complete" and meta["model_name"] == "saxe"
+    assert {k: meta["options"][k] for k in ("method", "lr", "steps", "t_end")} == dict(method="gd", lr=0.05, steps=400,
+                                                                                        t_end=20.0)
+    model = saxe_model()
+    with jax.enable_x64(True):
+        params, data = models.draw(model, 0, "random")
+    iterates = saxe_numpy_descent(model, params, data, 0.05, 400)
+    with np.load(tmp_path / "gd" / "trajectory.npz") as saved:
+        steps = np.round(saved["t"] / 0.05).astype(int)
+        np.testing.assert_allclose(saved["t"], steps * 0.05, rtol=0, atol=0)
+        loss = [0.5 * np.sum((np.asarray(data.Y) - W32 @ W21 @ np.asarray(data.X)) ** 2) / TAU
+                for W21, W32 in (iterates[k] for k in steps)]
+        np.testing.assert_allclose(saved["loss"], loss, rtol=1e-12, atol=1e-12)
+    assert cli.main(["report", "gd"]) == 0 and "saxe.conserved" in capsys.readouterr().out
+    assert cli.main(["plot", "gd"]) == 0 and (tmp_path / "gd" / "plots" / "observables.png").exists()
+    capsys.readouterr()
+    assert cli.main([*argv[:8], "0", "--out", "bad"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--lr: must be a positive finite number" in err and not (tmp_path / "bad").exists()
+
+
+@pytest.fixture(scope="module")
+def saxe_seeds():
+    """The decoupled starts of seeds 0 and 1 (each its own data and Haar rotation) and their single
+    solves at rtol 1e-12 (seed 0's is saxe_run's: one compilation for both)."""
+    model = saxe_model()
+    with jax.enable_x64(True):
+        draws = [models.draw(model, seed, "decoupled") for seed in (0, 1)]
+    singles = [saxe_run("decoupled")[1], models.integrate(model, *draws[1], T_END, saves=101, grid="linear", **TIGHT)]
+    assert abs(singles[0].events["mode1_learned"] - singles[1].events["mode1_learned"]) < 1e-6  # Eq. (11)'s time...
+    assert np.abs(singles[0].params_final.W21 - singles[1].params_final.W21).max() > 0.1      # ...by other weights
+    return model, draws, singles
+
+
+def assert_member_is_single(member, single, names, tol=1e-9):
+    """A batch member against its single solve: every saved observable, the end and the events."""
+    assert member.status == "complete" and np.array_equal(member.ts, single.ts)
+    for k, v in single.observables.items():
+        np.testing.assert_allclose(member.observables[k], v, rtol=0, atol=tol * max(1.0, np.abs(v).max()), err_msg=k)
+    for a, b in zip(jax.tree.leaves(member.params_final), jax.tree.leaves(single.params_final)):
+        np.testing.assert_allclose(a, b, rtol=0, atol=tol)
+    assert all(abs(member.events[k] - single.events[k]) < tol for k in names), (member.events, single.events)
+
+
+def test_a_batch_of_seeds_over_two_devices_is_each_seeds_single_solve(saxe_seeds):
+    """models.integrate_batch of two starts, each with its own data, split over the session's two
+    CPU devices (conftest) against the single solves at the same tolerances (rtol 1e-12): the
+    step size is shared, so equal to well within 1e-9 rather than bit for bit."""
+    model, draws, singles = saxe_seeds
+    devices = jax.local_devices()
+    assert len(devices) == 2
+    batch = models.integrate_batch(model, [p for p, _ in draws], [d for _, d in draws], T_END, saves=101,
+                                   grid="linear", devices=devices, **TIGHT)
+    for member, single in zip(batch, singles):
+        assert_member_is_single(member, single, model.event_names)
+
+
+def test_a_model_sweep_batched_by_two_is_the_single_solves(saxe_seeds, tmp_path, monkeypatch):
+    """``flowsim sweep --batch 2`` over the two seeds: one batched solve (the program of the test
+    above), each point's files those of its single solve to 1e-9; run again, nothing is redone."""
+    model, _, singles = saxe_seeds
+    config = tmp_path / "sweep.toml"
+    config.write_text(f't_end = {T_END}\nsaves = 101\nrtol = 1e-12\natol = 1e-14\nscheme = "decoupled"\n'
+                      f'[model]\nspec = "saxe"\ns = {list(S)}\nu0 = {list(U0)}\n'
+                      '[grid]\nseed = [0, 1]\ngrid = ["linear"]\n')
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["sweep", "--config", str(config), "--out", "sw", "--batch", "2", "--quiet"]) == 0
+    index = json.loads((tmp_path / "sw" / "sweep.json").read_text())
+    assert [p["status"] for p in index["points"]] == ["complete", "complete"]
+    for point, single in zip(index["points"], singles):
+        run = models.runs.load(tmp_path / "sw" / point["path"])
+        assert run.meta["stats"]["solves"] > 3 and run.config.options["method"] == "flow"
+        final = dict(zip(["W21", "W32"], run.result.params_final))
+        assert_member_is_single(dataclasses.replace(run.result, params_final=final),
+                                dataclasses.replace(single, params_final={"W21": single.params_final.W21,
+                                                                          "W32": single.params_final.W32}),
+                                model.event_names)
+    trajectory = tmp_path / "sw" / index["points"][1]["path"] / "trajectory.npz"
+    written = trajectory.stat().st_mtime_ns
+    assert cli.main(["sweep", "--config", str(config), "--out", "sw", "--batch", "2", "--quiet"]) == 0
+    assert trajectory.stat().st_mtime_ns == written
+    # Ctrl-C in the first batched solve: both points are left interrupted, and the next run of the
+    # sweep finishes them one by one, as the single solves.
+    with monkeypatch.context() as patch:
+        patch.setattr(models.flow, "integrate_batch", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt))
+        assert cli.main(["sweep", "--config", str(config), "--out", "stopped", "--batch", "2", "--quiet"]) == 130
+    assert [models.runs.load(tmp_path / "stopped" / p["path"]).status for p in index["points"]] == ["interrupted"] * 2
+    assert cli.main(["sweep", "--config", str(config), "--out", "stopped", "--batch", "2", "--quiet"]) == 0
+    for point, single in zip(index["points"], singles):
+        with np.load(tmp_path / "stopped" / point["path"] / "trajectory.npz") as saved:
+            assert np.array_equal(saved["loss"], single.observables["loss"])
+
+
+def test_a_batch_is_refused_when_its_members_do_not_match():
+    model = saxe_model()
+    with jax.enable_x64(True):
+        params, data = models.draw(model, 0, "random")
+    with pytest.raises(ValueError, match="one data set per member"):
+        models.integrate_batch(model, [params, params], [data], 1.0)
+    with pytest.raises(ValueError, match="share their structure and shapes"):
+        models.integrate_batch(model, [params, jax.tree.map(lambda x: x[:, :2], params)], data, 1.0)
+    with pytest.raises(ValueError, match="same leading member axis"):
+        models.integrate_batch(model, params, data, 1.0)
 
 
 # --- Zhang, Frei and Bartlett: d = 3, correlated inputs, prompts of length N = 10 -----------------

@@ -54,5 +54,11 @@ def make_event(values: Callable, precision: int) -> diffrax.Event:
 
 
 def fired(values, watching):
-    """Flat index of the watched condition that is largest (the one that just crossed zero)."""
-    return jnp.argmax(jnp.where(watching, values, -jnp.inf).reshape(-1))
+    """Which watched conditions fired at the located crossing (a bool array shaped like
+    ``watching``): the largest (the one whose crossing was located) and every other that holds
+    there.  Conditions that cross together (two members of a batch with the same event time,
+    to the bisection's tolerance) are all reported: one left watched while it holds would keep
+    the maximum above zero, and no later crossing of any condition would be seen."""
+    watched = jnp.where(watching, values, -jnp.inf)
+    largest = jnp.arange(watched.size).reshape(watched.shape) == jnp.argmax(watched.reshape(-1))
+    return watching & (largest | (values >= 0))

@@ -22,8 +22,21 @@ import numpy as np
 from jaxtyping import PyTree
 
 from . import aot, programs
+from .contract import AbstractFlowEngine
+from .controller import evaluations_per_step
 from .options import FlowOptions
 from .trajectory import FlowResult
+
+
+@dataclasses.dataclass(frozen=True)
+class Prepared:
+    """A start made ready to integrate: its engine, the start and the run's arguments in the
+    flow's dtype, and the initial state."""
+
+    engine: AbstractFlowEngine
+    start: object
+    args: object  # the engine's run arguments (an equinox module: the transformer's FlowArgs, a model's ModelArgs)
+    y0: PyTree
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,6 +85,27 @@ class Problem:
         return eqx.tree_at(lambda a: a.watching, self.flow_args, watching if self.batched else watching[0])
 
 
+def problem(prepared: list[Prepared], options: FlowOptions, grid, solver, controller, dtype, batched,
+            devices=None) -> Problem:
+    """The loop's fixed inputs for ``prepared`` members; a batch's engines, initial states and the
+    per-member fields of their arguments (those :meth:`~AbstractFlowEngine.args_axes` maps over)
+    stacked along a leading member axis, placed over ``devices``."""
+    engines = [p.engine for p in prepared]
+    args = [p.args for p in prepared]
+    engine, flow_args, y0 = engines[0], args[0], prepared[0].y0
+    if batched:
+        place = programs.member_sharding(devices)
+        stack = lambda trees: place(jax.tree.map(lambda *xs: jnp.stack(xs), *trees))
+        axes = engine.args_axes(batched)
+        per_member = [f.name for f in dataclasses.fields(flow_args) if getattr(axes, f.name) == 0]
+        engine, y0 = stack(engines), stack([p.y0 for p in prepared])
+        flow_args = eqx.tree_at(lambda a: tuple(getattr(a, f) for f in per_member), flow_args,
+                                tuple(stack([getattr(a, f) for a in args]) for f in per_member))
+    return Problem(engines=engines, starts=[p.start for p in prepared], args=args, engine=engine,
+                   flow_args=flow_args, y0=y0, solver=solver, controller=controller, grid=grid,
+                   options=options, per_step=evaluations_per_step(solver), dtype=dtype, batched=batched)
+
+
 @dataclasses.dataclass(frozen=True)
 class Failure:
     """Why and where a run stopped short: a short reason, the full message, and how far it got."""
@@ -118,7 +152,7 @@ class SolveOutput:
     y: PyTree
     finite: bool
     code: int  # programs.SUCCESS, EVENT, ...
-    fired: int  # flat (member, event) index of the event that stopped the solve
+    fired: np.ndarray  # bool, per (member,) event: those that fired where the solve stopped
     steps: np.ndarray  # attempted, accepted, rejected
     dt_next: float
 
@@ -127,7 +161,7 @@ class SolveOutput:
         ts, obs, t, y, finite, code, which, steps, dt = raw
         ts, obs, t, finite, code, which, steps, dt = jax.device_get((ts, obs, t, finite, code, which, steps, dt))
         return cls(ts=ts, observables=obs, t=float(t), y=y, finite=bool(finite), code=int(code),
-                   fired=int(which), steps=steps, dt_next=float(dt))
+                   fired=np.asarray(which, bool), steps=steps, dt_next=float(dt))
 
 
 # -- phases -------------------------------------------------------------------------------------
@@ -200,8 +234,8 @@ def advance(problem: Problem, state: LoopState,
             if rows[i] is None:
                 rows[i] = {k: v[i] for k, v in out.observables.items()}  # (members, ...)
         if out.code == programs.EVENT:
-            b, k = divmod(out.fired, len(problem.event_names))
-            state.events[b][problem.event_names[k]] = out.t
+            for b, k in zip(*np.nonzero(out.fired.reshape(problem.members, -1))):
+                state.events[b][problem.event_names[k]] = out.t
         elif not (out.code == programs.MAX_STEPS and out.finite and state.stats["steps"] < limit):
             break  # done, or failed: a piece that ran out of steps goes on while the run's limit allows
         y, t_a, dt = out.y, out.t, out.dt_next

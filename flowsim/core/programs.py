@@ -42,6 +42,12 @@ def _stack(values: tuple, y) -> jax.Array:
     return jnp.stack(values) if values else jnp.zeros((0,), jax.tree.leaves(y)[0].dtype)
 
 
+def _n_events(args) -> int:
+    """How many events the run has: ``args.watching``'s last axis, not ``len(engine.event_names)``,
+    which a batch's stacked engine may count from its stacked arrays' shapes."""
+    return args.watching.shape[-1]
+
+
 def _lead(tree):
     return jax.tree.map(lambda x: jnp.asarray(x)[None], tree)
 
@@ -89,7 +95,7 @@ def solve(engine, solver, controller, y0, t0, t1, dt0, ts, args, max_steps, prec
     (members stacked on a leading axis of ``engine``, ``y0`` and the per-member parts of
     ``args``) is one ODE with a shared step size.  Returns, for :class:`flowsim.core.loop.SolveOutput`:
     the saved times and observables, the time reached, the state there, whether it is finite,
-    the outcome code, the flat index of the event that fired, step counts and the next step."""
+    the outcome code, the events that fired (:func:`flowsim.crossing.fired`), step counts and the next step."""
     vector_field, observe, values, _ = _member_fns(engine, batched)
     controller = eqx.tree_at(lambda c: (c.dt0, c.pid.norm), controller, (dt0, _error_norm(engine, batched)))
     ravel, unravel = _flattening(y0, batched)
@@ -99,12 +105,12 @@ def solve(engine, solver, controller, y0, t0, t1, dt0, ts, args, max_steps, prec
                                   diffrax.SubSaveAt(t1=True)], controller_state=True)
     sol = diffrax.diffeqsolve(
         diffrax.ODETerm(flat_field), solver, t0, t1, dt0=None, y0=ravel(y0), args=args, saveat=saveat,
-        stepsize_controller=controller, event=make_event(flat_values, precision) if engine.event_names else None,
+        stepsize_controller=controller, event=make_event(flat_values, precision) if _n_events(args) else None,
         max_steps=max_steps, throw=False)
     y1 = unravel(sol.ys[1][0])
     stats = jnp.stack([sol.stats[k] for k in ("num_steps", "num_accepted_steps", "num_rejected_steps")])
     return (sol.ts[0], sol.ys[0], sol.ts[1][0], y1, _finite_tree(y1), _code(sol.result),
-            fired(values(sol.ts[1][0], y1, args), args.watching) if engine.event_names else jnp.zeros((), int), stats,
+            fired(values(sol.ts[1][0], y1, args), args.watching) if _n_events(args) else jnp.zeros((0,), bool), stats,
             sol.controller_state[1])
 
 
@@ -114,7 +120,7 @@ def observe(engine, y, args, batched):
     the event conditions and the start's facts (:func:`flowsim.models.cooccurrence.observables.start_facts`)."""
     _, observe_fn, values, facts = _member_fns(engine, batched)
     t0 = jnp.zeros((), jax.tree.leaves(y)[0].dtype)
-    return observe_fn(None, y, args), values(t0, y, args).reshape(-1, len(engine.event_names)), facts(y, args)
+    return observe_fn(None, y, args), values(t0, y, args).reshape(-1, _n_events(args)), facts(y, args)
 
 
 # Programs that flowsim.core.aot exports return plain tuples: jax.export serializes no custom pytree.

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 # command line (flowsim.models.cli, read by ``flowsim --help``) does not pay for importing JAX.
 _EXPORTS = {
     "contract": ("AbstractModel", "ModelClaim", "Trajectory", "at_most", "in_float64"),
-    "flow": ("check", "check_claims", "draw", "integrate"),
+    "flow": ("check", "check_claims", "draw", "gradient_descent", "integrate", "integrate_batch"),
     "generic": ("GenericEngine", "ModelArgs"),
     "runs": ("ModelConfig", "ModelRun"),
 }

@@ -19,8 +19,9 @@ if TYPE_CHECKING:  # runs and sweeps import JAX, which --help must not
 def add_integrate_options(parser: argparse.ArgumentParser) -> None:
     """``flowsim integrate``'s options for a model (its seed and flow options are the flags it shares)."""
     group = parser.add_argument_group(
-        "a model of flowsim.models or your own (docs/models.md); it takes --seed, --config and the solver and "
-        f"save flags ({', '.join('--' + k.replace('_', '-') for k in MODEL_KEYS[1:])}), no other configuration flag")
+        "a model of flowsim.models or your own (docs/models.md); it takes --seed, --config, the solver and save "
+        f"flags and gradient descent's ({', '.join('--' + k.replace('_', '-') for k in MODEL_KEYS[1:])}: --method gd "
+        "--lr X runs its gradient descent, saved at flow times k lr), no other configuration flag")
     group.add_argument("--model", metavar="SPEC",
                        help="integrate this model instead of the paper's transformer: saxe, zfb or module:factory "
                             "(the module importable from the current directory)")
@@ -115,11 +116,16 @@ def summary(run: runs.ModelRun) -> str:
     events = ", ".join(f"{k} at t = {v:.6g}" if v is not None else f"{k} not reached" for k, v in r.events.items())
     loss = r.observables["loss"]
     s = r.stats
+    if run.config.options.get("method") == "gd":
+        work = f"gradient descent: {s['steps']} steps at lr {run.config.options['lr']:g}"
+    else:
+        work = f"solver steps: {s['steps']} ({s['rejected_steps']} rejected)" + (
+            "" if s["nfev"] is None else f", {s['nfev']} evaluations")
     return "\n".join([
         f"model:        {meta['model_name']} ({run.config.model}), seed {run.config.seed}, scheme {run.config.scheme}",
         f"events:       {events or 'none'} (t_end = {meta['t_end']:g})",
         f"loss:         {loss[0]:.4e} at t = 0 -> {loss[-1]:.4e}",
-        f"solver steps: {s['steps']} ({s['rejected_steps']} rejected)" + ("" if s["nfev"] is None else f", {s['nfev']} evaluations"),
+        work,
         f"wall time:    {meta['wall_time_s']:.1f} s",
         f"files:        {run.path}/ (run.json, trajectory.npz, state.npz)",
     ])
@@ -172,7 +178,10 @@ def plot(args) -> int:
     names = sorted({r.meta["model_name"] for r in loaded})
     title = f"{', '.join(names)}: observables against training time"
     if len(loaded) == 1:
-        title += f"\n{loaded[0].config.model}, seed {loaded[0].config.seed}, scheme {loaded[0].config.scheme}"
+        config = loaded[0].config
+        title += f"\n{config.model}, seed {config.seed}, scheme {config.scheme}"
+        if config.options.get("method") == "gd":
+            title += f", gradient descent at lr {config.options['lr']:g}"
     out = args.out or shell._writable(Path(args.dirs[0]) / "plots", prog, "the figures")
     written = plotting.plot([r.result for r in loaded], out, title=title, labels=args.labels or labels(loaded),
                             logx=not args.linear_time, formats=args.formats, dpi=args.dpi)
@@ -221,16 +230,15 @@ def sweep(args) -> int:
 
     prog = "flowsim sweep"
     _importable_here()
-    given = [o for o, v in (("--preset", args.preset), ("--batch", args.batch), ("--distributed", args.distributed))
-             if v]
+    given = [o for o, v in (("--preset", args.preset), ("--distributed", args.distributed)) if v]
     if given:
-        raise UsageError(f"{given[0]}: belongs to the transformer's sweeps; a model's sweep runs its points one "
-                         "after the other in this process")
+        raise UsageError(f"{given[0]}: belongs to the transformer's sweeps; a model's sweep runs in this process, "
+                         "its batches split over this process's devices")
     plan = sweeps.ModelSweep.from_toml(args.config)
     out = args.out
     try:
         with shell._claimed(out, "sweep-") as out:
-            index = sweeps.sweep(plan, out, force=args.force, progress=not args.quiet)
+            index = sweeps.sweep(plan, out, force=args.force, progress=not args.quiet, batch=args.batch)
     except (OSError, KeyboardInterrupt) as e:
         return shell._exit(e, prog, f"; the finished points are in {out} (run again to continue)")
     done = [p for p in index["points"] if p["status"] == "complete"]

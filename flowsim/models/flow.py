@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable
 
@@ -12,10 +13,10 @@ import numpy as np
 
 from ..core import loop
 from ..core.cache import enable_compilation_cache
-from ..core.contract import SINGLE
-from ..core.controller import evaluations_per_step, make_solver
-from ..core.loop import as_dtype
-from ..core.options import FlowOptions
+from ..core.contract import OWN_DATA, SHARED_DATA, SINGLE
+from ..core.controller import make_solver
+from ..core.loop import Prepared, as_dtype
+from ..core.options import DescentOptions, FlowOptions
 from ..core.resources import STATE_COPIES, check_fits
 from ..core.errors import FlowFailure
 from ..core.trajectory import FlowResult
@@ -23,7 +24,7 @@ from ..core.verdicts import FAILS, HOLDS, Row
 from .contract import AbstractModel, as_trajectory, check_names
 from .generic import GenericEngine, ModelArgs
 
-__all__ = ["check", "check_claims", "draw", "integrate"]
+__all__ = ["check", "check_claims", "draw", "gradient_descent", "integrate"]
 
 
 def draw(model: AbstractModel, seed: int = 0, scheme: str | None = None):
@@ -63,15 +64,8 @@ def integrate(model: AbstractModel, params, data=None, t_end: float | None = Non
     grid = options.times()
     if resume is not None and not np.array_equal(resume.grid, grid):
         raise ValueError("resume: the saved times differ from the run being resumed")
-    solver, controller = make_solver(options.solver)
     with jax.enable_x64(options.precision == 64):
-        dtype, params, data, engine = _cast(model, params, data, options.precision)
-        args = ModelArgs(data=data, ref=engine.model.reference(params, data),
-                         watching=np.ones(len(engine.event_names), bool))
-        problem = loop.Problem(engines=[engine], starts=[params], args=[args], engine=engine, flow_args=args,
-                               y0=jax.device_put(params), solver=solver, controller=controller, grid=grid,
-                               options=options.updated(options, engine="generic"),
-                               per_step=evaluations_per_step(solver), dtype=dtype, batched=SINGLE)
+        problem = _problem(model, [params], [data], options, SINGLE, None)
         state = loop.begin(problem) if resume is None else loop.from_checkpoint(problem, resume)
         [result] = loop.run(problem, state, progress=progress, callback=callback)
     if result.status == "failed":
@@ -79,27 +73,118 @@ def integrate(model: AbstractModel, params, data=None, t_end: float | None = Non
     return result
 
 
+def integrate_batch(model: AbstractModel, params, data=None, t_end: float | None = None, *,
+                    options: FlowOptions | None = None, devices=None, progress: bool = False,
+                    **keywords) -> list[FlowResult]:
+    """Integrate a batch of starts of ``model`` in one solve, as :func:`flowsim.integrate_batch`
+    does the transformer's: ``params`` is a list of starts, or one pytree whose every leaf has a
+    leading member axis; ``data`` is one training set for every member, or a list with one per
+    member (all of the same shapes).
+
+    The members' flows are stacked into one ODE whose vector field, observables and events are
+    vmapped; the step size is shared and controlled by the worst member's error (so each member's
+    trajectory is its single solve's to the tolerances, not bit for bit), and each member has its
+    own events.  ``devices`` (default: one device) splits the members over several JAX devices
+    (the batch must be a multiple of their number).  Takes :func:`integrate`'s options; returns
+    one :class:`FlowResult` per member; if the solve fails, every member's has
+    ``status == "failed"``.
+    """
+    if isinstance(params, list):
+        members = params
+    else:
+        sizes = {np.shape(x)[0] if np.ndim(x) else None for x in jax.tree.leaves(params)}
+        if len(sizes) != 1 or None in sizes:
+            raise ValueError("integrate_batch: params must be a list of starts or a pytree whose every leaf has the "
+                             f"same leading member axis, got leading sizes {sorted(map(str, sizes))}")
+        members = [jax.tree.map(lambda x: x[b], params) for b in range(sizes.pop())]
+    own = isinstance(data, list)
+    datas = data if own else [data]
+    if not members or own and len(datas) != len(members):
+        raise ValueError(f"integrate_batch: give one data set per member ({len(members)}), or one for all")
+    for what, trees in (("params", members), ("data", datas)):
+        shapes = {str(jax.tree.map(np.shape, t)) for t in trees}
+        if len(shapes) > 1:
+            raise ValueError(f"integrate_batch: the members' {what} must share their structure and shapes")
+    if devices is not None and len(members) % len(devices):
+        raise ValueError(f"integrate_batch: {len(members)} members do not split evenly over {len(devices)} devices")
+    options = check(model, members[0], datas[0], t_end, options=options, members=len(members), **keywords)
+    enable_compilation_cache()
+    with jax.enable_x64(options.precision == 64):
+        problem = _problem(model, members, datas, options, OWN_DATA if own else SHARED_DATA, devices)
+        return loop.run(problem, loop.begin(problem), progress=progress)
+
+
+def _problem(model: AbstractModel, members: list, datas: list, options: FlowOptions, batched, devices) -> loop.Problem:
+    """The core loop's problem of these starts (data cycled over them), as the transformer's
+    (:func:`flowsim.core.loop.problem`: a batch stacked on a leading member axis over ``devices``);
+    inside the precision's ``jax.enable_x64``."""
+    solver, controller = make_solver(options.solver)
+    prepared = []
+    for params, data in zip(members, itertools.cycle(datas)):
+        dtype, params, data, engine = _cast(model, params, data, options.precision)
+        prepared.append(Prepared(engine=engine, start=params, args=_args(model, engine, params, data),
+                                 y0=jax.device_put(params)))
+    return loop.problem(prepared, options.updated(options, engine="generic"), options.times(), solver, controller,
+                         dtype, batched, devices)
+
+
 def check(model: AbstractModel, params, data=None, t_end: float | None = None, *,
-          options: FlowOptions | None = None, **keywords) -> FlowOptions:
+          options: FlowOptions | None = None, members: int = 1, **keywords) -> FlowOptions:
     """Refuse, before anything is computed, what :func:`integrate` would refuse: a model that is
     not an :class:`AbstractModel` or whose names collide, unknown or invalid options, parameters
     that are not floating arrays, and a run whose solver state or saved trajectory cannot fit in
-    memory (from shapes alone).  Returns the options :func:`integrate` runs with."""
+    memory (from shapes alone), for ``members`` such runs at once.  Returns the options
+    :func:`integrate` runs with (:func:`gradient_descent`'s for :class:`~flowsim.DescentOptions`)."""
     if not isinstance(model, AbstractModel):
         raise TypeError(f"model must be a flowsim.models.AbstractModel, got {type(model).__name__}")
     check_names(model)
     if t_end is not None:
         keywords["t_end"] = t_end
+    if isinstance(options, DescentOptions):
+        from ..core.descent import saved_steps
+
+        options = DescentOptions.updated(options, **keywords)
+        _check_problem(model, params, data, options.precision, len(saved_steps(options)), members)
+        return options
     options = FlowOptions.updated(options, **keywords)
     if options.engine not in ("auto", "generic"):
         raise ValueError(f"engine must be 'auto' or 'generic' for a model of flowsim.models, got {options.engine!r}")
+    _check_problem(model, params, data, options.precision, len(options.times()), members)
+    return options
+
+
+def _check_problem(model: AbstractModel, params, data, precision: int, saves: int, members: int = 1) -> None:
+    """:func:`check`'s checks of the parameters and the memory a run of ``saves`` saves needs."""
     _check_params(params)
-    with jax.enable_x64(options.precision == 64):
-        dtype, params, data, engine = _cast(model, params, data, options.precision)
+    with jax.enable_x64(precision == 64):
+        dtype, params, data, engine = _cast(model, params, data, precision)
         args = ModelArgs(data=data, ref=jax.eval_shape(engine.model.reference, params, data),
                          watching=np.ones(len(engine.event_names), bool))
-        _check_fits(engine, params, args, len(options.times()), np.dtype(dtype).itemsize)
-    return options
+        _check_fits(engine, params, args, saves, np.dtype(dtype).itemsize, members)
+
+
+def gradient_descent(model: AbstractModel, params, data=None, lr: float | None = None, steps: int | None = None, *,
+                     options: DescentOptions | None = None, progress: bool = False, **keywords) -> FlowResult:
+    """Gradient descent ``theta <- theta - lr grad L(theta)`` on ``model`` from ``params``: the
+    baseline of its flow, with :func:`flowsim.gradient_descent`'s loop (:func:`flowsim.core.descent.descend`).
+
+    Takes :class:`~flowsim.DescentOptions` as an object or keywords: ``lr`` (0.01), ``steps``
+    (default ``round(t_end / lr)``, the flow's horizon ``t_end`` whatever the learning rate),
+    ``t_end``, ``save_every`` or ``saves``/``grid`` (default log-spaced from step 1),
+    ``precision``.  Step ``k`` is saved at flow time ``k lr`` with every observable of the model
+    (``loss``, ``grad_norm2`` and its own); each event is reported at the first saved step where
+    its condition holds (``0.0`` at the start, ``None`` if never), so its resolution is the save
+    grid's.  Raises :class:`~flowsim.FlowFailure` (with the saves up to the last finite one) if
+    the iterates become non-finite.
+    """
+    from ..core.descent import descend
+
+    keywords |= {k: v for k, v in (("lr", lr), ("steps", steps)) if v is not None}
+    options = check(model, params, data, options=DescentOptions.updated(options, **keywords))
+    with jax.enable_x64(options.precision == 64):
+        _, params, data, engine = _cast(model, params, data, options.precision)
+        args = _args(model, engine, params, data)
+        return descend(engine, params, jax.device_put(params), args, options, progress=progress)
 
 
 def _cast(model: AbstractModel, params, data, precision: int):
@@ -120,6 +205,11 @@ def _in_dtype(model: AbstractModel, dtype) -> AbstractModel:
     return jax.tree.map(cast, model)
 
 
+def _args(model: AbstractModel, engine: GenericEngine, params, data) -> ModelArgs:
+    """The run's arguments: the data, the model's reference of the start, every event watched."""
+    return ModelArgs(data=data, ref=engine.model.reference(params, data), watching=np.ones(len(engine.event_names), bool))
+
+
 def _check_params(params) -> None:
     leaves = jax.tree.leaves(params)
     if not leaves:
@@ -130,13 +220,15 @@ def _check_params(params) -> None:
                             f"{np.asarray(x).dtype}")
 
 
-def _check_fits(engine: GenericEngine, params, args: ModelArgs, saves: int, itemsize: int) -> None:
-    """Refuse (one line) a run whose solver state or saved trajectory does not fit, from shapes alone."""
+def _check_fits(engine: GenericEngine, params, args: ModelArgs, saves: int, itemsize: int, members: int) -> None:
+    """Refuse (one line) a run (of ``members`` starts at once) whose solver state or saved
+    trajectory does not fit, from shapes alone."""
     size = sum(math.prod(np.shape(x)) for x in jax.tree.leaves(params))
     one = jax.eval_shape(engine.observe, params, args)
     per_save = sum(math.prod(x.shape) for x in jax.tree.leaves(one))
-    check_fits(itemsize * STATE_COPIES * size + 8 * saves * per_save,
-               f"the flow of model {engine.model.name!r} ({size} parameters, {per_save} observed numbers per save)",
+    batch = f", {members} members" if members > 1 else ""
+    check_fits(members * (itemsize * STATE_COPIES * size + 8 * saves * per_save),
+               f"the flow of model {engine.model.name!r} ({size} parameters, {per_save} observed numbers per save{batch})",
                "save fewer times or choose smaller sizes")
 
 

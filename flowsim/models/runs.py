@@ -39,7 +39,7 @@ from .. import results
 from ..config import MODEL_KEYS, RunConfig, read_toml
 from ..core.errors import DamagedResult, FlowFailure, UsageError
 from ..core.messages import failure, shown
-from ..core.options import FlowOptions
+from ..core.options import DescentOptions, FlowOptions
 from ..runner import RunInterrupted, check_out, default_out, signals_held
 from ..core.trajectory import FlowResult
 from .contract import CORE_OBSERVABLES
@@ -127,8 +127,11 @@ class ModelConfig:
         return cls.make(values["model"], values["sizes"], {**options, "seed": values["seed"], "scheme": values["scheme"]},
                         label=str)
 
-    def flow_options(self) -> FlowOptions:
-        return FlowOptions.make(self.options)
+    def flow_options(self) -> FlowOptions | DescentOptions:
+        """The options of the run's method: the flow's, or gradient descent's (``method = "gd"``),
+        each taking the keys it knows (a flow has no learning rate, a descent no solver)."""
+        kind = DescentOptions if self.options.get("method") == "gd" else FlowOptions
+        return kind.make({k: v for k, v in self.options.items() if k in kind.keywords()})
 
     def build(self):
         """The model its factory builds from the sizes (a one-line :class:`UsageError` for a spec,
@@ -163,7 +166,7 @@ class ModelConfig:
         """The scheme written out and the options resolved (tolerances), as run.json records them."""
         flat = self.flow_options().flat()
         return dataclasses.replace(self, scheme=self.scheme or model.SCHEMES[0],
-                                   options={k: flat[k] for k in SHARED if k != "seed"})
+                                   options={k: flat[k] for k in SHARED if k != "seed" and k in flat})
 
 
 def parse_option(text: str) -> tuple[str, Any]:
@@ -217,16 +220,11 @@ def run(config: ModelConfig, out=None, *, force: bool = False, progress: bool = 
     :class:`~flowsim.runner.RunInterrupted` raised (finish it with :func:`resume`); a solver
     failure writes what was computed and re-raises :class:`~flowsim.FlowFailure`; an
     ``OSError`` (a full disk) leaves the last checkpoint, resumable."""
-    from .flow import check
-
     if out is not None:
         out = check_out(out, force)
     model = config.build()
     params, data = config.draw(model)
-    try:
-        check(model, params, data, options=config.flow_options())
-    except (TypeError, ValueError) as e:
-        raise UsageError(f"model {config.model!r}: {e}") from None
+    _checked(config, model, params, data)
     config = config.resolved(model)
     out = default_out() if out is None else out
     try:
@@ -237,6 +235,85 @@ def run(config: ModelConfig, out=None, *, force: bool = False, progress: bool = 
         check_out(out, force)
         clear(out)
         return _Writer(out, config, model, params, data).execute(None, 0.0, progress)
+
+
+def run_batch(configs: list[ModelConfig], outs: list, *, devices=None, progress: bool = False) -> list[ModelRun]:
+    """Integrate the points ``configs`` (one model and options; seeds apart) as one batched solve
+    (:func:`flowsim.models.integrate_batch`, the batch padded to a multiple of the ``devices``
+    and split over them), each into its result directory ``outs[i]`` (replacing a model run's
+    files there), as :func:`run` would write it.  Each directory is marked running before the
+    solve, so an interrupted batch leaves points that :func:`resume` finishes one by one; if the
+    solve fails or the model's code raises, every point is recorded as failed."""
+    from .flow import integrate_batch
+
+    model = configs[0].build()
+    drawn = [c.draw(model) for c in configs]
+    devices = list(devices or [None])
+    padded = drawn + [drawn[-1]] * (-len(drawn) % len(devices))
+    options = configs[0].flow_options()
+    _checked(configs[0], model, *drawn[0], members=len(padded))
+    with contextlib.ExitStack() as held:
+        writers = []
+        for config, out, (params, data) in zip(configs, outs, drawn):
+            out = Path(out)
+            out.mkdir(parents=True, exist_ok=True)
+            held.enter_context(lock.claim(out))
+            clear(out)
+            writers.append(_Writer(out, config.resolved(model), model, params, data))
+        with signals_held():
+            for w in writers:
+                w.save(None, 0.0)
+        started = time.perf_counter()
+        wall = lambda: (time.perf_counter() - started) / len(writers)
+        data = [d for _, d in padded]
+        try:
+            with _recorded(writers, wall):
+                done = integrate_batch(model, [p for p, _ in padded], None if all(d is None for d in data) else data,
+                                       options=options, devices=None if len(devices) < 2 else devices,
+                                       progress=progress)
+        except FlowFailure:
+            pass  # recorded as failed in every point's directory
+        else:
+            with signals_held():
+                for w, result in zip(writers, done):
+                    w.save(result, wall())
+    return [load(out) for out in outs]
+
+
+def _checked(config: ModelConfig, model, params, data, members: int = 1) -> None:
+    """:func:`flowsim.models.check` of a configuration's run (``members`` at once), refusals as one line."""
+    from .flow import check
+
+    try:
+        check(model, params, data, options=config.flow_options(), members=members)
+    except (TypeError, ValueError) as e:
+        raise UsageError(f"model {config.model!r}: {e}") from None
+
+
+@contextlib.contextmanager
+def _recorded(writers: list[_Writer], wall) -> None:
+    """What a run raises, recorded in its directories (``writers``'): Ctrl-C marks them
+    interrupted and raises :class:`RunInterrupted`; a write error marks them interrupted (their
+    last checkpoint is kept); an error of the model's code inside the solve marks them failed
+    and raises :class:`~flowsim.FlowFailure`; a FlowFailure is the caller's to save."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        with signals_held():
+            messages = [results.mark_interrupted(w.out, wall(), kind=KIND) for w in writers]
+        raise RunInterrupted(messages[0], writers[0].out) from None
+    except FlowFailure:
+        raise
+    except OSError as e:
+        with contextlib.suppress(OSError, UsageError), signals_held():
+            for w in writers:
+                results.mark_interrupted(w.out, wall(), f"stopped by a write error ({e.strerror})", kind=KIND)
+        raise
+    except Exception as e:  # the model's code raised inside the solve: the run ends as failed
+        with contextlib.suppress(OSError, UsageError), signals_held():
+            for w in writers:
+                results.mark(w.out, "failed", failure(e), wall(), kind=KIND)
+        raise FlowFailure(failure(e), None) from e
 
 
 def resume(path, *, progress: bool = False) -> ModelRun:
@@ -294,7 +371,7 @@ class _Writer:
         self.observables = CORE_OBSERVABLES | model.OBSERVABLES
 
     def execute(self, checkpoint: FlowResult | None, wall_before: float, progress: bool) -> ModelRun:
-        from .flow import integrate
+        from .flow import gradient_descent, integrate
 
         started = time.perf_counter()
         wall = lambda: wall_before + time.perf_counter() - started
@@ -304,25 +381,20 @@ class _Writer:
                 self.save(result, wall())
 
         try:
-            if checkpoint is None:
-                save(None)
-            result = integrate(self.model, self.params, self.data_tree, options=self.config.flow_options(),
-                               progress=progress, callback=save, resume=checkpoint)
-        except KeyboardInterrupt:
-            with signals_held():
-                message = results.mark_interrupted(self.out, wall(), kind=KIND)
-            raise RunInterrupted(message, self.out) from None
+            with _recorded([self], wall):
+                if checkpoint is None:
+                    save(None)
+                options = self.config.flow_options()
+                if isinstance(options, DescentOptions):  # one compiled loop: no checkpoints, a resume starts again
+                    result = gradient_descent(self.model, self.params, self.data_tree, options=options,
+                                              progress=progress)
+                else:
+                    result = integrate(self.model, self.params, self.data_tree, options=options, progress=progress,
+                                       callback=save, resume=checkpoint)
         except FlowFailure as e:
-            save(e.result)
+            if e.result is not None:
+                save(e.result)
             raise
-        except OSError as e:
-            with contextlib.suppress(OSError, UsageError), signals_held():
-                results.mark_interrupted(self.out, wall(), f"stopped by a write error ({e.strerror})", kind=KIND)
-            raise
-        except Exception as e:  # the model's code raised inside the solve: the run ends as failed
-            with contextlib.suppress(OSError, UsageError), signals_held():
-                results.mark(self.out, "failed", failure(e), wall(), kind=KIND)
-            raise FlowFailure(failure(e), None) from e
         save(result)
         return load(self.out)
 
@@ -353,7 +425,7 @@ class _Writer:
             # the last run.json leaves a running run whose start still checks out.
             results.atomic_write(out / STATE, lambda f: results.write_npz(f, self.start | final))
         options = self.config.flow_options()
-        n_chunks = math.ceil((options.save.saves - 1) / options.save.chunk)
+        n_chunks = 1 if isinstance(options, DescentOptions) else math.ceil((options.save.saves - 1) / options.save.chunk)
         results.write_json(out / RUN_JSON, {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
@@ -385,6 +457,15 @@ def load(path) -> ModelRun:
         raise
     except (OSError, KeyError, TypeError, ValueError, IndexError, zipfile.BadZipFile) as e:
         raise DamagedResult(f"{path} is a damaged model result directory ({type(e).__name__}: {e})") from None
+
+
+def saved_times(options: FlowOptions | DescentOptions) -> np.ndarray:
+    """The times a run of ``options`` saves at: the flow's, or a descent's saved steps times its learning rate."""
+    if isinstance(options, DescentOptions):
+        from ..core.descent import saved_steps
+
+        return saved_steps(options) * options.lr
+    return options.times()
 
 
 def _check(path: Path, name: str, arrays: dict, meta: dict, key: str) -> None:
@@ -441,13 +522,14 @@ def _load(path: Path, meta: dict) -> ModelRun:
                               f"{meta['chunks_done']}; the directory is damaged")
     ts = rows.pop("t")
     rows = _ordered(rows, meta["observables"])
-    grid = options.times()
+    grid = saved_times(options)
     if {len(v) for v in rows.values()} | {len(ts)} != {n} or not np.array_equal(ts, grid[:n]):
         raise DamagedResult(f"{path}: the saved rows are not the {n} saved times of the options in {RUN_JSON}; "
                           "the directory is damaged")
     result = FlowResult(ts=ts, observables=rows, events=meta["events"], stats=meta["stats"], params_init=init,
                         params_final=final, t_reached=meta["t_reached"], status=meta["status"],
                         message=meta["message"], grid=grid, chunks_done=meta["chunks_done"], state=leaves,
-                        options=dataclasses.replace(options, engine="generic"), dt_next=dt_next,
+                        options=options if isinstance(options, DescentOptions) else
+                        dataclasses.replace(options, engine="generic"), dt_next=dt_next,
                         start_facts=meta["start_facts"] or {})
     return ModelRun(path=path, config=config, meta=meta, init=init, result=result)

@@ -14,7 +14,7 @@ from ..config import read_toml
 from ..core.errors import FlowFailure, UsageError
 from ..core.messages import shown
 from ..sweepdir import INDEX_JSON, POINTS, read_index
-from ..sweeps import check_lists, check_size, point_name
+from ..sweeps import batch_size, check_lists, check_size, point_name
 from . import runs
 
 FORMAT = "flowsim-model-sweep"
@@ -93,11 +93,22 @@ def _point(base: runs.ModelConfig, values: Mapping[str, Any], label) -> runs.Mod
     return runs.ModelConfig.make(base.model, {**base.sizes, **sizes}, {**options, **run_keys}, label=label)
 
 
-def sweep(plan: ModelSweep, out, *, force: bool = False, progress: bool = False) -> dict:
+def sweep(plan: ModelSweep, out, *, force: bool = False, progress: bool = False, batch: int | None = None,
+          devices=None) -> dict:
     """Run every point of ``plan`` into ``out/points/NAME/`` and write the index ``out/sweep.json``
     (each point's status, events, final loss and claim verdicts); returns the index.  The models
-    are built before anything is written.  Run again on the same ``out``, it skips the points
-    that ended (complete or failed) and finishes those that were interrupted."""
+    are built before anything is written.
+
+    Points of a flow that differ only in their seed (the same model, sizes and options: the same
+    shapes and solver settings) are integrated together, up to ``batch`` per solve
+    (:func:`flowsim.models.integrate_batch`; default 1 on CPU, all of them on accelerators, as
+    the transformer's sweeps), split over ``devices`` (default: this process's
+    ``jax.local_devices()``; the batch is padded to a multiple of their number); a batch that
+    fails is recorded as failed for its points.  Gradient-descent points run one by one.  Run
+    again on the same ``out``, it skips the points that ended (complete or failed) and finishes
+    those that were interrupted, one by one."""
+    import jax
+
     points = plan.points()
     models = {}
     for _, _, config in points:  # a size or scheme the model refuses is refused before anything is written
@@ -105,25 +116,46 @@ def sweep(plan: ModelSweep, out, *, force: bool = False, progress: bool = False)
         if key not in models:
             models[key] = config.build()
         config.check_scheme(models[key])
+    batch = batch_size(batch, len(points))
+    devices = list(jax.local_devices()) if devices is None else list(devices)
     out = Path(out)
     definition = plan.definition()
     _check_out(out, definition, force)
     (out / POINTS).mkdir(parents=True, exist_ok=True)
     with lock.claim(out):
         index = {}
-        for name, values, config in points:
-            path = out / POINTS / name
-            status = runs.load(path).status if runs.is_model_run(path) else None
-            if status in ("running", "interrupted"):
-                runs.resume(path, progress=progress)
-            elif status is None:
+        _write(out, definition, index, points)  # a sweep stopped in its first solve is still this sweep's
+        for group in _solves(points, batch):
+            paths = [out / POINTS / name for name, _, _ in group]
+            status = [runs.load(p).status if runs.is_model_run(p) else None for p in paths]
+            fresh = [(point, path) for point, path, s in zip(group, paths, status) if s is None]
+            for path, s in zip(paths, status):
+                if s in ("running", "interrupted"):
+                    runs.resume(path, progress=progress)
+            if len(fresh) > 1:
+                runs.run_batch([c for (_, _, c), _ in fresh], [p for _, p in fresh], devices=devices,
+                               progress=progress)
+            elif fresh:
                 try:
-                    runs.run(config, path, force=True, progress=progress)
+                    runs.run(fresh[0][0][2], fresh[0][1], force=True, progress=progress)
                 except FlowFailure:
                     pass  # recorded in the point's directory as failed
-            index[name] = _entry(path, name, values)
-            _write(out, definition, index)
-    return {"definition": definition, "points": list(index.values())}
+            for (name, values, _), path in zip(group, paths):
+                index[name] = _entry(path, name, values)
+            _write(out, definition, index, points)
+    return {"definition": definition, "points": _in_order(index, points)}
+
+
+def _solves(points, batch: int) -> list[list]:
+    """The points in solves of at most ``batch``: those of a flow that differ only in their seed
+    together, in first-appearance order; each gradient-descent point alone."""
+    groups: dict[str, list] = {}
+    for point in points:
+        config = point[2]
+        alone = config.options.get("method") == "gd"
+        key = results.config_digest(dataclasses.replace(config, seed=0)) if not alone else point[0]
+        groups.setdefault(key, []).append(point)
+    return [g[i:i + batch] for g in groups.values() for i in range(0, len(g), batch)]
 
 
 def _check_out(out: Path, definition: dict, force: bool) -> None:
@@ -152,8 +184,13 @@ def _entry(path: Path, name: str, values: dict) -> dict:
     return entry
 
 
-def _write(out: Path, definition: dict, index: dict) -> None:
-    results.write_json(out / INDEX_JSON, {"format": FORMAT, "definition": definition, "points": list(index.values())})
+def _in_order(index: dict, points) -> list[dict]:
+    """The index's entries in the grid's order (batches may finish points out of it)."""
+    return [index[name] for name, _, _ in points if name in index]
+
+
+def _write(out: Path, definition: dict, index: dict, points) -> None:
+    results.write_json(out / INDEX_JSON, {"format": FORMAT, "definition": definition, "points": _in_order(index, points)})
 
 
 def is_model_sweep(path) -> bool:

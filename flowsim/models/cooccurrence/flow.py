@@ -14,14 +14,14 @@ from jaxtyping import PyTree
 
 from ...core import aot, loop, programs
 from ...core.cache import enable_compilation_cache
-from ...core.controller import evaluations_per_step, make_solver
+from ...core.controller import make_solver
 from .data import Dataset, sample_test_set
 from .engines import ENGINES, AbstractEngine, FlowArgs, Reference, Sizes, check_memory, make_engine, \
     memory_estimate, resolve_engine
 from .events import EVENT_NAMES, markers_of
 from .observables import check_saves_fit, saves_bytes
 from ...core.resources import check_fits
-from ...core.loop import as_dtype
+from ...core.loop import Prepared, as_dtype
 from .model import Params
 from ...core.options import FlowOptions, MarkerOptions
 from .subspace import SubspaceStart, rank_bound
@@ -198,17 +198,6 @@ def _saves(options: FlowOptions) -> int:
     return len(options.save.ts) if options.save.ts is not None else options.save.saves
 
 
-@dataclasses.dataclass(frozen=True)
-class Prepared:
-    """A start made ready to integrate: its engine, the start and the arguments in the flow's
-    dtype, and the initial state."""
-
-    engine: AbstractEngine
-    start: object
-    args: FlowArgs
-    y0: PyTree
-
-
 def prepare(start, dataset: Dataset, *, dtype, engine: str = "params", markers: MarkerOptions = MarkerOptions(),
             test_set: Dataset | None = None, n_test: int = FlowOptions.n_test, test_key=None) -> Prepared:
     """Cast a start and its data to ``dtype``, build the engine, the :class:`FlowArgs` that its
@@ -277,25 +266,6 @@ def _integrate(members, datasets, options: FlowOptions, batched, *, test_sets=No
         tests = test_sets or [test_set or _default_test_set(as_dtype(datasets[0], dtype), options.n_test, test_key)]
         prepared = [prepare(p, data, dtype=dtype, engine=options.engine, markers=options.markers, test_set=test)
                     for p, data, test in zip(members, itertools.cycle(datasets), itertools.cycle(tests))]
-        problem = _problem(prepared, options, grid, solver, controller, dtype, batched, devices)
+        problem = loop.problem(prepared, options, grid, solver, controller, dtype, batched, devices)
         state = loop.begin(problem) if resume is None else loop.from_checkpoint(problem, resume)
         return loop.run(problem, state, progress=progress, callback=callback)
-
-
-def _problem(prepared: list[Prepared], options, grid, solver, controller, dtype, batched, devices) -> loop.Problem:
-    """The loop's fixed inputs; a batch's engines, initial states and per-member arguments
-    stacked along a leading member axis (placed over ``devices``)."""
-    engines = [p.engine for p in prepared]
-    args = [p.args for p in prepared]
-    engine, flow_args, y0 = engines[0], args[0], prepared[0].y0
-    if batched:
-        place = programs.member_sharding(devices)
-        stack = lambda trees: place(jax.tree.map(lambda *xs: jnp.stack(xs), *trees))
-        axes = engine.args_axes(batched)
-        per_member = [f.name for f in dataclasses.fields(FlowArgs) if getattr(axes, f.name) == 0]
-        engine, y0 = stack(engines), stack([p.y0 for p in prepared])
-        flow_args = eqx.tree_at(lambda a: tuple(getattr(a, f) for f in per_member), flow_args,
-                                tuple(stack([getattr(a, f) for a in args]) for f in per_member))
-    return loop.Problem(engines=engines, starts=[p.start for p in prepared], args=args, engine=engine,
-                        flow_args=flow_args, y0=y0, solver=solver, controller=controller, grid=grid,
-                        options=options, per_step=evaluations_per_step(solver), dtype=dtype, batched=batched)

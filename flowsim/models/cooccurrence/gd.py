@@ -2,87 +2,16 @@
 
 from __future__ import annotations
 
-import equinox as eqx
 import jax
 import jax.numpy as jnp
-import numpy as np
 
+from ...core.descent import descend, saved_steps
+from ...core.options import DescentOptions
+from ...core.trajectory import FlowResult
 from .data import Dataset
-from .events import EVENT_NAMES, event_values
 from .flow import check_problem, prepare
 from .model import Params
-from .observables import check_saves_fit, observables, start_facts, start_record
-from ...core.checks import integer
-from ...core.options import DescentOptions, SaveOptions, save_times
-from ...core.errors import FlowFailure
-from ...core.trajectory import FlowResult
-
-
-def save_steps(steps: int, saves: int = SaveOptions.saves, grid: str = SaveOptions.grid) -> np.ndarray:
-    """The step numbers at which gradient descent saves: ``0``, then up to ``saves - 1`` distinct
-    steps up to ``steps``, log-spaced from step 1 (so Phase 1 is resolved step by step) or evenly
-    spaced."""
-    integer(1)(steps, "steps")
-    if steps == 1:
-        return np.array([0, 1])
-    t = save_times(float(steps), saves, grid, t_first=1.0 if grid == "log" else None)
-    return np.unique(np.round(t).astype(np.int64))
-
-
-#: Most gradient steps in one call of the compiled descent: a longer descent goes in pieces, with its
-#: progress shown between them (a piece of the paper preset takes about a second on 2 cores).
-PIECE_STEPS = 2048
-#: Entries (a save, or a stretch of steps before one) per call: the compiled loop's one shape.
-PIECE_ENTRIES = 16
-
-
-@eqx.filter_jit
-def _descend(engine, y0, ok0, args, counts, times, lr):
-    """An outer ``lax.scan`` over entries; each an inner loop of ``counts[k]`` steps, then the
-    observables and event values there, at flow time ``times[k]``.
-
-    Once an iterate or its loss is non-finite the carry keeps the last finite state and stops
-    stepping, so that a diverging run still returns where it was last finite.
-    """
-
-    def step(_, y):
-        return jax.tree.map(lambda x, v: x + lr * v, y, engine.vector_field(None, y, args))
-
-    def between_saves(carry, xs):
-        (y, ok), (count, t) = carry, xs
-        y_new = jax.lax.fori_loop(0, jnp.where(ok, count, 0), step, y)
-        obs = observables(engine, y_new, args)
-        finite = [jnp.all(jnp.isfinite(x)) for x in (*jax.tree.leaves(y_new), obs["loss"])]
-        ok = ok & jnp.all(jnp.stack(finite))
-        y = jax.tree.map(lambda a, b: jnp.where(ok, a, b), y_new, y)
-        return (y, ok), (obs, jnp.stack(event_values(engine, t, y_new, args)), ok)
-
-    return jax.lax.scan(between_saves, (y0, ok0), (counts, times))
-
-
-#: The start's facts (flowsim.models.cooccurrence.observables.start_facts), one small compiled program.
-_start_facts = eqx.filter_jit(start_facts)
-
-
-def pieces(at: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
-    """The calls of :func:`_descend` that save at steps ``at``: per call, :data:`PIECE_ENTRIES`
-    step counts (at most :data:`PIECE_STEPS` in all, a long stretch between two saves split over
-    several entries, zeros as padding) and which entries are saves."""
-    entries = []
-    for gap in np.diff(at, prepend=0):
-        while gap > PIECE_STEPS:
-            entries.append((PIECE_STEPS, False))
-            gap -= PIECE_STEPS
-        entries.append((int(gap), True))
-    calls, current = [], []
-    for entry in entries:
-        if current and (len(current) == PIECE_ENTRIES or sum(c for c, _ in current) + entry[0] > PIECE_STEPS):
-            calls.append(current)
-            current = []
-        current.append(entry)
-    calls.append(current)
-    padded = [call + [(0, False)] * (PIECE_ENTRIES - len(call)) for call in calls]
-    return [(np.array([c for c, _ in call]), np.array([s for _, s in call])) for call in padded]
+from .observables import check_saves_fit
 
 
 def gradient_descent(
@@ -107,12 +36,12 @@ def gradient_descent(
     that override it: ``lr``, ``steps``, ``t_end``, ``save_every``, ``saves``, ``grid``,
     ``precision``, the markers' constants (:class:`~flowsim.core.options.MarkerOptions`),
     ``n_test``.  Step ``k`` is saved at time ``t = k lr``, the flow time it approximates (spec 3).  Saves are every ``save_every`` steps (plus the last step), or else at
-    :func:`save_steps` (``saves`` points on a ``grid``, default log-spaced from step 1).  Each
+    :func:`flowsim.core.descent.save_steps` (``saves`` points on a ``grid``, default log-spaced from step 1).  Each
     event of :mod:`flowsim.models.cooccurrence.events` is reported at the first saved step at which its condition
     holds (``0.0`` if at the start, ``None`` if never), so its resolution is the save grid's.
     ``stats`` counts ``steps`` taken and ``nfev`` (gradient evaluations, one per step).
 
-    The steps run as one compiled loop, called on pieces of at most :data:`PIECE_STEPS` steps;
+    The steps run as one compiled loop, called on pieces of at most :data:`flowsim.core.descent.PIECE_STEPS` steps;
     ``progress`` shows a progress bar (steps, their rate, the flow time reached) between them.
 
     Raises :class:`flowsim.FlowFailure`, holding the saves up to the last finite one, if the
@@ -121,63 +50,9 @@ def gradient_descent(
     keywords |= {k: v for k, v in (("lr", lr), ("steps", steps)) if v is not None}
     options = DescentOptions.updated(options, **keywords)
     check_problem(params, dataset, test_set, starts=(Params,))  # descent steps the four matrices
-    check_saves_fit(options.save.saves if options.save_every is None else options.steps // options.save_every + 2,
-                    params.d)
-    if options.save_every is None:
-        at = save_steps(options.steps, options.save.saves, options.save.grid)
-    else:
-        at = np.unique(np.append(np.arange(0, options.steps + 1, options.save_every), options.steps))
-
+    check_saves_fit(len(saved_steps(options)), params.d)
     with jax.enable_x64(options.precision == 64):
         dtype = jnp.float64 if options.precision == 64 else jnp.float32
         ready = prepare(params, dataset, dtype=dtype, markers=options.markers, test_set=test_set,
                         n_test=options.n_test, test_key=test_key)
-        bar = _progress_bar(options) if progress else None
-        carry, kept = (ready.y0, jnp.asarray(True)), []
-        try:
-            # A first "save after 0 steps" records the start inside the same compiled loop.
-            done = 0
-            for counts, saved in pieces(at):
-                times = (done + np.cumsum(counts)) * options.lr
-                done += int(counts.sum())
-                carry, out = _descend(ready.engine, *carry, ready.args, jnp.asarray(counts), jnp.asarray(times, dtype),
-                                      jnp.asarray(options.lr, dtype))
-                kept.append(jax.tree.map(lambda x: np.asarray(x)[saved], out))
-                if bar is not None:
-                    bar.update(int(counts.sum()))
-                    bar.set_postfix_str(f"t={bar.n * options.lr:.4g} loss={kept[-1][0]['loss'][-1]:.3e}"
-                                        if saved.any() else f"t={bar.n * options.lr:.4g}")
-        finally:
-            if bar is not None:
-                bar.close()
-        y = carry[0]
-        obs, values, ok = jax.tree.map(lambda *xs: np.concatenate(xs), *kept)
-        facts = jax.tree.map(np.asarray, _start_facts(ready.engine, ready.y0, ready.args))
-        params_final = ready.engine.to_params(y, ready.args)
-
-    ts = at * options.lr
-    n_ok = len(ts) if ok.all() else int(np.argmin(ok))
-    # Gradients evaluated: up to the last step, or up to the save at which the iterates blew up.
-    nfev = int(at[min(n_ok, len(at) - 1)])
-    events = {}
-    for j, name in enumerate(EVENT_NAMES):
-        held = np.flatnonzero(values[:n_ok, j] >= 0)
-        events[name] = float(ts[held[0]]) if held.size else None
-    result = FlowResult(
-        ts=ts[:n_ok], observables={k: v[:n_ok] for k, v in obs.items()}, events=events,
-        stats=dict(steps=nfev, nfev=nfev), params_init=jax.tree.map(np.asarray, ready.start),
-        params_final=jax.tree.map(np.asarray, params_final), t_reached=float(ts[n_ok - 1]),
-        status="complete" if n_ok == len(ts) else "failed",
-        message="" if n_ok == len(ts) else "non-finite iterates", grid=ts, chunks_done=1,
-        state=y, options=options, start_facts=start_record(facts, ready.start, dataset),
-    )
-    if n_ok < len(ts):
-        raise FlowFailure(f"gradient descent diverged between steps {at[n_ok - 1]} and {at[n_ok]} "
-                          f"(lr={options.lr}): non-finite iterates", result)
-    return result
-
-
-def _progress_bar(options: DescentOptions):
-    from tqdm.auto import tqdm
-
-    return tqdm(total=options.steps, unit="step", desc="gd", leave=False)
+        return descend(ready.engine, ready.start, ready.y0, ready.args, options, progress=progress)
