@@ -5,6 +5,7 @@ import functools
 import json
 import sys
 from pathlib import Path
+from typing import ClassVar
 
 import equinox as eqx
 import jax
@@ -456,3 +457,40 @@ def test_a_float32_flow_computes_in_float32_without_asking_for_float64():
     assert u.dtype == np.float32
     curve = np.asarray(saxe.mode_curve(result.ts[:, None], np.asarray(S)[:3], u[0, :3].astype(float), TAU))
     assert np.max(np.abs(u[:, :3] / curve - 1)) < 1e-4
+
+
+class _Decay(models.AbstractModel):
+    """The least a model needs (no events, observables, claims or reference): a quadratic loss
+    0.5 sum_i a_i (w_i - c_i)^2, whose flow is w_i(t) = c_i + (w_i(0) - c_i) e^{-a_i t}."""
+
+    name: ClassVar[str] = "decay"
+    SCHEMES: ClassVar[tuple[str, ...]] = ("ones",)
+    OBSERVABLES: ClassVar[dict[str, str]] = {}
+
+    def sample_data(self, key):
+        return {"a": jax.numpy.array([0.5, 1.0, 2.0]), "c": jax.numpy.array([1.0, -2.0, 3.0])}
+
+    def init(self, key, scheme):
+        return {"w": jax.numpy.ones(3)}
+
+    def loss(self, params, data):
+        return 0.5 * jax.numpy.sum(data["a"] * (params["w"] - data["c"]) ** 2)
+
+    def claims(self):
+        return ()
+
+
+def test_a_model_with_only_the_required_methods_follows_its_closed_form():
+    """The contract's defaults (no events, no observables, no reference) integrate: the flow of
+    a quadratic loss matches its exponential closed form at every save; the core observables
+    loss and grad_norm2 match theirs."""
+    model = _Decay()
+    with jax.enable_x64(True):
+        params, data = models.draw(model, 0)
+        result = models.integrate(model, params, data, 6.0, saves=13, grid="linear", **TIGHT)
+    a, c = np.array([0.5, 1.0, 2.0]), np.array([1.0, -2.0, 3.0])
+    w = c + (1.0 - c) * np.exp(-np.outer(result.ts, a))
+    assert result.events == {} and result.status == "complete"
+    np.testing.assert_allclose(np.asarray(result.params_final["w"]), w[-1], rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(result.observables["loss"], 0.5 * np.sum(a * (w - c) ** 2, axis=1), rtol=1e-8, atol=1e-14)
+    np.testing.assert_allclose(result.observables["grad_norm2"], np.sum((a * (w - c)) ** 2, axis=1), rtol=1e-8, atol=1e-14)

@@ -120,7 +120,7 @@ def observe(engine, y, args, batched):
     the event conditions and the start's facts (:func:`flowsim.models.cooccurrence.observables.start_facts`)."""
     _, observe_fn, values, facts = _member_fns(engine, batched)
     t0 = jnp.zeros((), jax.tree.leaves(y)[0].dtype)
-    return observe_fn(None, y, args), values(t0, y, args).reshape(-1, _n_events(args)), facts(y, args)
+    return observe_fn(None, y, args), jnp.atleast_2d(values(t0, y, args)), facts(y, args)
 
 
 # Programs that flowsim.core.aot exports return plain tuples: jax.export serializes no custom pytree.
