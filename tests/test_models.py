@@ -494,3 +494,23 @@ def test_a_model_with_only_the_required_methods_follows_its_closed_form():
     np.testing.assert_allclose(np.asarray(result.params_final["w"]), w[-1], rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(result.observables["loss"], 0.5 * np.sum(a * (w - c) ** 2, axis=1), rtol=1e-8, atol=1e-14)
     np.testing.assert_allclose(result.observables["grad_norm2"], np.sum((a * (w - c)) ** 2, axis=1), rtol=1e-8, atol=1e-14)
+
+
+def test_an_identity_of_the_flow_is_judged_to_the_solvers_own_accuracy():
+    """A trajectory 1e-7 off Eq. (12) is refused when solved at rtol 1e-12 and accepted at rtol
+    1e-8 (100 rtol = 1e-6); without a solver (gradient descent, rtol NaN) the stated 1e-8
+    holds; a name the trajectory reserves cannot be an observable."""
+    model = saxe_model()
+    t = np.linspace(0.0, 20.0, 41)
+    with jax.enable_x64(True):
+        u = np.asarray(saxe.mode_curve(t[:, None], np.array(S[:3]), np.array(U0), TAU)) * (1 + 1e-7)
+    traj = {"t": t, "mode_strengths": np.c_[u, np.zeros(41)], "half_learned": np.ones(3)}
+    assert not saxe.check_mode_curves(dict(traj, rtol=1e-12), model.task)[0]
+    assert saxe.check_mode_curves(dict(traj, rtol=1e-8), model.task)[0]
+    assert not saxe.check_mode_curves(dict(traj, rtol=np.nan), model.task)[0]
+    assert saxe.check_mode_curves(dict(traj, rtol=np.nan), model.task, tol=1e-6)[0]
+
+    class Clash(_Decay):
+        OBSERVABLES: ClassVar[dict[str, str]] = {"rtol": "a name the trajectory holds"}
+    with pytest.raises(ValueError, match="rtol"):
+        models.check(Clash(), {"w": np.ones(3)}, None)

@@ -15,8 +15,13 @@ import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray, PyTree
 
 #: A trajectory as a claim reads it: ``"t"`` (the saved times, shape ``(T,)``), every observable
-#: with leading axis ``T``, and every event time by name (NaN where it was not reached).
+#: with leading axis ``T``, every event time by name (NaN where it was not reached) and ``"rtol"``,
+#: the solver's relative tolerance (NaN for gradient descent).
 Trajectory = Mapping[str, Any]
+
+#: How many times the solver's relative tolerance an identity of the exact flow may miss by on a
+#: computed trajectory (:func:`within_solver`): its local errors accumulate over the run.
+SOLVER_SLACK = 100.0
 
 
 #: What every model's run records besides its own observables (:class:`flowsim.models.GenericEngine`).
@@ -98,6 +103,13 @@ def at_most(x: float, tol: float) -> tuple[bool, float]:
     return (not math.isnan(margin)) and margin >= 0, margin
 
 
+def within_solver(tol: float, traj: Trajectory) -> float:
+    """The tolerance of a check that the exact flow meets exactly (a closed form, a conserved
+    quantity): ``tol``, or :data:`SOLVER_SLACK` times the run's ``rtol`` where that is larger, as
+    a looser solve cannot confirm an identity more closely than its own error."""
+    return max(tol, SOLVER_SLACK * float(traj.get("rtol", math.nan)))  # NaN (no solver): tol
+
+
 def in_float64(check: Callable[..., tuple[bool, float]]) -> Callable[..., tuple[bool, float]]:
     """``check`` run in JAX's 64-bit mode whatever the caller's: the closed forms it compares a
     trajectory against are JAX functions, whose dtype follows the x64 flag, and a float32 closed
@@ -111,7 +123,7 @@ def in_float64(check: Callable[..., tuple[bool, float]]) -> Callable[..., tuple[
 
 def check_names(model: AbstractModel) -> None:
     """Refuse a model whose observables or events collide with the core's names or each other."""
-    taken = {"t", *CORE_OBSERVABLES}
+    taken = {"t", "rtol", *CORE_OBSERVABLES}
     for kind, names in (("observable", tuple(model.OBSERVABLES)), ("event", tuple(model.event_names))):
         for n in names:
             if n in taken and not (kind == "observable" and n == "loss"):
@@ -121,7 +133,8 @@ def check_names(model: AbstractModel) -> None:
         raise ValueError(f"model {model.name!r} names no initialization scheme")
 
 
-def as_trajectory(ts: np.ndarray, observables: Mapping[str, np.ndarray], events: Mapping[str, float | None]) -> dict:
-    """The :data:`Trajectory` of a run's saves and event times."""
+def as_trajectory(ts: np.ndarray, observables: Mapping[str, np.ndarray], events: Mapping[str, float | None],
+                  rtol: float = math.nan) -> dict:
+    """The :data:`Trajectory` of a run's saves, event times and solver tolerance."""
     return {"t": np.asarray(ts), **{k: np.asarray(v) for k, v in observables.items()},
-            **{k: np.nan if v is None else float(v) for k, v in events.items()}}
+            **{k: np.nan if v is None else float(v) for k, v in events.items()}, "rtol": float(rtol)}

@@ -235,7 +235,8 @@ def _check_fits(engine: GenericEngine, params, args: ModelArgs, saves: int, item
 def check_claims(result: FlowResult, model: AbstractModel) -> list[Row]:
     """Each of ``model.claims()`` judged on ``result``'s saved trajectory and event times, as the
     rows :func:`flowsim.reporting.format_table` prints."""
-    trajectory = as_trajectory(result.ts, result.observables, result.events)
+    rtol = result.options.solver.rtol if isinstance(result.options, FlowOptions) else math.nan
+    trajectory = as_trajectory(result.ts, result.observables, result.events, rtol)
     rows = []
     for c in model.claims():
         holds, margin = c.check(trajectory, model)

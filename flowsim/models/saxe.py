@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 
-from .contract import AbstractModel, ModelClaim, Trajectory, at_most, in_float64
+from .contract import AbstractModel, ModelClaim, Trajectory, at_most, in_float64, within_solver
 
 
 class SaxeTask(eqx.Module):
@@ -208,21 +208,21 @@ def _active(traj: Trajectory) -> np.ndarray:
 
 @in_float64
 def check_mode_curves(traj: Trajectory, task: SaxeTask, tol: float = 1e-8) -> tuple[bool, float]:
-    """Max over saves and active modes of ``|u_a(t) / Eq. (12) - 1|`` at most ``tol``."""
+    """Max over saves and active modes of ``|u_a(t) / Eq. (12) - 1|`` at most ``within_solver(tol)``."""
     u = np.asarray(traj["mode_strengths"])[:, _active(traj)]
     s = np.asarray(task.s)[_active(traj)]
     curve = np.asarray(mode_curve(np.asarray(traj["t"])[:, None], s, u[0], task.tau))
-    return at_most(np.max(np.abs(u / curve - 1.0)), tol)
+    return at_most(np.max(np.abs(u / curve - 1.0)), within_solver(tol, traj))
 
 
 @in_float64
 def check_half_learning(traj: Trajectory, task: SaxeTask, tol: float = 1e-8) -> tuple[bool, float]:
-    """Max over active modes of ``|t_half / Eq. (11) - 1|`` at most ``tol``, ``t_half`` the event
+    """Max over active modes of ``|t_half / Eq. (11) - 1|`` at most ``within_solver(tol)``, ``t_half`` the event
     "mode learned" (strength ``s_a / 2``)."""
     active = _active(traj)
     u0, s = np.asarray(traj["mode_strengths"])[0, active], np.asarray(task.s)[active]
     closed = np.asarray(half_learned_time(s, u0, task.tau))
-    return at_most(np.max(np.abs(np.asarray(traj["half_learned"]) / closed - 1.0)), tol)
+    return at_most(np.max(np.abs(np.asarray(traj["half_learned"]) / closed - 1.0)), within_solver(tol, traj))
 
 
 @in_float64
@@ -237,16 +237,16 @@ def check_stronger_first(traj: Trajectory, task: SaxeTask) -> tuple[bool, float]
 
 @in_float64
 def check_decoupled(traj: Trajectory, task: SaxeTask, tol: float = 1e-10) -> tuple[bool, float]:
-    """Max over saves of the cross-talk ``max |a^a . b^b|`` over ``s_1`` at most ``tol``."""
-    return at_most(np.max(np.asarray(traj["cross_talk"])) / float(task.s[0]), tol)
+    """Max over saves of the cross-talk ``max |a^a . b^b|`` over ``s_1`` at most ``within_solver(tol)``."""
+    return at_most(np.max(np.asarray(traj["cross_talk"])) / float(task.s[0]), within_solver(tol, traj))
 
 
 @in_float64
 def check_balance(traj: Trajectory, task: SaxeTask, tol: float = 1e-10) -> tuple[bool, float]:
-    """Max over saves of ``||B(t) - B(0)||_F / s_1``, ``B = W21 W21^T - W32^T W32``, at most ``tol``."""
+    """Max over saves of ``||B(t) - B(0)||_F / s_1``, ``B = W21 W21^T - W32^T W32``, at most ``within_solver(tol)``."""
     B = np.asarray(traj["balance"])
     drift = np.sqrt(np.sum((B - B[0]) ** 2, axis=(1, 2)))
-    return at_most(np.max(drift) / float(task.s[0]), tol)
+    return at_most(np.max(drift) / float(task.s[0]), within_solver(tol, traj))
 
 
 @in_float64

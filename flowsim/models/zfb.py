@@ -28,7 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 
-from .contract import AbstractModel, ModelClaim, Trajectory, at_most, in_float64
+from .contract import AbstractModel, ModelClaim, Trajectory, at_most, in_float64, within_solver
 
 
 class ICLLaw(eqx.Module):
@@ -243,22 +243,22 @@ def check_predictor(traj: Trajectory, law: ICLLaw, tol: float = 1e-8) -> tuple[b
 
 @in_float64
 def check_invariant_set(traj: Trajectory, law: ICLLaw, tol: float = 1e-14) -> tuple[bool, float]:
-    """Max over saves of ``max(|w21^PV|, |w21^KQ|) / |u|`` at most ``tol`` (they stay exactly 0)."""
-    return at_most(np.max(np.asarray(traj["off_blocks"]) / np.abs(np.asarray(traj["u"]))), tol)
+    """Max over saves of ``max(|w21^PV|, |w21^KQ|) / |u|`` at most ``within_solver(tol)`` (they stay exactly 0)."""
+    return at_most(np.max(np.asarray(traj["off_blocks"]) / np.abs(np.asarray(traj["u"]))), within_solver(tol, traj))
 
 
 @in_float64
 def check_balanced(traj: Trajectory, law: ICLLaw, tol: float = 1e-10) -> tuple[bool, float]:
-    """Max over saves of ``|b(t) - b(0)| / max u^2``, ``b = u^2 - ||U11||_F^2``, at most ``tol``."""
+    """Max over saves of ``|b(t) - b(0)| / max u^2``, ``b = u^2 - ||U11||_F^2``, at most ``within_solver(tol)``."""
     b, u = np.asarray(traj["balance"]), np.asarray(traj["u"])
-    return at_most(np.max(np.abs(b - b[0])) / np.max(u**2), tol)
+    return at_most(np.max(np.abs(b - b[0])) / np.max(u**2), within_solver(tol, traj))
 
 
 @in_float64
 def check_descent(traj: Trajectory, law: ICLLaw, tol: float = 1e-12) -> tuple[bool, float]:
     """The loss never rises between saves by more than ``tol`` times its initial value."""
     loss = np.asarray(traj["loss"])
-    return at_most(max(float(np.max(np.diff(loss), initial=0.0)), 0.0) / loss[0], tol)
+    return at_most(max(float(np.max(np.diff(loss), initial=0.0)), 0.0) / loss[0], within_solver(tol, traj))
 
 
 def _claim(id: str, text: str, reference: str, measured: str, check) -> ModelClaim:
