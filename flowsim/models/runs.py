@@ -47,8 +47,6 @@ from .contract import CORE_OBSERVABLES
 FORMAT, FORMAT_VERSION = "flowsim-model-run", 1
 KIND = (FORMAT, FORMAT_VERSION)
 RUN_JSON, TRAJECTORY, STATE = results.RUN_JSON, results.TRAJECTORY, results.STATE
-#: The keys of ``flowsim integrate`` (a :class:`~flowsim.RunConfig` field each, parsed and checked by it) that a model's run takes.
-SHARED = MODEL_KEYS
 #: The key of a config file's ``[model]`` table that names the model; its other keys are sizes.
 SPEC_KEY = "spec"
 
@@ -66,7 +64,7 @@ class ModelConfig:
     """Everything that determines a model's run: the model (``model``, a key of
     :data:`flowsim.models.MODELS` or ``module:factory``, and ``sizes``, its factory's keywords),
     the ``seed`` of its draws, its initialization ``scheme`` (``None``: the model's first) and
-    the flow's ``options`` (keys of :data:`SHARED` but the seed; unset ones are the defaults)."""
+    the flow's ``options`` (keys of :data:`flowsim.config.MODEL_KEYS` but the seed; unset ones are the defaults)."""
 
     model: str
     sizes: dict[str, Any] = dataclasses.field(default_factory=dict)
@@ -89,14 +87,14 @@ class ModelConfig:
     def make(cls, model: str, sizes: Mapping[str, Any] | None = None, values: Mapping[str, Any] | None = None,
              label=lambda k: f"--{k.replace('_', '-')}") -> ModelConfig:
         """The configuration of ``model`` with ``sizes``, and ``values`` (``seed``, ``scheme``
-        and the keys of :data:`SHARED`, as native values or text) each parsed and checked as
+        and the keys of :data:`flowsim.config.MODEL_KEYS`, as native values or text) each parsed and checked as
         ``flowsim integrate`` checks its flags; ``label(key)`` names a key in error messages."""
         values = dict(values or {})
         scheme = values.pop("scheme", None)
-        unknown = [k for k in values if k not in SHARED]
+        unknown = [k for k in values if k not in MODEL_KEYS]
         if unknown:
             raise UsageError(f"{label(unknown[0])}: describes the paper's transformer, not a model's run; a model "
-                              f"takes seed, scheme, {', '.join(SHARED[1:])} and its sizes (--model-option KEY=VALUE "
+                              f"takes seed, scheme, {', '.join(MODEL_KEYS[1:])} and its sizes (--model-option KEY=VALUE "
                               "or a [model] table)")
         parsed = RunConfig().merge(values, label=label)
         given = {k: getattr(parsed, k) for k in values}
@@ -107,7 +105,7 @@ class ModelConfig:
                   values: Mapping[str, Any] | None = None) -> ModelConfig:
         """A config file's run: its ``[model]`` table (``spec``, the model, unless ``model`` is
         given; every other key a size) and its top-level keys (``seed``, ``scheme`` and those of
-        :data:`SHARED`), under ``sizes`` and ``values`` given on the command line."""
+        :data:`flowsim.config.MODEL_KEYS`), under ``sizes`` and ``values`` given on the command line."""
         table = read_toml(path, "config file")
         section = table.pop("model", {})
         if not isinstance(section, dict):
@@ -166,7 +164,7 @@ class ModelConfig:
         """The scheme written out and the options resolved (tolerances), as run.json records them."""
         flat = self.flow_options().flat()
         return dataclasses.replace(self, scheme=self.scheme or model.SCHEMES[0],
-                                   options={k: flat[k] for k in SHARED if k != "seed" and k in flat})
+                                   options={k: flat[k] for k in MODEL_KEYS if k != "seed" and k in flat})
 
 
 def parse_option(text: str) -> tuple[str, Any]:

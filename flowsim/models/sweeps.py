@@ -10,7 +10,7 @@ from typing import Any
 
 from ..core import lock
 from .. import results
-from ..config import read_toml
+from ..config import MODEL_KEYS, read_toml
 from ..core.errors import FlowFailure, UsageError
 from ..core.messages import shown
 from ..sweepdir import INDEX_JSON, POINTS, read_index
@@ -23,7 +23,7 @@ FORMAT = "flowsim-model-sweep"
 @dataclasses.dataclass(frozen=True)
 class ModelSweep:
     """A base :class:`~flowsim.models.runs.ModelConfig` and a grid ``{key: [values, ...]}`` whose
-    keys are ``seed``, ``scheme``, flow options (:data:`~flowsim.models.runs.SHARED`) or the
+    keys are ``seed``, ``scheme``, flow options (:data:`~flowsim.config.MODEL_KEYS`) or the
     model's sizes; the points are the Cartesian product, each checked when the sweep is made."""
 
     base: runs.ModelConfig
@@ -84,7 +84,7 @@ class ModelSweep:
 
 def _point(base: runs.ModelConfig, values: Mapping[str, Any], label) -> runs.ModelConfig:
     """``base`` with the grid ``values``: seed, scheme and options parsed as flags are, the rest sizes."""
-    run_keys = {k: v for k, v in values.items() if k in runs.SHARED or k == "scheme"}
+    run_keys = {k: v for k, v in values.items() if k in MODEL_KEYS or k == "scheme"}
     sizes = {k: v for k, v in values.items() if k not in run_keys}
     options = {**base.options, "seed": base.seed}
     options = {k: v for k, v in options.items() if v is not None}
