@@ -1,7 +1,6 @@
 """The reduced and Gram engines against the four-matrix reference flow (spec 7), and that flow's
 observables and events against the independent numpy reference (tests/_reference.py)."""
 
-
 import jax
 import jax.numpy as jnp
 import numpy as np
