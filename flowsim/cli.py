@@ -16,7 +16,7 @@ from .config import PRESETS, RunConfig
 from .core.errors import DamagedResult, DirectoryInUse, FlowFailure, ResourceError, UsageError
 from .core.names import DEFAULT_FORMATS, DEFAULT_PRESET, DPI, DPI_RANGE, FORMATS, PLOT_KINDS, SWEEP_PLOT_KINDS
 from .sweepdir import INDEX_JSON, is_sweep
-from .models import cli as model_cli
+from . import model_cli
 
 #: The exit status of each outcome (docs/cli.md, "Exit status"): an error exits with the status of
 #: the first of its classes (its method resolution order) listed here.  Bad input of every kind
@@ -421,7 +421,7 @@ def execute(args, config, run, resume, summary) -> int:
     directory of ``--resume`` (``resume(out, progress=)``) into ``--out`` or a claimed
     ``runs/<timestamp>``; print ``summary(run)``; map an interrupt, a solver failure or a write
     error to its exit status with the advice for what is left on disk.  The transformer's runs
-    and any model's (flowsim.models.cli) go through here."""
+    and any model's (flowsim.model_cli) go through here."""
     out, received = args.resume or args.out, []
     try:
         with _claimed(out) as out, _sigterm_interrupts(received):

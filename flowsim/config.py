@@ -19,7 +19,7 @@ from .core.names import PRESETS as PRESET_NAMES
 from .core.options import TOLERANCES, DescentOptions, FlowOptions, MarkerOptions, SaveOptions, SolverOptions
 
 MAX_WIDTH = 10**12  # m, m1: numbers, not array sizes, with the subspace start
-#: The keys of RunConfig that a run of a model of flowsim.models takes (flowsim.models.runs): its
+#: The keys of RunConfig that a run of a model of flowsim.models takes (flowsim.model_runs): its
 #: seed, the flow's solver and save options and gradient descent's (method gd); the others
 #: describe the paper's transformer.
 MODEL_KEYS = ("seed", "t_end", "saves", "grid", "t_first", "chunk", "solver", "rtol", "atol", "max_steps", "precision",

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from flowsim import RunConfig, Sweep
-from flowsim.models.runs import ModelConfig
-from flowsim.models.sweeps import ModelSweep
+from flowsim.model_runs import ModelConfig
+from flowsim.model_sweeps import ModelSweep
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = sorted((ROOT / "examples").glob("*.toml"))

@@ -9,7 +9,7 @@ import jax
 import numpy as np
 import pytest
 
-from flowsim import cli, models
+from flowsim import cli, model_runs, models
 from flowsim.models import saxe, zfb
 from flowsim.models.contract import as_trajectory
 
@@ -223,7 +223,7 @@ def test_a_model_sweep_batched_by_two_is_the_single_solves(saxe_seeds, tmp_path,
     index = json.loads((tmp_path / "sw" / "sweep.json").read_text())
     assert [p["status"] for p in index["points"]] == ["complete", "complete"]
     for point, single in zip(index["points"], singles):
-        run = models.runs.load(tmp_path / "sw" / point["path"])
+        run = model_runs.load(tmp_path / "sw" / point["path"])
         assert run.meta["stats"]["solves"] > 3 and run.config.options["method"] == "flow"
         final = dict(zip(["W21", "W32"], run.result.params_final))
         assert_member_is_single(dataclasses.replace(run.result, params_final=final),
@@ -239,7 +239,7 @@ def test_a_model_sweep_batched_by_two_is_the_single_solves(saxe_seeds, tmp_path,
     with monkeypatch.context() as patch:
         patch.setattr(models.flow, "integrate_batch", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt))
         assert cli.main(["sweep", "--config", str(config), "--out", "stopped", "--batch", "2", "--quiet"]) == 130
-    assert [models.runs.load(tmp_path / "stopped" / p["path"]).status for p in index["points"]] == ["interrupted"] * 2
+    assert [model_runs.load(tmp_path / "stopped" / p["path"]).status for p in index["points"]] == ["interrupted"] * 2
     assert cli.main(["sweep", "--config", str(config), "--out", "stopped", "--batch", "2", "--quiet"]) == 0
     for point, single in zip(index["points"], singles):
         with np.load(tmp_path / "stopped" / point["path"] / "trajectory.npz") as saved:

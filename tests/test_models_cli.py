@@ -17,7 +17,7 @@ import pytest
 
 import flowsim
 from flowsim import cli, models
-from flowsim.models import runs
+from flowsim import model_runs as runs
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 # One size everywhere (each distinct shape is a compilation): tests/test_models.py's teacher-student
@@ -123,7 +123,7 @@ def test_plot_draws_every_observable_with_the_events(reference, tmp_path):
 
     height, width = matplotlib.image.imread(tmp_path / "observables.png").shape[:2]
     assert 1500 <= width <= 1900 and height <= 1100  # a slide: about 12 x 7 inches at 150 dpi
-    from flowsim.models import plotting
+    from flowsim import model_plotting as plotting
 
     run = runs.load(out)
     [fig] = plotting.figures([run.result], title="t", labels=["a"]).values()

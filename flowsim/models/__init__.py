@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from .contract import AbstractModel
 
 # Public names and the submodule that defines each, imported on first use (PEP 562) so that the
-# command line (flowsim.models.cli, read by ``flowsim --help``) does not pay for importing JAX.
+# command line (flowsim.model_cli, read by ``flowsim --help``) does not pay for importing JAX.
 _EXPORTS = {
     "contract": ("AbstractModel", "ModelClaim", "Trajectory", "at_most", "in_float64", "within_solver"),
     "flow": ("check", "check_claims", "draw", "gradient_descent", "integrate", "integrate_batch"),

@@ -34,15 +34,15 @@ from typing import Any
 import jax
 import numpy as np
 
-from ..core import files, lock
-from .. import results
-from ..config import MODEL_KEYS, RunConfig, read_toml
-from ..core.errors import DamagedResult, FlowFailure, UsageError
-from ..core.messages import failure, shown
-from ..core.options import DescentOptions, FlowOptions
-from ..runner import RunInterrupted, check_out, default_out, signals_held
-from ..core.trajectory import FlowResult
-from .contract import CORE_OBSERVABLES
+from .core import files, lock
+from . import results
+from .config import MODEL_KEYS, RunConfig, read_toml
+from .core.errors import DamagedResult, FlowFailure, UsageError
+from .core.messages import failure, shown
+from .core.options import DescentOptions, FlowOptions
+from .runner import RunInterrupted, check_out, default_out, signals_held
+from .core.trajectory import FlowResult
+from .models.contract import CORE_OBSERVABLES
 
 FORMAT, FORMAT_VERSION = "flowsim-model-run", 1
 KIND = (FORMAT, FORMAT_VERSION)
@@ -134,7 +134,7 @@ class ModelConfig:
     def build(self):
         """The model its factory builds from the sizes (a one-line :class:`UsageError` for a spec,
         a size or a scheme it refuses, or an error its code raises)."""
-        from . import load
+        from .models import load
 
         try:
             model = load(self.model, **self.sizes)
@@ -152,7 +152,7 @@ class ModelConfig:
 
     def draw(self, model):
         """``(params, data)`` of the seed and scheme, in float64 (:func:`flowsim.models.draw`)."""
-        from .flow import draw
+        from .models.flow import draw
 
         try:
             with jax.enable_x64(True):
@@ -242,7 +242,7 @@ def run_batch(configs: list[ModelConfig], outs: list, *, devices=None, progress:
     files there), as :func:`run` would write it.  Each directory is marked running before the
     solve, so an interrupted batch leaves points that :func:`resume` finishes one by one; if the
     solve fails or the model's code raises, every point is recorded as failed."""
-    from .flow import integrate_batch
+    from .models.flow import integrate_batch
 
     model = configs[0].build()
     drawn = [c.draw(model) for c in configs]
@@ -280,7 +280,7 @@ def run_batch(configs: list[ModelConfig], outs: list, *, devices=None, progress:
 
 def _checked(config: ModelConfig, model, params, data, members: int = 1) -> None:
     """:func:`flowsim.models.check` of a configuration's run (``members`` at once), refusals as one line."""
-    from .flow import check
+    from .models.flow import check
 
     try:
         check(model, params, data, options=config.flow_options(), members=members)
@@ -369,7 +369,7 @@ class _Writer:
         self.observables = CORE_OBSERVABLES | model.OBSERVABLES
 
     def execute(self, checkpoint: FlowResult | None, wall_before: float, progress: bool) -> ModelRun:
-        from .flow import gradient_descent, integrate
+        from .models.flow import gradient_descent, integrate
 
         started = time.perf_counter()
         wall = lambda: wall_before + time.perf_counter() - started
@@ -460,7 +460,7 @@ def load(path) -> ModelRun:
 def saved_times(options: FlowOptions | DescentOptions) -> np.ndarray:
     """The times a run of ``options`` saves at: the flow's, or a descent's saved steps times its learning rate."""
     if isinstance(options, DescentOptions):
-        from ..core.descent import saved_steps
+        from .core.descent import saved_steps
 
         return saved_steps(options) * options.lr
     return options.times()

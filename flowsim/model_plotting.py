@@ -18,9 +18,9 @@ from matplotlib import colormaps
 from matplotlib.lines import Line2D
 from matplotlib.transforms import blended_transform_factory
 
-from ..core.names import DEFAULT_FORMATS, DPI
-from ..plotting import COLORS, FONT, RUN_COLORMAP, RUN_STYLES, _new_figure, _time_label, _wrap, log_ticks, save
-from ..core.trajectory import FlowResult
+from .core.names import DEFAULT_FORMATS, DPI
+from .plotting import COLORS, FONT, RUN_COLORMAP, RUN_STYLES, _new_figure, _time_label, _wrap, log_ticks, save
+from .core.trajectory import FlowResult
 
 #: Most entries of an observable drawn as curves (one line style each when runs are colours).
 MAX_ENTRIES = len(RUN_STYLES)

@@ -8,21 +8,21 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..core import lock
-from .. import results
-from ..config import MODEL_KEYS, read_toml
-from ..core.errors import FlowFailure, UsageError
-from ..core.messages import shown
-from ..sweepdir import INDEX_JSON, POINTS, read_index
-from ..sweeps import batch_size, check_lists, check_size, point_name
-from . import runs
+from .core import lock
+from . import results
+from .config import MODEL_KEYS, read_toml
+from .core.errors import FlowFailure, UsageError
+from .core.messages import shown
+from .sweepdir import INDEX_JSON, POINTS, read_index
+from .sweeps import batch_size, check_lists, check_size, point_name
+from . import model_runs as runs
 
 FORMAT = "flowsim-model-sweep"
 
 
 @dataclasses.dataclass(frozen=True)
 class ModelSweep:
-    """A base :class:`~flowsim.models.runs.ModelConfig` and a grid ``{key: [values, ...]}`` whose
+    """A base :class:`~flowsim.model_runs.ModelConfig` and a grid ``{key: [values, ...]}`` whose
     keys are ``seed``, ``scheme``, flow options (:data:`~flowsim.config.MODEL_KEYS`) or the
     model's sizes; the points are the Cartesian product, each checked when the sweep is made."""
 
@@ -172,7 +172,7 @@ def _check_out(out: Path, definition: dict, force: bool) -> None:
 
 def _entry(path: Path, name: str, values: dict) -> dict:
     """A point's index entry, read from its result directory (verified)."""
-    from .flow import check_claims
+    from .models.flow import check_claims
 
     run = runs.load(path)
     entry = {"name": name, "values": values, "path": f"{POINTS}/{name}", "status": run.status,

@@ -9,11 +9,11 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..config import MODEL_KEYS, RunConfig, read_toml
-from ..core.errors import UsageError
+from .config import MODEL_KEYS, RunConfig, read_toml
+from .core.errors import UsageError
 
 if TYPE_CHECKING:  # runs and sweeps import JAX, which --help must not
-    from . import runs
+    from . import model_runs as runs
 
 
 def add_integrate_options(parser: argparse.ArgumentParser) -> None:
@@ -34,7 +34,7 @@ def add_integrate_options(parser: argparse.ArgumentParser) -> None:
 def wants_integrate(args) -> bool:
     """Whether ``flowsim integrate``'s arguments are a model's run: --model (or its options), a
     config file with a [model] table, or --resume of a model's directory."""
-    from . import runs
+    from . import model_runs as runs
 
     if args.model is not None or args.model_options or args.scheme is not None:
         return True
@@ -45,7 +45,7 @@ def wants_integrate(args) -> bool:
 
 def is_model_dir(path) -> bool:
     """Whether ``path`` is a model's result directory or a model's sweep directory."""
-    from . import runs, sweeps
+    from . import model_runs as runs, model_sweeps as sweeps
 
     return runs.is_model_run(path) or sweeps.is_model_sweep(path)
 
@@ -70,9 +70,9 @@ def _importable_here() -> None:
 
 
 def _configuration(args) -> runs.ModelConfig | None:
-    from . import runs
+    from . import model_runs as runs
 
-    from .. import cli as shell
+    from . import cli as shell
 
     transformer = [shell.flag(f.name) for f in dataclasses.fields(RunConfig)
                    if f.name not in MODEL_KEYS and getattr(args, f.name) is not None]
@@ -102,9 +102,9 @@ def _configuration(args) -> runs.ModelConfig | None:
 def integrate(args) -> int:
     """``flowsim integrate --model``: run (or resume) a model into a result directory; the exit
     status as for the transformer (docs/cli.md)."""
-    from . import runs
+    from . import model_runs as runs
 
-    from .. import cli as shell
+    from . import cli as shell
 
     _importable_here()
     return shell.execute(args, _configuration(args), runs.run, runs.resume, summary)
@@ -133,7 +133,7 @@ def summary(run: runs.ModelRun) -> str:
 
 def _loaded(dirs) -> list[runs.ModelRun]:
     """The model runs in ``dirs`` (a model sweep's directory: its points that hold a trajectory)."""
-    from . import runs, sweeps
+    from . import model_runs as runs, model_sweeps as sweeps
 
     out = []
     for d in dirs:
@@ -165,8 +165,8 @@ def labels(loaded: list[runs.ModelRun]) -> list[str]:
 
 def plot(args) -> int:
     """``flowsim plot DIR...`` on model runs (or one model sweep): every observable against time."""
-    from .. import cli as shell
-    from . import plotting
+    from . import cli as shell
+    from . import model_plotting as plotting
 
     prog = "flowsim plot"
     if args.kinds:
@@ -193,11 +193,11 @@ def plot(args) -> int:
 def report(args) -> int:
     """``flowsim report DIR`` on a model run: its model's claims judged, printed and written as
     report.json; on a model sweep, how many points each claim holds on."""
-    from . import runs
+    from . import model_runs as runs
 
-    from .. import cli as shell
-    from ..reporting import format_table, write_report
-    from .flow import check_claims
+    from . import cli as shell
+    from .reporting import format_table, write_report
+    from .models.flow import check_claims
 
     prog = "flowsim report"
     _importable_here()
@@ -224,9 +224,9 @@ def report(args) -> int:
 
 def sweep(args) -> int:
     """``flowsim sweep --config FILE`` whose file has a [model] table: every grid point a model run."""
-    from . import sweeps
+    from . import model_sweeps as sweeps
 
-    from .. import cli as shell
+    from . import cli as shell
 
     prog = "flowsim sweep"
     _importable_here()
