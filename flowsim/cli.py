@@ -12,7 +12,7 @@ import warnings
 from pathlib import Path
 
 from . import __version__
-from .config import PRESETS, RunConfig
+from .config import PRESETS, RunConfig, check_method_keys
 from .core.errors import DamagedResult, DirectoryInUse, FlowFailure, ResourceError, UsageError
 from .core.names import DEFAULT_FORMATS, DEFAULT_PRESET, DPI, DPI_RANGE, FORMATS, PLOT_KINDS, SWEEP_PLOT_KINDS
 from .sweepdir import INDEX_JSON, is_sweep
@@ -475,8 +475,11 @@ def _configuration(args) -> RunConfig | None:
                               f"{args.resume}/run.json")
         return None
     if args.config is not None:
-        return RunConfig.from_toml(args.config, preset=args.preset).merge(given, label=flag)
-    return RunConfig.preset(args.preset or DEFAULT_PRESET).merge(given, label=flag)
+        config = RunConfig.from_toml(args.config, preset=args.preset).merge(given, label=flag)
+    else:
+        config = RunConfig.preset(args.preset or DEFAULT_PRESET).merge(given, label=flag)
+    check_method_keys(config.method, given, label=flag)
+    return config
 
 
 def summary(run) -> str:

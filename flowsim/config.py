@@ -24,6 +24,19 @@ MAX_WIDTH = 10**12  # m, m1: numbers, not array sizes, with the subspace start
 #: describe the paper's transformer.
 MODEL_KEYS = ("seed", "t_end", "saves", "grid", "t_first", "chunk", "solver", "rtol", "atol", "max_steps", "precision",
               "method", "lr", "steps")
+#: The keys that only one method reads: the flow's solver, and gradient descent's step.  (``chunk``,
+#: saves per solve, is accepted by both: a descent saves in compiled pieces of its own.)
+METHOD_KEYS = {"flow": ("solver", "rtol", "atol", "max_steps"), "gd": ("lr", "steps")}
+
+
+def check_method_keys(method: str, given, label: Callable[[str], str] = str) -> None:
+    """Refuse a key of ``given`` that ``method`` does not read (``--rtol`` with ``--method gd``,
+    ``--lr`` with the flow), which would otherwise be ignored without a word."""
+    for key in given:
+        for other, keys in METHOD_KEYS.items():
+            if other != method and key in keys:
+                takes = ", ".join(label(k) for k in METHOD_KEYS[method])
+                raise UsageError(f"{label(key)}: only --method {other} reads it; --method {method} takes {takes}")
 
 
 #: Largest configuration or sweep file read (bytes): real ones are a few hundred.

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .config import MODEL_KEYS, RunConfig, read_toml
+from .config import MODEL_KEYS, RunConfig, check_method_keys, read_toml
 from .core.errors import UsageError
 
 if TYPE_CHECKING:  # runs and sweeps import JAX, which --help must not
@@ -89,7 +89,8 @@ def _configuration(args) -> runs.ModelConfig | None:
             raise UsageError(f"--resume cannot be combined with {clash[0]}: the configuration is in "
                               f"{args.resume}/run.json")
         return None
-    RunConfig().merge(given, label=shell.flag)  # the flags' own errors name the flag
+    parsed = RunConfig().merge(given, label=shell.flag)  # the flags' own errors name the flag
+    check_method_keys(parsed.method, given, label=shell.flag)
     sizes = dict(runs.parse_option(o) for o in args.model_options or ())
     values = given | ({"scheme": args.scheme} if args.scheme is not None else {})
     if args.config is not None:

@@ -267,6 +267,8 @@ BAD = [
     (["--saves", "1"], "--saves"),
     (["--seed", "-1"], "--seed"),
     (["--max-steps", "0"], "--max-steps"),
+    (["--method", "gd", "--solver", "dopri5"], "--solver: only --method flow reads it; --method gd takes --lr, --steps"),
+    (["--steps", "100"], "--steps: only --method gd reads it; --method flow takes --solver"),
     (["--bogus", "1"], "--bogus"),
     (["--n"], "--n"),
     (["--config", "{tmp}/missing.toml"], "missing.toml"),

@@ -227,6 +227,8 @@ def test_an_edited_run_json_and_a_damaged_checkpoint_are_refused(reference, inte
     ([*MODEL, "--m", "8"], "--m: describes the paper's transformer"),
     ([*MODEL, "--t-end", "-1"], "--t-end: must be a positive finite number"),
     (["--model-option", "width=4"], "need --model SPEC"),
+    ([*MODEL, "--method", "gd", "--rtol", "1e-6"], "--rtol: only --method flow reads it; --method gd takes --lr, --steps"),
+    ([*MODEL, "--lr", "0.1"], "--lr: only --method gd reads it"),
 ])
 def test_bad_model_input_is_one_line_exit_2_and_writes_nothing(argv, message, tmp_path):
     rc, out, err = main(["integrate", *argv, "--out", tmp_path / "run"])
