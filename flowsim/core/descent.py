@@ -10,7 +10,7 @@ import numpy as np
 from .checks import integer
 from .errors import FlowFailure
 from .options import DescentOptions, SaveOptions, save_times
-from .programs import _stack as stack_values
+from .programs import stack_values
 from .trajectory import FlowResult
 
 

@@ -46,9 +46,9 @@ class Problem:
 
     engines: list  # one per member
     starts: list  # the members' starts (host arrays), for the results
-    args: list  # one FlowArgs per member
+    args: list  # one engine's run arguments per member
     engine: object  # the engine the solve runs: engines[0], or all stacked for a batch
-    flow_args: object  # likewise for the FlowArgs
+    flow_args: object  # likewise for the run arguments
     y0: PyTree  # the initial state, stacked for a batch
     solver: object
     controller: object

@@ -37,7 +37,7 @@ def _finite_tree(tree) -> jax.Array:
     return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]))
 
 
-def _stack(values: tuple, y) -> jax.Array:
+def stack_values(values: tuple, y) -> jax.Array:
     """The event conditions as one array (shape ``(0,)`` for a model without events)."""
     return jnp.stack(values) if values else jnp.zeros((0,), jax.tree.leaves(y)[0].dtype)
 
@@ -58,13 +58,13 @@ def _member_fns(engine, batched):
     member's at once by vmap."""
     if not batched:
         return (engine.vector_field, lambda t, y, a: _lead(engine.observe(y, a)),
-                lambda t, y, a: _stack(engine.event_values(t, y, a), y),
+                lambda t, y, a: stack_values(engine.event_values(t, y, a), y),
                 lambda y, a: _lead(engine.start_facts(y, a)))
     axes = engine.args_axes(batched)
     over = lambda f: lambda y, a: jax.vmap(f, in_axes=(0, 0, axes))(engine, y, a)
     return (lambda t, y, a: over(lambda e, y, a: e.vector_field(t, y, a))(y, a),
             lambda t, y, a: over(lambda e, y, a: e.observe(y, a))(y, a),
-            lambda t, y, a: over(lambda e, y, a: _stack(e.event_values(t, y, a), y))(y, a),
+            lambda t, y, a: over(lambda e, y, a: stack_values(e.event_values(t, y, a), y))(y, a),
             over(lambda e, y, a: e.start_facts(y, a)))
 
 

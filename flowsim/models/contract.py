@@ -107,7 +107,8 @@ def within_solver(tol: float, traj: Trajectory) -> float:
     """The tolerance of a check that the exact flow meets exactly (a closed form, a conserved
     quantity): ``tol``, or :data:`SOLVER_SLACK` times the run's ``rtol`` where that is larger, as
     a looser solve cannot confirm an identity more closely than its own error."""
-    return max(tol, SOLVER_SLACK * float(traj.get("rtol", math.nan)))  # NaN (no solver): tol
+    rtol = float(traj.get("rtol", math.nan))
+    return tol if math.isnan(rtol) else max(tol, SOLVER_SLACK * rtol)  # NaN: no solver (gradient descent)
 
 
 def in_float64(check: Callable[..., tuple[bool, float]]) -> Callable[..., tuple[bool, float]]:

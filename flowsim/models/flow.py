@@ -15,6 +15,7 @@ from ..core import loop
 from ..core.cache import enable_compilation_cache
 from ..core.contract import OWN_DATA, SHARED_DATA, SINGLE
 from ..core.controller import make_solver
+from ..core.descent import descend, saved_steps
 from ..core.loop import Prepared, as_dtype
 from ..core.options import DescentOptions, FlowOptions
 from ..core.resources import STATE_COPIES, check_fits
@@ -141,8 +142,6 @@ def check(model: AbstractModel, params, data=None, t_end: float | None = None, *
     if t_end is not None:
         keywords["t_end"] = t_end
     if isinstance(options, DescentOptions):
-        from ..core.descent import saved_steps
-
         options = DescentOptions.updated(options, **keywords)
         _check_problem(model, params, data, options.precision, len(saved_steps(options)), members)
         return options
@@ -177,8 +176,6 @@ def gradient_descent(model: AbstractModel, params, data=None, lr: float | None =
     grid's.  Raises :class:`~flowsim.FlowFailure` (with the saves up to the last finite one) if
     the iterates become non-finite.
     """
-    from ..core.descent import descend
-
     keywords |= {k: v for k, v in (("lr", lr), ("steps", steps)) if v is not None}
     options = check(model, params, data, options=DescentOptions.updated(options, **keywords))
     with jax.enable_x64(options.precision == 64):
