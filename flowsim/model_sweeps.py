@@ -112,7 +112,7 @@ def sweep(plan: ModelSweep, out, *, force: bool = False, progress: bool = False,
     points = plan.points()
     models = {}
     for _, _, config in points:  # a size or scheme the model refuses is refused before anything is written
-        key = results.config_digest(dataclasses.replace(config, seed=0, scheme=None, options={}))
+        key = _model_key(config)
         if key not in models:
             models[key] = config.build()
         config.check_scheme(models[key])
@@ -140,10 +140,15 @@ def sweep(plan: ModelSweep, out, *, force: bool = False, progress: bool = False,
                     runs.run(fresh[0][0][2], fresh[0][1], force=True, progress=progress)
                 except FlowFailure:
                     pass  # recorded in the point's directory as failed
-            for (name, values, _), path in zip(group, paths):
-                index[name] = _entry(path, name, values)
+            for (name, values, config), path in zip(group, paths):
+                index[name] = _entry(path, name, values, models[_model_key(config)])
             _write(out, definition, index, points)
     return {"definition": definition, "points": _in_order(index, points)}
+
+
+def _model_key(config: runs.ModelConfig) -> str:
+    """What the built model depends on (its spec and sizes), as a key: points that share it share one model."""
+    return results.config_digest(dataclasses.replace(config, seed=0, scheme=None, options={}))
 
 
 def _solves(points, batch: int) -> list[list]:
@@ -170,8 +175,8 @@ def _check_out(out: Path, definition: dict, force: bool) -> None:
         raise UsageError(f"sweep directory {str(out)!r} holds a different sweep; choose another or use --force")
 
 
-def _entry(path: Path, name: str, values: dict) -> dict:
-    """A point's index entry, read from its result directory (verified)."""
+def _entry(path: Path, name: str, values: dict, model) -> dict:
+    """A point's index entry, read from its result directory (verified); its claims judged for ``model``."""
     from .models.flow import check_claims
 
     run = runs.load(path)
@@ -180,7 +185,7 @@ def _entry(path: Path, name: str, values: dict) -> dict:
     if run.result is not None:
         entry["final_loss"] = float(run.result.observables["loss"][-1])
         if run.status == "complete":
-            entry["verdicts"] = {r.id: r.verdict for r in check_claims(run.result, run.config.build())}
+            entry["verdicts"] = {r.id: r.verdict for r in check_claims(run.result, model)}
     return entry
 
 
