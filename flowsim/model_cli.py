@@ -40,7 +40,7 @@ def wants_integrate(args) -> bool:
         return True
     if args.resume is not None:
         return runs.is_model_run(args.resume)
-    return args.config is not None and _has_model_table(args.config)
+    return args.config is not None and names_model(args.config)
 
 
 def is_model_dir(path) -> bool:
@@ -51,12 +51,8 @@ def is_model_dir(path) -> bool:
 
 
 def names_model(path) -> bool:
-    """Whether the sweep file ``path`` has a [model] table (an unreadable one is left to the
-    transformer's sweep, which words the error)."""
-    return _has_model_table(path)
-
-
-def _has_model_table(path) -> bool:
+    """Whether the config or sweep file ``path`` has a [model] table (an unreadable one is left to
+    the transformer's commands, which word the error)."""
     try:
         return isinstance(read_toml(path, "config file").get("model"), dict)
     except UsageError:
