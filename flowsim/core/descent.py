@@ -1,4 +1,4 @@
-"""Gradient descent on any engine of the core's contract: y <- y + lr vector_field(y), saved at chosen steps, in compiled pieces with progress."""
+"""Gradient descent on any engine of the core's contract: y <- y + lr vector_field(y), saved at chosen steps, in compiled pieces."""
 
 from __future__ import annotations
 

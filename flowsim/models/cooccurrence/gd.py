@@ -35,14 +35,17 @@ def gradient_descent(
     The options are :class:`~flowsim.DescentOptions`, as an object (``options=``) or keywords
     that override it: ``lr``, ``steps``, ``t_end``, ``save_every``, ``saves``, ``grid``,
     ``precision``, the markers' constants (:class:`~flowsim.core.options.MarkerOptions`),
-    ``n_test``.  Step ``k`` is saved at time ``t = k lr``, the flow time it approximates (spec 3).  Saves are every ``save_every`` steps (plus the last step), or else at
-    :func:`flowsim.core.descent.save_steps` (``saves`` points on a ``grid``, default log-spaced from step 1).  Each
-    event of :mod:`flowsim.models.cooccurrence.events` is reported at the first saved step at which its condition
-    holds (``0.0`` if at the start, ``None`` if never), so its resolution is the save grid's.
-    ``stats`` counts ``steps`` taken and ``nfev`` (gradient evaluations, one per step).
+    ``n_test``.  Step ``k`` is saved at time ``t = k lr``, the flow time it approximates (spec 3).
+    Saves are every ``save_every`` steps (plus the last step), or else at
+    :func:`flowsim.core.descent.save_steps` (``saves`` points on a ``grid``, default log-spaced
+    from step 1).  Each event of :mod:`flowsim.models.cooccurrence.events` is reported at the
+    first saved step at which its condition holds (``0.0`` if at the start, ``None`` if never),
+    so its resolution is the save grid's.  ``stats`` counts ``steps`` taken and ``nfev``
+    (gradient evaluations, one per step).
 
-    The steps run as one compiled loop, called on pieces of at most :data:`flowsim.core.descent.PIECE_STEPS` steps;
-    ``progress`` shows a progress bar (steps, their rate, the flow time reached) between them.
+    The steps run as one compiled loop (:func:`flowsim.core.descent.descend`), called on pieces
+    of at most :data:`flowsim.core.descent.PIECE_STEPS` steps; ``progress`` shows a progress bar
+    (steps, their rate, the flow time reached) between them.
 
     Raises :class:`flowsim.FlowFailure`, holding the saves up to the last finite one, if the
     iterates become non-finite (a learning rate too large for the loss landscape).
